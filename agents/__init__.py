@@ -1,0 +1,1 @@
+"""yadtq's Faust agents, one family per module: task execution, status, heartbeats."""

@@ -1,0 +1,116 @@
+"""``execute_tasks``: consume the task topic and run registered tasks.
+
+The agent is thin: decode with :func:`yadtq_app.records.parse_task_message`, decide
+with the status row, run with :func:`yadtq_app.execution.run_task`, and report each
+step as a :class:`~yadtq_app.records.TaskEvent`. Nothing escapes the loop: Faust acks
+a message whose handler raised, which would lose the task silently.
+
+Its concurrency is ``YADTQ_CONCURRENCY``: that many actors share the topic's stream,
+so a slow task does not hold up the rest of its partition. Faust commits an offset
+only once every message before it is acked, so a crash redelivers unfinished work.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, AsyncIterable, Optional
+
+from faust.types import EventT
+
+from tables.task_status import get_status
+from yadtq_app.application import app, settings
+from yadtq_app.errors import InvalidTask, UnknownTask
+from yadtq_app.execution import run_task
+from yadtq_app.records import FAILED, PROCESSING, SUCCESS, TERMINAL, TaskEvent, TaskRequest, parse_task_message
+from yadtq_app.topics import events_topic, task_topic
+
+logger = logging.getLogger(__name__)
+
+
+@app.agent(task_topic, name="yadtq.execute_tasks", concurrency=settings.concurrency)
+async def execute_tasks(stream: AsyncIterable[Any]) -> None:
+    """Run each task message; never raises."""
+    async for event in stream.events():  # type: ignore[attr-defined]
+        try:
+            await handle_task_message(event)
+        except Exception:  # noqa: BLE001 - see module docs
+            msg = event.message
+            logger.exception("worker %s: error handling message %s-%s@%s", settings.worker_id,
+                             msg.topic, msg.partition, msg.offset)
+
+
+async def handle_task_message(event: EventT) -> None:
+    msg = event.message
+    default_id = f"{msg.topic}-{msg.partition}-{msg.offset}"
+    try:
+        request = parse_task_message(event.value, max_bytes=settings.max_message_bytes, default_id=default_id)
+    except InvalidTask as exc:
+        await reject(exc, msg.topic, msg.partition, msg.offset)
+        return
+    if event.key != request.key:
+        # Route by the id, not by where the record arrived: re-send it keyed by its id,
+        # so it runs in the partition that holds its status row.
+        logger.info("task %s arrived with key %r; re-keying by its id", request.id, event.key)
+        await (await task_topic.send(key=request.key, value=request.encode()))
+        return
+    await execute(request)
+
+
+async def execute(request: TaskRequest) -> None:
+    """Run one valid request unless its status says it already finished."""
+    state = get_status(request.id)
+    if state is not None and state.status in TERMINAL:
+        logger.info("task %s already %s; not running it again", request.id, state.status)
+        return
+    try:
+        taskdef = app.registry.get(request.task)
+    except UnknownTask as exc:
+        app.stats.count_invalid(exc.reason)
+        logger.warning("task %s: %s", request.id, exc)
+        await report(request, FAILED, attempt=(state.attempts if state else 0),
+                     error={"type": "UnknownTask", "message": str(exc), "traceback": None}, wait=True)
+        return
+    attempt = (state.attempts if state is not None else 0) + 1
+    stats = app.stats
+    stats.in_progress += 1
+    try:
+        await report(request, PROCESSING, attempt=attempt)
+        logger.debug("worker %s: task %s (%s) attempt %d starts", settings.worker_id, request.id,
+                     request.task, attempt)
+        timeout = taskdef.timeout or settings.default_timeout
+        outcome = await run_task(taskdef, list(request.task_args), dict(request.task_kwargs), timeout=timeout,
+                                 executor=app.executor)
+    finally:
+        stats.in_progress -= 1
+    if outcome.ok:
+        stats.tasks_done += 1
+        await report(request, SUCCESS, attempt=attempt, result=outcome.result, wait=True)
+    else:
+        stats.tasks_failed += 1
+        err = outcome.error or {}
+        logger.info("worker %s: task %s (%s) failed: %s: %s", settings.worker_id, request.id, request.task,
+                    err.get("type"), err.get("message"))
+        await report(request, FAILED, attempt=attempt, error=outcome.error, wait=True)
+
+
+async def reject(exc: InvalidTask, topic: str, partition: int, offset: int) -> None:
+    """Account for a message that is not a valid task; it never runs."""
+    app.stats.count_invalid(exc.reason)
+    logger.warning("invalid task message %s-%s@%s (%s): %s", topic, partition, offset, exc.reason, exc)
+    if exc.task_id:
+        request = TaskRequest(id=exc.task_id, task="?")
+        await report(request, FAILED, attempt=0,
+                     error={"type": "InvalidTask", "message": str(exc), "reason": exc.reason, "traceback": None},
+                     wait=True)
+
+
+async def report(request: TaskRequest, kind: str, *, attempt: int, result: Any = None,
+                 error: Optional[dict[str, Any]] = None, wait: bool = False) -> None:
+    """Send a status event for ``request``; with ``wait``, until the broker has it."""
+    event = TaskEvent(id=request.id, kind=kind, task=request.task, task_args=list(request.task_args),
+                      task_kwargs=dict(request.task_kwargs), attempt=attempt, worker=settings.worker_id,
+                      at=time.time(), submitted_at=request.submitted_at, result=result, error=error)
+    fut = await events_topic.send(key=request.key, value=event)
+    if wait:
+        await fut

@@ -1,0 +1,1 @@
+"""yadtq's Faust tables, one per module, each with its read helpers."""

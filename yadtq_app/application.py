@@ -1,0 +1,129 @@
+"""Build the Faust app from :class:`~yadtq_app.settings.Settings`.
+
+``faust -A yadtq_app worker`` and ``yadtq worker`` both load :data:`app` from here (``yadtq_app.app``
+resolves to it; the module is not called ``app.py`` so the two names never clash).
+Agents (``agents/``), tables (``tables/``) and web views (:mod:`yadtq_app.web`) are
+found by Faust's autodiscovery, named here as strings, so this module never imports
+them and no import cycle forms.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Optional
+
+import faust
+
+from .admin import TopicSpec, ensure_topics
+from .compat import BrokerProfile, profile_for
+from .registry import TaskRegistry, default_registry
+from .settings import Settings
+from .state import WorkerStats
+
+__all__ = ["YadtqApp", "create_app", "app", "settings"]
+
+logger = logging.getLogger(__name__)
+
+#: Modules Faust scans for agents, tables, timers and web views.
+AUTODISCOVER = ["agents", "tables", "yadtq_app.web"]
+
+
+class YadtqApp(faust.App):
+    """A Faust app that also carries yadtq's settings, task registry and worker state."""
+
+    settings: Settings
+    registry: TaskRegistry
+    profile: BrokerProfile
+    stats: WorkerStats
+    executor: Optional[ThreadPoolExecutor]
+
+    def __init__(self, settings: Settings, registry: TaskRegistry, **options: Any) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.profile = profile_for(settings)
+        self.stats = WorkerStats()
+        self.executor = None
+        self.started_at = time.time()
+        self.hostname = socket.gethostname()
+        super().__init__(settings.app_id, **options)
+
+    def _new_transport(self) -> Any:
+        transport_cls = self.profile.transport_class()
+        if transport_cls is None:
+            return super()._new_transport()
+        return transport_cls(self.conf.broker_consumer, self)
+
+    def topic_specs(self) -> list[TopicSpec]:
+        """Every topic the worker needs, with its partition count."""
+        s = self.settings
+        rf = s.replication_factor
+        specs = [
+            TopicSpec(s.task_topic, s.partitions, rf),
+            TopicSpec(s.events_topic, s.partitions, rf),
+            TopicSpec(s.heartbeat_topic, 1, rf),
+        ]
+        for table in self.tables.values():
+            topic = table.changelog_topic
+            specs.append(TopicSpec(topic.get_topic_name(), table.partitions or s.partitions, rf,
+                                   {"cleanup.policy": "compact"}))
+        return specs
+
+    async def on_first_start(self) -> None:
+        await super().on_first_start()
+        await ensure_topics(self.settings.bootstrap_servers, self.topic_specs())
+
+    async def on_start(self) -> None:
+        await super().on_start()
+        if self.executor is None:
+            self.executor = ThreadPoolExecutor(max_workers=self.settings.concurrency,
+                                               thread_name_prefix="yadtq-task")
+
+    async def on_stop(self) -> None:
+        executor, self.executor = self.executor, None
+        if executor is not None:
+            executor.shutdown(wait=False, cancel_futures=True)
+        await super().on_stop()
+
+    async def warm_metadata(self, *topics: str) -> None:
+        """Load producer metadata for topics, which Faust's router needs to find owners."""
+        producer = self.producer._ensure_producer()  # type: ignore[attr-defined]
+        for topic in topics:
+            await producer.partitions_for(topic)
+
+
+def faust_options(settings: Settings) -> dict[str, Any]:
+    """The Faust configuration for these settings (profile options included)."""
+    opts: dict[str, Any] = {
+        "broker": settings.broker_url,
+        "store": "rocksdb://",
+        "datadir": os.path.abspath(settings.resolved_data_dir),
+        "autodiscover": AUTODISCOVER,
+        "origin": "yadtq_app",
+        "topic_partitions": settings.partitions,
+        "topic_replication_factor": settings.replication_factor,
+        "web_host": settings.web_host,
+        "web_bind": settings.web_host,
+        "web_port": settings.web_port,
+        "canonical_url": settings.web_url,
+        "consumer_auto_offset_reset": "earliest",
+        "table_standby_replicas": 0,
+        "web_cors_options": None,
+    }
+    opts.update(profile_for(settings).faust_options())
+    return {k: v for k, v in opts.items() if v is not None}
+
+
+def create_app(settings: Optional[Settings] = None, registry: Optional[TaskRegistry] = None) -> YadtqApp:
+    """A :class:`YadtqApp` for these settings, with their task modules registered."""
+    settings = settings if settings is not None else Settings.from_env()
+    registry = registry if registry is not None else default_registry
+    registry.load_modules(settings.task_modules)
+    return YadtqApp(settings, registry, **faust_options(settings))
+
+
+settings = Settings.from_env()
+app = create_app(settings)

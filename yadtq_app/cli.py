@@ -1,0 +1,319 @@
+"""The ``yadtq`` command. The only module that prints for the user and sets up logging.
+
+::
+
+    yadtq broker [--host H] [--port P]       the embedded broker, in the foreground
+    yadtq worker [--web-port W] [--data-dir D]
+    yadtq run                                 embedded broker + one worker (make run)
+    yadtq submit multiply 4 5 [--wait] [--json]
+    yadtq status ID [--json]
+    yadtq workers [--json]
+    yadtq info [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import Any, Optional, Sequence
+
+from .errors import ClientError, TaskFailed, YadtqError
+
+__all__ = ["main"]
+
+logger = logging.getLogger("yadtq_app.cli")
+
+DEFAULT_URL = "http://127.0.0.1:6066"
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO),
+                        format="[%(asctime)s] %(levelname)s %(name)s: %(message)s")
+
+
+def _parse_value(text: str) -> Any:
+    """CLI arguments are JSON when they parse as JSON (``4`` → 4), strings otherwise."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _client(args: argparse.Namespace) -> Any:
+    from .client import Client
+
+    return Client(args.url)
+
+
+def cmd_broker(args: argparse.Namespace) -> int:
+    from .broker import EmbeddedBroker
+
+    broker = EmbeddedBroker(args.host, args.port)
+    broker.start()
+    print(f"embedded broker ready at {broker.url} (pid {broker.process.pid if broker.process else '?'}); "
+          "Ctrl-C stops it", flush=True)
+    stop = {"now": False}
+
+    def on_signal(signum: int, frame: Any) -> None:
+        stop["now"] = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        while not stop["now"] and broker.process is not None and broker.process.poll() is None:
+            time.sleep(0.2)
+        code = broker.process.returncode if broker.process is not None else 0
+    finally:
+        broker.stop()
+    if not stop["now"]:
+        print(f"embedded broker exited with code {code}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    if args.web_port is not None:
+        os.environ["YADTQ_WEB_PORT"] = str(args.web_port)
+    if args.data_dir is not None:
+        os.environ["YADTQ_DATA_DIR"] = args.data_dir
+    from .application import app, settings
+
+    argv = ["yadtq", "worker", "--loglevel", settings.log_level, "--web-port", str(settings.web_port),
+            "--web-host", settings.web_host, "--without-uvloop"]
+    sys.argv = argv
+    app.main()
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Embedded broker and one worker, until Ctrl-C."""
+    from .broker import EmbeddedBroker
+    from .settings import Settings
+
+    settings = Settings.from_env()
+    host, port = settings.broker_hosts[0]
+    broker = EmbeddedBroker(host, port, log_path=".yadtq/broker.log")
+    broker.start()
+    env = dict(os.environ, YADTQ_BROKER_URL=broker.url)
+    worker = subprocess.Popen([sys.executable, "-m", "yadtq_app.cli", "worker"], env=env)
+    url = settings.web_url
+    try:
+        _wait_for_http(url + "/health", worker, timeout=120)
+        print(f"""
+yadtq is running: broker {broker.url}, worker {settings.worker_id and 'pid ' + str(worker.pid)} at {url}
+
+Try, in another terminal (with .venv/bin on PATH, or prefix .venv/bin/):
+    yadtq submit multiply 4 5 --wait
+    curl -s -X POST {url}/tasks -H 'content-type: application/json' \\
+         -d '{{"task-id": "12345abc", "task": "multiply", "args": [4, 5]}}'
+    curl -s {url}/tasks/12345abc
+    yadtq workers
+Ctrl-C stops the worker and the broker.
+""", flush=True)
+        worker.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if worker.poll() is None:
+            worker.send_signal(signal.SIGTERM)
+            try:
+                worker.wait(30)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+                worker.wait()
+        broker.stop()
+        # A broker restart loses every topic: the worker's local tables are stale now.
+        import shutil
+
+        shutil.rmtree(settings.resolved_data_dir, ignore_errors=True)
+        print("stopped.", flush=True)
+    return 0
+
+
+def _wait_for_http(url: str, proc: "subprocess.Popen[bytes]", timeout: float) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise YadtqError(f"the worker exited with code {proc.returncode} while starting")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise YadtqError(f"the worker did not answer on {url} within {timeout:g} s")
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    client = _client(args)
+    kwargs = {}
+    for item in args.kwarg or []:
+        if "=" not in item:
+            raise YadtqError(f"--kwarg takes NAME=VALUE, not {item!r}")
+        k, v = item.split("=", 1)
+        kwargs[k] = _parse_value(v)
+    handle = client.submit(args.task, *[_parse_value(a) for a in args.args], task_id=args.task_id, **kwargs)
+    if not args.wait:
+        print(json.dumps({"task-id": handle.id, "status": "queued"}) if args.json else handle.id)
+        return 0
+    info = handle.wait(timeout=args.timeout)
+    if args.json:
+        print(json.dumps(info, indent=2))
+    elif info["status"] == "success":
+        print(json.dumps(info["result"]))
+    else:
+        err = info.get("error") or {}
+        print(f"task {handle.id} failed: {err.get('type')}: {err.get('message')}", file=sys.stderr)
+    return 0 if info["status"] == "success" else 1
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    info = _client(args).get_task(args.task_id)
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    for key in ("task-id", "task", "args", "kwargs", "status", "result", "error", "attempts", "worker",
+                "submitted_at", "started_at", "finished_at"):
+        value = info.get(key)
+        if key == "error" and value:
+            value = f"{value.get('type')}: {value.get('message')}"
+        elif key.endswith("_at") and value:
+            value = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(value)) + f".{int(value % 1 * 1000):03d}"
+        elif not isinstance(value, str):
+            value = json.dumps(value)
+        print(f"{key:13} {value}")
+    return 0
+
+
+def cmd_workers(args: argparse.Namespace) -> int:
+    workers = _client(args).workers()
+    if args.json:
+        print(json.dumps(workers, indent=2))
+        return 0
+    now = time.time()
+    rows = [("ID", "PID", "ALIVE", "LAST SEEN", "DONE", "FAILED", "RUNNING", "PARTITIONS")]
+    for w in workers:
+        rows.append((w["id"], str(w["pid"]), "yes" if w["alive"] else "NO", f"{now - w['last_heartbeat']:.1f}s ago",
+                     str(w["tasks_done"]), str(w["tasks_failed"]), str(w["in_progress"]),
+                     ",".join(str(p) for p in w.get("partitions", []))))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        print("  ".join(c.ljust(widths[i]) for i, c in enumerate(r)).rstrip())
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from .admin import describe_topics
+    from .registry import default_registry
+    from .settings import Settings
+
+    settings = Settings.from_env()
+    default_registry.load_modules(settings.task_modules)
+    wanted = {settings.task_topic: settings.partitions, settings.events_topic: settings.partitions,
+              settings.heartbeat_topic: 1,
+              f"{settings.app_id}-task-status-changelog": settings.partitions,
+              f"{settings.app_id}-workers-changelog": 1}
+    try:
+        actual: Optional[dict[str, int]] = asyncio.run(
+            asyncio.wait_for(describe_topics(settings.bootstrap_servers, wanted), 10))
+    except Exception as exc:  # noqa: BLE001 - info still shows the configuration
+        logger.debug("could not describe topics: %s", exc)
+        actual = None
+    info = {
+        "broker_url": settings.broker_url,
+        "broker_profile": settings.resolved_profile,
+        "broker_reachable": actual is not None,
+        "topics": [{"name": n, "partitions": p, "exists": None if actual is None else n in actual,
+                    "broker_partitions": None if actual is None else actual.get(n)} for n, p in wanted.items()],
+        "tasks": [{"name": t.name, "async": t.is_async, "timeout": t.timeout} for t in default_registry],
+    }
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    print(f"broker   {info['broker_url']} (profile {info['broker_profile']}"
+          f"{'' if actual is not None else ', not reachable'})")
+    print("topics")
+    for t in info["topics"]:
+        state = "" if actual is None else ("" if t["exists"] else "  (not created yet)")
+        print(f"  {t['name']:40} {t['partitions']} partitions{state}")
+    print("tasks")
+    for t in info["tasks"]:
+        print(f"  {t['name']}{' (async)' if t['async'] else ''}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="yadtq", description="yadtq: a distributed task queue on Faust and Kafka")
+    p.add_argument("--log-level", default=os.environ.get("YADTQ_LOG_LEVEL", "warning"))
+    sub = p.add_subparsers(dest="command", required=True)
+
+    b = sub.add_parser("broker", help="run the embedded broker in the foreground")
+    b.add_argument("--host", default="127.0.0.1")
+    b.add_argument("--port", type=int, default=9092)
+    b.set_defaults(func=cmd_broker)
+
+    w = sub.add_parser("worker", help="run a worker (settings from YADTQ_* variables)")
+    w.add_argument("--web-port", type=int)
+    w.add_argument("--data-dir")
+    w.set_defaults(func=cmd_worker)
+
+    r = sub.add_parser("run", help="embedded broker and one worker, until Ctrl-C")
+    r.set_defaults(func=cmd_run)
+
+    def with_url(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--url", default=os.environ.get("YADTQ_URL", DEFAULT_URL), help="any worker's HTTP API")
+        sp.add_argument("--json", action="store_true", help="print JSON")
+
+    s = sub.add_parser("submit", help="submit a task; prints its id")
+    s.add_argument("task")
+    s.add_argument("args", nargs="*", help="arguments (JSON where they parse as JSON)")
+    s.add_argument("--kwarg", action="append", metavar="NAME=VALUE")
+    s.add_argument("--task-id")
+    s.add_argument("--wait", action="store_true", help="wait for the result and print it")
+    s.add_argument("--timeout", type=float, default=60.0)
+    with_url(s)
+    s.set_defaults(func=cmd_submit)
+
+    st = sub.add_parser("status", help="show a task's status")
+    st.add_argument("task_id")
+    with_url(st)
+    st.set_defaults(func=cmd_status)
+
+    ws = sub.add_parser("workers", help="list workers")
+    with_url(ws)
+    ws.set_defaults(func=cmd_workers)
+
+    i = sub.add_parser("info", help="broker, topics and registered tasks")
+    i.add_argument("--json", action="store_true")
+    i.set_defaults(func=cmd_info)
+    return p
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command not in ("worker",):
+        setup_logging(args.log_level if args.command != "run" else "info")
+    try:
+        return int(args.func(args))
+    except TaskFailed as exc:
+        print(f"yadtq: {exc}", file=sys.stderr)
+        return 1
+    except (YadtqError, ClientError) as exc:
+        print(f"yadtq: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,144 @@
+"""The Python client: submit tasks and read their status over HTTP. No Faust import.
+
+::
+
+    from yadtq_app import Client
+
+    c = Client("http://127.0.0.1:6066")
+    h = c.submit("multiply", 4, 5)
+    print(h.id, h.status(), h.result(timeout=10))   # ... 'queued' 20
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Optional
+
+import httpx
+
+from .errors import ClientError, InvalidTask, TaskFailed, TaskNotFound, TaskTimeout, UnknownTask
+
+__all__ = ["Client", "TaskHandle"]
+
+#: How long after an accepted submission a 404 still means "accepted, not yet recorded".
+ACCEPT_GRACE_SECONDS = 10.0
+
+
+class TaskHandle:
+    """A submitted task: its id, and ways to ask about it."""
+
+    def __init__(self, client: "Client", task_id: str, *, accepted_at: Optional[float] = None) -> None:
+        self.client = client
+        self.id = task_id
+        self._accepted_at = accepted_at
+
+    def __repr__(self) -> str:
+        return f"<TaskHandle {self.id}>"
+
+    def info(self) -> dict[str, Any]:
+        """The whole status row (``GET /tasks/{id}``)."""
+        try:
+            return self.client.get_task(self.id)
+        except TaskNotFound:
+            # The submit was acknowledged (the task is in Kafka) but its first status
+            # event may not be folded into the table yet: it is queued.
+            if self._accepted_at is not None and time.monotonic() - self._accepted_at < ACCEPT_GRACE_SECONDS:
+                return {"task-id": self.id, "status": "queued"}
+            raise
+
+    def status(self) -> str:
+        """``queued``, ``processing``, ``success`` or ``failed``."""
+        return str(self.info()["status"])
+
+    def wait(self, timeout: float = 30.0, poll: float = 0.02) -> dict[str, Any]:
+        """Wait until the task finishes; its status row. :class:`TaskTimeout` if it does not."""
+        deadline = time.monotonic() + timeout
+        delay = poll
+        while True:
+            try:
+                info = self.info()
+            except ClientError as exc:
+                if exc.status != 503:
+                    raise
+                info = {}
+            if info.get("status") in ("success", "failed"):
+                return info
+            if time.monotonic() >= deadline:
+                raise TaskTimeout(f"task {self.id} did not finish within {timeout:g} s "
+                                  f"(status {info.get('status', 'unknown')})")
+            time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+            delay = min(delay * 1.5, 0.5)
+
+    def result(self, timeout: float = 30.0) -> Any:
+        """The task's result; :class:`TaskFailed` if it failed, :class:`TaskTimeout` if it takes too long."""
+        info = self.wait(timeout)
+        if info["status"] == "failed":
+            raise TaskFailed(self.id, info.get("error"))
+        return info.get("result")
+
+
+class Client:
+    """HTTP client for one worker (any worker answers for the whole cluster)."""
+
+    def __init__(self, url: str = "http://127.0.0.1:6066", *, timeout: float = 10.0,
+                 transport: Optional[httpx.BaseTransport] = None) -> None:
+        self.url = url.rstrip("/")
+        self._http = httpx.Client(base_url=self.url, timeout=timeout, transport=transport)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def submit(self, task: str, *args: Any, task_id: Optional[str] = None, **kwargs: Any) -> TaskHandle:
+        """Submit ``task(*args, **kwargs)``; returns at once with a :class:`TaskHandle`."""
+        body: dict[str, Any] = {"task": task, "args": list(args), "kwargs": kwargs}
+        if task_id is not None:
+            body["task-id"] = task_id
+        return self.submit_json(body)
+
+    def submit_json(self, body: dict[str, Any]) -> TaskHandle:
+        """Submit a task given in the wire format (``{"task-id", "task", "args", "kwargs"}``)."""
+        data = self._request("POST", "/tasks", json=body)
+        return TaskHandle(self, data["task-id"], accepted_at=time.monotonic())
+
+    def task(self, task_id: str) -> TaskHandle:
+        """A handle for a task submitted elsewhere."""
+        return TaskHandle(self, task_id)
+
+    def get_task(self, task_id: str) -> dict[str, Any]:
+        """The status row of ``task_id``; :class:`TaskNotFound` if there is none."""
+        return self._request("GET", f"/tasks/{task_id}")  # type: ignore[no-any-return]
+
+    def workers(self) -> list[dict[str, Any]]:
+        """Every worker seen recently (``GET /workers``)."""
+        return self._request("GET", "/workers")["workers"]  # type: ignore[no-any-return]
+
+    def _request(self, method: str, path: str, *, json: Any = None, retries: int = 20) -> Any:
+        for attempt in range(retries + 1):
+            try:
+                resp = self._http.request(method, path, json=json)
+            except httpx.HTTPError as exc:
+                raise ClientError(f"cannot reach yadtq at {self.url}: {exc}") from None
+            if resp.status_code == 503 and method == "GET" and attempt < retries:
+                time.sleep(min(0.05 * (attempt + 1), 0.5))
+                continue
+            break
+        try:
+            data = resp.json()
+        except ValueError:
+            data = {"error": resp.text}
+        if resp.status_code < 400:
+            return data
+        message = data.get("error", resp.reason_phrase) if isinstance(data, dict) else str(data)
+        if resp.status_code == 404:
+            raise TaskNotFound(message, status=404)
+        if resp.status_code == 400 and isinstance(data, dict) and data.get("reason") == "unknown-task":
+            raise UnknownTask(message)
+        if resp.status_code == 400:
+            raise InvalidTask(message, reason=data.get("reason") if isinstance(data, dict) else None)
+        raise ClientError(f"{method} {path}: HTTP {resp.status_code}: {message}", status=resp.status_code)

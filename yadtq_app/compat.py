@@ -1,0 +1,180 @@
+"""Broker profiles: the one place that knows which broker yadtq talks to.
+
+Two profiles, chosen by ``YADTQ_BROKER_PROFILE`` (``auto`` picks ``embedded`` when
+every bootstrap host is a loopback address):
+
+``kafka``
+    Apache Kafka. Faust's own defaults, except the consumer-group timeouts a setting
+    overrides. Nothing here changes behaviour on Kafka.
+
+``embedded``
+    Tansu 0.6.0, the embedded development broker. Three of its defects are handled
+    here and nowhere else (measured figures in ``../shared/BROKER.md`` and the README):
+
+    * **Wrong end offsets.** ListOffsets(LATEST) answers the last *batch's* first
+      offset + 1, so with batched produce it falls short of the real end. Faust's table
+      recovery reads up to that offset and stops early (rows silently missing after a
+      restart with a fresh data dir) or raises ``ConsistencyError`` when the local
+      store is ahead of it. Remedy: :func:`true_end_offsets` re-reads the tail of each
+      partition and takes the high watermark of a *fetch* response, which is right.
+      Producer batching stays on (``producer_max_batch_size=1`` would also fix it but
+      caps a producer near 2,200 messages/s).
+    * **The first group join waits session_timeout / 2.** Short session (3 s) and
+      heartbeat (0.5 s) timeouts.
+    * **Fetch long-poll does not wake when data arrives.** Faust hard-codes
+      ``fetch_max_wait_ms=1500`` for its worker consumer, which on Tansu means up to
+      1.5 s per fetch. The embedded profile waits 10 ms (1–2 ms makes consumers crawl
+      while a producer writes; 5–10 ms was measured stable).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING, Any, Iterable, List, Mapping, Optional
+
+import aiokafka
+from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import TP
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .settings import Settings
+
+__all__ = ["BrokerProfile", "profile_for", "true_end_offsets", "EmbeddedTransport"]
+
+logger = logging.getLogger(__name__)
+
+
+class BrokerProfile:
+    """Faust options and transport for one kind of broker."""
+
+    name = "kafka"
+    session_timeout = 60.0  # Faust's defaults
+    heartbeat_interval = 3.0
+    rebalance_timeout = 60.0
+    fetch_max_wait_ms: Optional[int] = None  # keep Faust's own
+
+    def __init__(self, settings: "Settings") -> None:
+        self.settings = settings
+
+    def faust_options(self) -> dict[str, Any]:
+        s = self.settings
+        session = s.session_timeout if s.session_timeout is not None else self.session_timeout
+        heartbeat = s.heartbeat_timeout if s.heartbeat_timeout is not None else self.heartbeat_interval
+        return {
+            "broker_session_timeout": session,
+            "broker_heartbeat_interval": heartbeat,
+            "broker_rebalance_timeout": max(session, self.rebalance_timeout),
+            "producer_acks": -1,
+        }
+
+    def transport_class(self) -> Optional[type]:
+        """A Faust transport to use instead of the default one (``None``: the default)."""
+        if self.settings.fetch_max_wait_ms is not None:
+            return _transport_with(fetch_max_wait_ms=self.settings.fetch_max_wait_ms, fix_end_offsets=False)
+        return None
+
+
+class EmbeddedProfile(BrokerProfile):
+    """Tansu, the embedded development broker (see the module docs)."""
+
+    name = "embedded"
+    session_timeout = 3.0
+    heartbeat_interval = 0.5
+    rebalance_timeout = 3.0
+    fetch_max_wait_ms = 10
+
+    def faust_options(self) -> dict[str, Any]:
+        opts = super().faust_options()
+        opts["broker_rebalance_timeout"] = opts["broker_session_timeout"]
+        return opts
+
+    def transport_class(self) -> Optional[type]:
+        wait = self.settings.fetch_max_wait_ms
+        return _transport_with(fetch_max_wait_ms=wait if wait is not None else self.fetch_max_wait_ms,
+                               fix_end_offsets=True)
+
+
+def profile_for(settings: "Settings") -> BrokerProfile:
+    """The profile in force for these settings."""
+    if settings.resolved_profile == "embedded":
+        return EmbeddedProfile(settings)
+    return BrokerProfile(settings)
+
+
+async def true_end_offsets(bootstrap_servers: str, listed: Mapping[TP, int], *,
+                           timeout: float = 10.0) -> dict[TP, int]:
+    """Correct end offsets as reported by ListOffsets, using fetch high watermarks.
+
+    For each partition whose listed end is above 0, fetch from ``listed - 1`` (a record
+    that exists on any broker) and read the high watermark of the fetch response. The
+    answer is never below the listed one, so on a correct broker this is a no-op.
+    """
+    todo = {tp: off for tp, off in listed.items() if off > 0}
+    result = dict(listed)
+    if not todo:
+        return result
+    consumer = aiokafka.AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False,
+                                         group_id=None, fetch_max_wait_ms=10, max_partition_fetch_bytes=65536)
+    await consumer.start()
+    try:
+        tps = [aiokafka.TopicPartition(tp.topic, tp.partition) for tp in todo]
+        consumer.assign(tps)
+        for tp, off in zip(tps, todo.values()):
+            consumer.seek(tp, off - 1)
+        deadline = time.monotonic() + timeout
+        pending = set(tps)
+        while pending and time.monotonic() < deadline:
+            await consumer.getmany(*pending, timeout_ms=100)
+            for tp in list(pending):
+                hw = consumer.highwater(tp)
+                if hw is not None:
+                    pending.discard(tp)
+        if pending:
+            logger.warning("could not read the high watermark of %s; keeping the listed end offsets",
+                           sorted(pending))
+        for tp in tps:
+            key = TP(tp.topic, tp.partition)
+            hw = consumer.highwater(tp)
+            if hw is not None and hw > result[key]:
+                logger.info("end offset of %s-%s corrected from %d to %d (embedded broker)",
+                            tp.topic, tp.partition, result[key], hw)
+                result[key] = hw
+    finally:
+        await consumer.stop()
+    return result
+
+
+def _transport_with(*, fetch_max_wait_ms: int, fix_end_offsets: bool) -> type:
+    """A Faust aiokafka transport whose worker consumer uses these remedies."""
+
+    class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+        def _create_worker_consumer(self, transport: Any) -> aiokafka.AIOKafkaConsumer:
+            consumer = super()._create_worker_consumer(transport)
+            # Faust passes a fixed fetch_max_wait_ms=1500; there is no setting for it.
+            consumer._fetch_max_wait_ms = fetch_max_wait_ms
+            return consumer
+
+        async def _highwaters(self, partitions: List[TP]) -> Mapping[TP, int]:
+            listed = await super()._highwaters(partitions)
+            if not fix_end_offsets or self.consumer.in_transaction:
+                return listed
+            servers = faust_aiokafka.server_list(self.transport.url, self.transport.default_port)
+            return await true_end_offsets(_join(servers), listed)
+
+    class Consumer(faust_aiokafka.Consumer):
+        def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
+            return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    class Transport(faust_aiokafka.Transport):
+        pass
+
+    Transport.Consumer = Consumer
+    return Transport
+
+
+def _join(servers: Iterable[str] | str) -> str:
+    return servers if isinstance(servers, str) else ",".join(servers)
+
+
+EmbeddedTransport = _transport_with(fetch_max_wait_ms=EmbeddedProfile.fetch_max_wait_ms, fix_end_offsets=True)

@@ -1,0 +1,68 @@
+"""Run one task: argument check, time limit, sync functions off the loop, error capture.
+
+:func:`run_task` never raises (except ``CancelledError`` when its caller is cancelled):
+whatever the task body does becomes an :class:`Outcome`. This matters because an
+exception escaping a Faust agent is logged, the message is acked anyway and the task
+would be lost (see the broker notes in the README).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import traceback
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from .registry import TaskDef
+
+__all__ = ["Outcome", "run_task", "error_info"]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What running a task came to: a JSON-safe result, or an error description."""
+
+    ok: bool
+    result: Any = None
+    error: Optional[dict[str, Any]] = None
+
+
+def error_info(exc: BaseException, *, with_traceback: bool = True) -> dict[str, Any]:
+    """An exception as JSON-safe data: ``type``, ``message``, ``traceback``."""
+    tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)) if with_traceback else None
+    return {"type": type(exc).__name__, "message": str(exc), "traceback": tb}
+
+
+async def run_task(taskdef: TaskDef, args: list[Any], kwargs: dict[str, Any], *,
+                   timeout: float, executor: Optional[Executor] = None) -> Outcome:
+    """Run ``taskdef`` with these arguments under ``timeout`` seconds."""
+    try:
+        taskdef.check_arguments(args, kwargs)
+    except TypeError as exc:
+        return Outcome(ok=False, error={"type": "InvalidArguments", "message": f"{taskdef.name}: {exc}",
+                                        "traceback": None})
+    try:
+        if taskdef.is_async:
+            result = await asyncio.wait_for(taskdef.fn(*args, **kwargs), timeout)
+        else:
+            loop = asyncio.get_running_loop()
+            call = functools.partial(taskdef.fn, *args, **kwargs)
+            result = await asyncio.wait_for(loop.run_in_executor(executor, call), timeout)
+    except asyncio.TimeoutError:
+        return Outcome(ok=False, error={"type": "TaskTimeout",
+                                        "message": f"{taskdef.name} exceeded its time limit of {timeout:g} s",
+                                        "traceback": None})
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a task body's exception is the task's failure
+        return Outcome(ok=False, error=error_info(exc))
+    try:
+        json.dumps(result)
+    except (TypeError, ValueError) as exc:
+        return Outcome(ok=False, error={"type": "ResultNotSerializable",
+                                        "message": f"{taskdef.name} returned a value that is not JSON: {exc}",
+                                        "traceback": None})
+    return Outcome(ok=True, result=result)

@@ -1,0 +1,229 @@
+"""Typed messages that cross Kafka or HTTP, and the one schema of a task message.
+
+The task topic carries the *wire format*, a plain UTF-8 JSON object any Kafka client
+can write (no Faust envelope)::
+
+    {"task-id": "12345abc", "task": "multiply", "args": [4, 5], "kwargs": {}}
+
+keyed by the task id as UTF-8 bytes. :func:`parse_task_message` is the single place
+that turns bytes into a :class:`TaskRequest`; the HTTP endpoint, the Python client,
+the Faust-producer path and the task agent all go through it or through
+:meth:`TaskRequest.to_wire`.
+
+Status travels as :class:`TaskEvent` on the internal events topic and is folded into
+:class:`TaskState` rows (see :mod:`yadtq_app.state`). Workers announce themselves
+with :class:`Heartbeat`.
+"""
+
+import json
+import time
+import uuid
+from typing import Any, Mapping, Optional
+
+import faust
+
+from .errors import InvalidTask
+
+__all__ = [
+    "TaskRequest",
+    "TaskEvent",
+    "TaskState",
+    "Heartbeat",
+    "parse_task_message",
+    "task_request_from_json",
+    "new_task_id",
+    "QUEUED",
+    "PROCESSING",
+    "SUCCESS",
+    "FAILED",
+    "STATUSES",
+    "TERMINAL",
+]
+
+QUEUED = "queued"
+PROCESSING = "processing"
+SUCCESS = "success"
+FAILED = "failed"
+STATUSES = (QUEUED, PROCESSING, SUCCESS, FAILED)
+TERMINAL = frozenset({SUCCESS, FAILED})
+
+MAX_ID_LENGTH = 200
+
+
+def new_task_id() -> str:
+    """A fresh random task id."""
+    return uuid.uuid4().hex
+
+
+class TaskRequest(faust.Record, namespace="yadtq.TaskRequest", serializer="json"):
+    """One request to run a registered task."""
+
+    id: str
+    task: str
+    # Named task_* because Faust's generated __init__ reserves ``kwargs``.
+    task_args: list = []  # noqa: RUF012 - faust copies defaults per instance
+    task_kwargs: dict = {}  # noqa: RUF012
+    submitted_at: Optional[float] = None
+
+    def to_wire(self) -> dict[str, Any]:
+        """The wire format (see module docs): what goes on the task topic."""
+        out: dict[str, Any] = {
+            "task-id": self.id,
+            "task": self.task,
+            "args": list(self.task_args),
+            "kwargs": dict(self.task_kwargs),
+        }
+        if self.submitted_at is not None:
+            out["submitted_at"] = self.submitted_at
+        return out
+
+    def encode(self) -> bytes:
+        """UTF-8 JSON bytes of :meth:`to_wire`."""
+        return json.dumps(self.to_wire(), separators=(",", ":")).encode()
+
+    @property
+    def key(self) -> bytes:
+        """The Kafka key: the task id as UTF-8 bytes."""
+        return self.id.encode()
+
+
+def task_request_from_json(obj: Any, *, default_id: Optional[str] = None) -> TaskRequest:
+    """Validate a decoded JSON value and build a :class:`TaskRequest`.
+
+    Raises :class:`InvalidTask` with a ``reason`` naming what is wrong. The task name
+    is only checked for shape here; whether it is registered is the caller's check.
+    """
+    if not isinstance(obj, dict):
+        raise InvalidTask(f"a task must be a JSON object, not {type(obj).__name__}", reason="not-object")
+    task_id = obj.get("task-id", obj.get("task_id", default_id))
+    if task_id is None:
+        task_id = new_task_id()
+    if not isinstance(task_id, str) or not task_id or len(task_id) > MAX_ID_LENGTH:
+        raise InvalidTask(
+            f"'task-id' must be a non-empty string of at most {MAX_ID_LENGTH} characters",
+            reason="bad-field",
+        )
+    if "/" in task_id or any(ord(c) < 32 for c in task_id):
+        raise InvalidTask("'task-id' must not contain '/' or control characters", reason="bad-field",
+                          task_id=None)
+    name = obj.get("task")
+    if not isinstance(name, str) or not name:
+        raise InvalidTask("'task' must be a non-empty string naming a registered task",
+                          reason="bad-field", task_id=task_id)
+    args = obj.get("args", [])
+    if args is None:
+        args = []
+    if not isinstance(args, list):
+        raise InvalidTask("'args' must be a JSON array", reason="bad-field", task_id=task_id)
+    kwargs = obj.get("kwargs", {})
+    if kwargs is None:
+        kwargs = {}
+    if not isinstance(kwargs, dict):
+        raise InvalidTask("'kwargs' must be a JSON object", reason="bad-field", task_id=task_id)
+    submitted_at = obj.get("submitted_at")
+    if submitted_at is not None and (isinstance(submitted_at, bool) or not isinstance(submitted_at, (int, float))):
+        raise InvalidTask("'submitted_at' must be a number (Unix time)", reason="bad-field", task_id=task_id)
+    return TaskRequest(id=task_id, task=name, task_args=args, task_kwargs=kwargs,
+                       submitted_at=float(submitted_at) if submitted_at is not None else None)
+
+
+def parse_task_message(raw: Optional[bytes], *, max_bytes: int, default_id: Optional[str] = None) -> TaskRequest:
+    """Decode one task-topic message value into a :class:`TaskRequest`.
+
+    Every way a message can be wrong raises :class:`InvalidTask` with a reason:
+    ``empty``, ``too-large``, ``not-utf8``, ``not-json``, ``not-object``, ``bad-field``.
+    """
+    if raw is None or len(raw) == 0:
+        raise InvalidTask("empty message", reason="empty")
+    if len(raw) > max_bytes:
+        raise InvalidTask(f"message of {len(raw)} bytes exceeds the limit of {max_bytes}", reason="too-large")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidTask(f"message is not UTF-8: {exc}", reason="not-utf8") from None
+    try:
+        obj = json.loads(text)
+    except ValueError as exc:
+        raise InvalidTask(f"message is not JSON: {exc}", reason="not-json") from None
+    return task_request_from_json(obj, default_id=default_id)
+
+
+class TaskEvent(faust.Record, namespace="yadtq.TaskEvent", serializer="json"):
+    """Something that happened to a task; the status agent folds these into rows."""
+
+    id: str
+    kind: str  # one of STATUSES
+    task: str
+    task_args: list = []  # noqa: RUF012
+    task_kwargs: dict = {}  # noqa: RUF012
+    attempt: int = 0
+    worker: Optional[str] = None
+    at: float = 0.0
+    submitted_at: Optional[float] = None
+    result: Any = None
+    error: Optional[dict] = None
+
+
+class TaskState(faust.Record, namespace="yadtq.TaskState", serializer="json"):
+    """The status row of one task, as kept in the status table."""
+
+    id: str
+    task: str
+    status: str
+    task_args: list = []  # noqa: RUF012
+    task_kwargs: dict = {}  # noqa: RUF012
+    result: Any = None
+    error: Optional[dict] = None
+    attempts: int = 0
+    worker: Optional[str] = None
+    submitted_at: Optional[float] = None
+    started_at: Optional[float] = None
+    finished_at: Optional[float] = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The HTTP representation (``task-id`` like the wire format)."""
+        return {
+            "task-id": self.id,
+            "task": self.task,
+            "args": self.task_args,
+            "kwargs": self.task_kwargs,
+            "status": self.status,
+            "result": self.result,
+            "error": self.error,
+            "attempts": self.attempts,
+            "worker": self.worker,
+            "submitted_at": self.submitted_at,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+        }
+
+
+class Heartbeat(faust.Record, namespace="yadtq.Heartbeat", serializer="json"):
+    """A worker's periodic "I am alive", with its counters."""
+
+    worker: str
+    host: str
+    pid: int
+    web_url: str
+    at: float
+    started_at: float
+    tasks_done: int = 0
+    tasks_failed: int = 0
+    in_progress: int = 0
+    partitions: list = []  # noqa: RUF012
+
+    def to_json(self, *, now: Optional[float] = None, timeout: float = 3.0) -> dict[str, Any]:
+        now = time.time() if now is None else now
+        return {
+            "id": self.worker,
+            "host": self.host,
+            "pid": self.pid,
+            "url": self.web_url,
+            "alive": now - self.at <= timeout,
+            "last_heartbeat": self.at,
+            "started_at": self.started_at,
+            "tasks_done": self.tasks_done,
+            "tasks_failed": self.tasks_failed,
+            "in_progress": self.in_progress,
+            "partitions": self.partitions,
+        }

@@ -1,0 +1,129 @@
+"""Task registration: the ``@task`` decorator and the registry workers run from.
+
+Only functions registered here ever run: a task message naming anything else fails
+with :class:`~yadtq_app.errors.UnknownTask`. This module imports no Faust app, so it
+is usable (and tested) without Kafka.
+
+::
+
+    from yadtq_app import task
+
+    @task
+    def multiply(a, b):
+        return a * b
+
+    @task(name="reports.build", timeout=60)
+    async def build_report(day):
+        ...
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Iterator, Optional, TypeVar, overload
+
+from .errors import TaskRegistrationError, UnknownTask
+
+__all__ = ["TaskDef", "TaskRegistry", "task", "default_registry"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass(frozen=True)
+class TaskDef:
+    """A registered task: its name, function and execution options."""
+
+    name: str
+    fn: Callable[..., Any]
+    #: Time limit in seconds; ``None`` means the worker's default.
+    timeout: Optional[float] = None
+
+    @property
+    def is_async(self) -> bool:
+        return inspect.iscoroutinefunction(self.fn)
+
+    def check_arguments(self, args: list[Any], kwargs: dict[str, Any]) -> None:
+        """Raise ``TypeError`` if the function cannot be called with these arguments."""
+        inspect.signature(self.fn).bind(*args, **kwargs)
+
+
+class TaskRegistry:
+    """Name → :class:`TaskDef`. One per process is enough: :data:`default_registry`."""
+
+    def __init__(self) -> None:
+        self._tasks: dict[str, TaskDef] = {}
+
+    def register(self, fn: Callable[..., Any], *, name: Optional[str] = None,
+                 timeout: Optional[float] = None) -> TaskDef:
+        """Register ``fn`` under ``name`` (its ``__name__`` by default)."""
+        if not callable(fn):
+            raise TaskRegistrationError(f"{fn!r} is not callable")
+        task_name = name or getattr(fn, "__name__", None)
+        if not task_name or not isinstance(task_name, str):
+            raise TaskRegistrationError(f"cannot tell the name of {fn!r}; pass name=")
+        if timeout is not None and timeout <= 0:
+            raise TaskRegistrationError(f"task {task_name!r}: timeout must be positive")
+        existing = self._tasks.get(task_name)
+        if existing is not None and _qualname(existing.fn) != _qualname(fn):
+            raise TaskRegistrationError(
+                f"task name {task_name!r} is already registered to {_qualname(existing.fn)}"
+            )
+        taskdef = TaskDef(name=task_name, fn=fn, timeout=timeout)
+        self._tasks[task_name] = taskdef
+        return taskdef
+
+    def get(self, name: str) -> TaskDef:
+        """The task called ``name``; :class:`UnknownTask` if there is none."""
+        try:
+            return self._tasks[name]
+        except KeyError:
+            raise UnknownTask(f"unknown task {name!r}; registered: {', '.join(sorted(self._tasks)) or 'none'}") from None
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._tasks
+
+    def __iter__(self) -> Iterator[TaskDef]:
+        return iter(sorted(self._tasks.values(), key=lambda t: t.name))
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+    def names(self) -> list[str]:
+        return sorted(self._tasks)
+
+    def load_modules(self, modules: Iterable[str]) -> None:
+        """Import modules so their ``@task`` functions register."""
+        for mod in modules:
+            try:
+                importlib.import_module(mod)
+            except ImportError as exc:
+                raise TaskRegistrationError(f"cannot import task module {mod!r}: {exc}") from exc
+
+
+def _qualname(fn: Callable[..., Any]) -> str:
+    return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}"
+
+
+#: The registry ``@task`` writes to and workers read from.
+default_registry = TaskRegistry()
+
+
+@overload
+def task(fn: F) -> F: ...
+@overload
+def task(*, name: Optional[str] = None, timeout: Optional[float] = None,
+         registry: Optional[TaskRegistry] = None) -> Callable[[F], F]: ...
+
+
+def task(fn: Optional[F] = None, *, name: Optional[str] = None, timeout: Optional[float] = None,
+         registry: Optional[TaskRegistry] = None) -> Any:
+    """Register a sync or async function as a task; the function itself is unchanged."""
+    reg = registry if registry is not None else default_registry
+
+    def decorate(f: F) -> F:
+        reg.register(f, name=name, timeout=timeout)
+        return f
+
+    return decorate(fn) if fn is not None else decorate

@@ -1,0 +1,187 @@
+"""Settings: one frozen value object, read from ``YADTQ_*`` environment variables.
+
+This is the only module that reads the environment. Everything else receives a
+:class:`Settings` instance explicitly, so tests build their own instead of patching
+``os.environ``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+import socket
+from dataclasses import dataclass, field
+from typing import Mapping, Optional
+from urllib.parse import urlsplit
+
+from .errors import ConfigurationError
+
+__all__ = ["Settings", "DEFAULT_BROKER_URL"]
+
+DEFAULT_BROKER_URL = "kafka://127.0.0.1:9092"
+PROFILES = ("auto", "embedded", "kafka")
+
+
+def _default_worker_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a yadtq process can be configured with.
+
+    Each field maps to an environment variable: ``broker_url`` is ``YADTQ_BROKER_URL``
+    and so on (see ``ENV`` below and the README's settings table).
+    """
+
+    broker_url: str = DEFAULT_BROKER_URL
+    #: ``auto`` picks ``embedded`` when every broker host is a loopback address,
+    #: ``kafka`` otherwise. See :mod:`yadtq_app.compat`.
+    broker_profile: str = "auto"
+    app_id: str = "yadtq"
+    task_topic: str = "task_queue"
+    partitions: int = 8
+    replication_factor: int = 1
+    task_modules: tuple[str, ...] = ("yadtq_app.examples",)
+    #: How many tasks one worker runs at the same time.
+    concurrency: int = 8
+    #: Time limit (seconds) for a task that does not set its own.
+    default_timeout: float = 300.0
+    #: Largest accepted task message (bytes of JSON).
+    max_message_bytes: int = 1_000_000
+    web_host: str = "127.0.0.1"
+    web_port: int = 6066
+    #: Where this worker keeps its RocksDB tables; empty means ``.yadtq/worker-<web_port>``
+    #: so that several workers on one machine never share a store.
+    data_dir: str = ""
+    worker_id: str = field(default_factory=_default_worker_id)
+    heartbeat_interval: float = 1.0
+    #: A worker not heard from for this long is shown dead (default 3 heartbeats).
+    worker_timeout: Optional[float] = None
+    #: Consumer-group timeouts; ``None`` means the broker profile's choice.
+    session_timeout: Optional[float] = None
+    heartbeat_timeout: Optional[float] = None
+    #: Consumer fetch long-poll wait in ms; ``None`` means the broker profile's choice.
+    fetch_max_wait_ms: Optional[int] = None
+    log_level: str = "info"
+
+    def __post_init__(self) -> None:
+        if self.broker_profile not in PROFILES:
+            raise ConfigurationError(
+                f"broker profile must be one of {', '.join(PROFILES)}, not {self.broker_profile!r}"
+            )
+        if self.partitions < 1:
+            raise ConfigurationError("partitions must be at least 1")
+        if self.concurrency < 1:
+            raise ConfigurationError("concurrency must be at least 1")
+        if self.default_timeout <= 0:
+            raise ConfigurationError("default timeout must be positive")
+        if not self.broker_url.startswith("kafka://"):
+            raise ConfigurationError(f"broker URL must start with kafka://, got {self.broker_url!r}")
+
+    # -- derived values -----------------------------------------------------------
+    @property
+    def broker_hosts(self) -> list[tuple[str, int]]:
+        """``(host, port)`` of every bootstrap server in :attr:`broker_url`."""
+        hosts = []
+        for part in self.broker_url[len("kafka://"):].split(";"):
+            for item in part.split(","):
+                item = item.strip()
+                if not item:
+                    continue
+                u = urlsplit(f"//{item}")
+                hosts.append((u.hostname or "127.0.0.1", u.port or 9092))
+        return hosts
+
+    @property
+    def bootstrap_servers(self) -> str:
+        """The broker list as Kafka clients take it: ``host:port,host:port``."""
+        return ",".join(f"{h}:{p}" for h, p in self.broker_hosts)
+
+    @property
+    def resolved_profile(self) -> str:
+        """The broker profile in force: ``embedded`` or ``kafka``."""
+        if self.broker_profile != "auto":
+            return self.broker_profile
+        return "embedded" if all(_is_loopback(h) for h, _ in self.broker_hosts) else "kafka"
+
+    @property
+    def effective_worker_timeout(self) -> float:
+        return self.worker_timeout if self.worker_timeout is not None else 3 * self.heartbeat_interval
+
+    @property
+    def events_topic(self) -> str:
+        return f"{self.app_id}-task-events"
+
+    @property
+    def heartbeat_topic(self) -> str:
+        return f"{self.app_id}-heartbeats"
+
+    @property
+    def resolved_data_dir(self) -> str:
+        return self.data_dir or f".yadtq/worker-{self.web_port}"
+
+    @property
+    def web_url(self) -> str:
+        return f"http://{self.web_host}:{self.web_port}"
+
+    def replace(self, **changes: object) -> "Settings":
+        """A copy with some fields changed."""
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+    # -- environment -----------------------------------------------------------------
+    @classmethod
+    def from_env(cls, environ: Optional[Mapping[str, str]] = None) -> "Settings":
+        """Build settings from ``YADTQ_*`` variables (``os.environ`` by default)."""
+        env = os.environ if environ is None else environ
+        kwargs: dict[str, object] = {}
+        for name, (var, conv) in ENV.items():
+            raw = env.get(var)
+            if raw is None or raw == "":
+                continue
+            try:
+                kwargs[name] = conv(raw)
+            except ValueError as exc:
+                raise ConfigurationError(f"{var}={raw!r}: {exc}") from None
+        return cls(**kwargs)  # type: ignore[arg-type]
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _modules(raw: str) -> tuple[str, ...]:
+    mods = tuple(m.strip() for m in raw.split(",") if m.strip())
+    if not mods:
+        raise ValueError("no module names")
+    return mods
+
+
+ENV: dict[str, tuple[str, object]] = {
+    "broker_url": ("YADTQ_BROKER_URL", str),
+    "broker_profile": ("YADTQ_BROKER_PROFILE", str),
+    "app_id": ("YADTQ_APP_ID", str),
+    "task_topic": ("YADTQ_TASK_TOPIC", str),
+    "partitions": ("YADTQ_PARTITIONS", int),
+    "replication_factor": ("YADTQ_REPLICATION_FACTOR", int),
+    "task_modules": ("YADTQ_TASK_MODULES", _modules),
+    "concurrency": ("YADTQ_CONCURRENCY", int),
+    "default_timeout": ("YADTQ_DEFAULT_TIMEOUT", float),
+    "max_message_bytes": ("YADTQ_MAX_MESSAGE_BYTES", int),
+    "web_host": ("YADTQ_WEB_HOST", str),
+    "web_port": ("YADTQ_WEB_PORT", int),
+    "data_dir": ("YADTQ_DATA_DIR", str),
+    "worker_id": ("YADTQ_WORKER_ID", str),
+    "heartbeat_interval": ("YADTQ_HEARTBEAT_INTERVAL", float),
+    "worker_timeout": ("YADTQ_WORKER_TIMEOUT", float),
+    "session_timeout": ("YADTQ_SESSION_TIMEOUT", float),
+    "heartbeat_timeout": ("YADTQ_CONSUMER_HEARTBEAT", float),
+    "fetch_max_wait_ms": ("YADTQ_FETCH_MAX_WAIT_MS", int),
+    "log_level": ("YADTQ_LOG_LEVEL", str),
+}

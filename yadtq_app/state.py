@@ -1,0 +1,74 @@
+"""Pure status logic: fold a :class:`TaskEvent` into a :class:`TaskState`.
+
+Statuses only move forward: ``queued`` → ``processing`` → ``success`` | ``failed``.
+Events can arrive out of order (the ``queued`` event from the submitting worker may
+land after the executing worker's ``processing``), so:
+
+* a terminal row (``success``/``failed``) never changes again;
+* ``queued`` never overwrites ``processing``; it only fills in what is missing;
+* among ``processing`` events the higher attempt wins;
+* the request fields (task, args, kwargs, submitted_at) are taken from whichever
+  event carries them first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+from .records import FAILED, PROCESSING, QUEUED, SUCCESS, TERMINAL, TaskEvent, TaskState
+
+__all__ = ["apply_event", "RANK", "WorkerStats"]
+
+RANK = {QUEUED: 0, PROCESSING: 1, SUCCESS: 2, FAILED: 2}
+
+
+def apply_event(state: Optional[TaskState], event: TaskEvent) -> TaskState:
+    """The row after ``event``; ``state`` is the row before it (``None`` if none)."""
+    if event.kind not in RANK:
+        raise ValueError(f"unknown event kind {event.kind!r}")
+    if state is None:
+        state = TaskState(id=event.id, task=event.task, status=QUEUED, task_args=list(event.task_args),
+                          task_kwargs=dict(event.task_kwargs), submitted_at=event.submitted_at)
+    else:
+        state = state.derive()
+        if state.submitted_at is None and event.submitted_at is not None:
+            state.submitted_at = event.submitted_at
+
+    if state.status in TERMINAL:
+        return state
+    if event.kind == QUEUED:
+        return state
+    if event.kind == PROCESSING:
+        if state.status == PROCESSING and event.attempt < state.attempts:
+            return state  # a stale attempt
+        state.status = PROCESSING
+        state.attempts = max(state.attempts, event.attempt)
+        state.worker = event.worker
+        state.started_at = event.at
+        return state
+    # success / failed
+    state.status = event.kind
+    state.attempts = max(state.attempts, event.attempt)
+    state.worker = event.worker
+    if state.started_at is None:
+        state.started_at = event.at
+    state.finished_at = event.at
+    if event.kind == SUCCESS:
+        state.result, state.error = event.result, None
+    else:
+        state.result, state.error = None, event.error
+    return state
+
+
+@dataclass
+class WorkerStats:
+    """Counters one worker keeps about its own work; sent with each heartbeat."""
+
+    tasks_done: int = 0
+    tasks_failed: int = 0
+    in_progress: int = 0
+    invalid_messages: dict[str, int] = field(default_factory=dict)
+
+    def count_invalid(self, reason: str) -> None:
+        self.invalid_messages[reason] = self.invalid_messages.get(reason, 0) + 1
