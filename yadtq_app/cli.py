@@ -86,7 +86,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from .application import app, settings
 
     argv = ["yadtq", "worker", "--loglevel", settings.log_level, "--web-port", str(settings.web_port),
-            "--web-host", settings.web_host, "--without-uvloop"]
+            "--web-host", settings.web_host]
     sys.argv = argv
     app.main()
     return 0

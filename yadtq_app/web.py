@@ -53,6 +53,7 @@ def routed(table: Any, *, match_info: Optional[str] = None, exact_key: Optional[
     the partition as active and is not recovering (else 503), a routed request is
     never routed again, and an unreachable owner is a 503, not a 500.
     """
+    table = getattr(table, "table", table)  # a windowed table's underlying table
     topic = table.changelog_topic.get_topic_name()
 
     def decorate(fun: Handler) -> Handler:
@@ -167,7 +168,7 @@ class HealthView(View):
 @app.task
 async def _warm_router_metadata() -> None:
     """Load producer metadata for the table topics so the first routed read works."""
-    for table in (task_status, workers):
+    for table in (task_status, workers.table):
         try:
             await app.warm_metadata(table.changelog_topic.get_topic_name())
         except Exception:  # noqa: BLE001 - routing retries on demand
