@@ -1,0 +1,173 @@
+"""The core, end to end: real embedded broker, real worker processes."""
+
+from __future__ import annotations
+
+import random
+import time
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.support.kafka import count_messages
+from tests.support.wait import wait_for
+from yadtq_app import Client, TaskFailed, TaskNotFound
+
+pytestmark = pytest.mark.integration
+
+OPS = {"add": lambda a, b: a + b, "subtract": lambda a, b: a - b, "multiply": lambda a, b: a * b}
+
+
+def submit_mixed(cluster: Any, n: int) -> dict[str, tuple[str, list[int], int]]:
+    """Submit n tasks of three kinds, round-robin over the workers; id → (task, args, expected)."""
+    rng = random.Random(n)
+    clients = [Client(w.url) for w in cluster.running()]
+    expected = {}
+    for i in range(n):
+        name = list(OPS)[i % 3]
+        args = [rng.randint(-1000, 1000), rng.randint(-1000, 1000)]
+        h = clients[i % len(clients)].submit(name, *args)
+        expected[h.id] = (name, args, OPS[name](*args))
+    return expected
+
+
+def get_all(cluster: Any, task_id: str) -> list[dict[str, Any]]:
+    out = []
+    for w in cluster.running():
+        r = httpx.get(f"{w.url}/tasks/{task_id}", timeout=10)
+        for _ in range(50):
+            if r.status_code != 503:
+                break
+            time.sleep(0.1)
+            r = httpx.get(f"{w.url}/tasks/{task_id}", timeout=10)
+        assert r.status_code == 200, (w.url, r.status_code, r.text)
+        out.append(r.json())
+    return out
+
+
+def wait_all_finished(cluster: Any, ids: list[str], timeout: float = 60) -> dict[str, dict[str, Any]]:
+    client = Client(cluster.running()[0].url)
+    done: dict[str, dict[str, Any]] = {}
+
+    def finished() -> bool:
+        for tid in ids:
+            if tid in done:
+                continue
+            try:
+                info = client.get_task(tid)
+            except TaskNotFound:
+                continue
+            if info["status"] in ("success", "failed"):
+                done[tid] = info
+        return len(done) == len(ids)
+
+    wait_for(finished, timeout=timeout, interval=0.1, message=f"{len(ids)} tasks to finish")
+    return done
+
+
+@pytest.mark.parametrize("n_workers", [2, 3])
+def test_tasks_spread_over_workers_and_every_worker_answers_the_same(cluster_factory: Any, n_workers: int) -> None:
+    cluster = cluster_factory().start(n_workers)
+    expected = submit_mixed(cluster, 100)
+    done = wait_all_finished(cluster, list(expected))
+
+    for tid, (name, args, result) in expected.items():
+        info = done[tid]
+        assert info["status"] == "success", info
+        assert info["task"] == name and info["args"] == args
+        assert info["result"] == result, (tid, info)
+        assert info["attempts"] == 1
+        assert info["submitted_at"] <= info["started_at"] <= info["finished_at"]
+
+    executed_by = {info["worker"] for info in done.values()}
+    assert executed_by == {w.worker_id for w in cluster.running()}, executed_by
+
+    for tid in expected:
+        answers = get_all(cluster, tid)
+        assert all(a == answers[0] for a in answers), (tid, answers)
+
+    # The heartbeat view agrees: every worker counted what it ran.
+    view = cluster.wait_settled()
+    assert sum(w["tasks_done"] for w in view) >= 100
+
+
+def test_failing_task_is_recorded_and_worker_stays_up(cluster_factory: Any) -> None:
+    cluster = cluster_factory().start(2)
+    client = Client(cluster.workers[0].url)
+    bad = client.submit("divide", 1, 0)
+    boom = client.submit("tests.fail", "boom")
+    badargs = client.submit("add", 1)
+    unser = client.submit("tests.unserializable")
+    with pytest.raises(TaskFailed) as err:
+        bad.result(timeout=30)
+    assert err.value.error["type"] == "ZeroDivisionError"
+    assert "Traceback" in err.value.error["traceback"]
+    info = boom.wait(30)
+    assert info["status"] == "failed"
+    assert info["error"]["type"] == "RuntimeError" and info["error"]["message"] == "boom"
+    assert badargs.wait(30)["error"]["type"] == "InvalidArguments"
+    assert unser.wait(30)["error"]["type"] == "ResultNotSerializable"
+    # Both workers are still up and still work.
+    assert all(w.alive for w in cluster.workers)
+    assert [Client(w.url).submit("add", 2, 2).result(timeout=30) for w in cluster.workers] == [4, 4]
+    for w in cluster.workers:
+        assert "Traceback" not in w.log_text() or "agent" not in w.log_text().lower().split("traceback")[0][-200:]
+        assert "crashed" not in w.log_text().lower()
+
+
+def test_unknown_id_is_404_on_every_worker(cluster_factory: Any) -> None:
+    cluster = cluster_factory().start(2)
+    for w in cluster.workers:
+        r = httpx.get(f"{w.url}/tasks/never-submitted-{cluster.tag}", timeout=10)
+        assert r.status_code == 404
+        assert "error" in r.json()
+
+
+def test_bad_input_is_400_and_nothing_is_enqueued(cluster_factory: Any, broker: Any) -> None:
+    cluster = cluster_factory().start(1)
+    url = cluster.workers[0].url
+    good = Client(url).submit("add", 1, 2)
+    assert good.result(timeout=30) == 3
+    before = count_messages(broker.bootstrap, cluster.task_topic)
+    assert before == 1
+
+    bad_bodies: list[Any] = [
+        b"{not json",
+        b"",
+        b"[1, 2]",
+        b'"multiply"',
+        b'{"task": "no-such-task", "args": []}',
+        b'{"args": [1, 2]}',
+        b'{"task": 5}',
+        b'{"task": "add", "args": "1,2"}',
+        b'{"task": "add", "args": [1], "kwargs": [2]}',
+        b'{"task-id": 42, "task": "add", "args": [1, 2]}',
+        b'{"task-id": "", "task": "add", "args": [1, 2]}',
+        b"\xff\xfe",
+    ]
+    for body in bad_bodies:
+        r = httpx.post(f"{url}/tasks", content=body, headers={"content-type": "application/json"}, timeout=10)
+        assert r.status_code == 400, (body, r.status_code, r.text)
+        assert isinstance(r.json()["error"], str) and r.json()["error"]
+
+    # A sentinel sent after the bad ones: once it has run, nothing else was written.
+    sentinel = Client(url).submit("add", 2, 2)
+    assert sentinel.result(timeout=30) == 4
+    assert count_messages(broker.bootstrap, cluster.task_topic) == before + 1
+    assert cluster.workers[0].alive
+
+
+def test_seed_format_and_client_round_trip(cluster_factory: Any) -> None:
+    cluster = cluster_factory().start(1)
+    url = cluster.workers[0].url
+    r = httpx.post(f"{url}/tasks", json={"task-id": f"12345abc-{cluster.tag}", "task": "multiply", "args": [4, 5]})
+    assert r.status_code == 202
+    assert r.json() == {"task-id": f"12345abc-{cluster.tag}", "status": "queued"}
+    c = Client(url)
+    assert c.task(f"12345abc-{cluster.tag}").result(timeout=30) == 20
+    h = c.submit("multiply", 4, 5)
+    assert h.status() in ("queued", "processing", "success")
+    assert h.result(timeout=10) == 20
+    assert c.submit("sleep", 0.2).result(timeout=10) == 0.2
+    assert c.submit("echo", value={"a": [1, 2]}).result(timeout=10) == {"a": [1, 2]}
+    assert c.submit("tests.concat", "a", b="b").result(timeout=10) == "ab"

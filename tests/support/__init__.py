@@ -1,0 +1,1 @@
+"""Helpers for tests: worker processes, a cluster of them, waiting on conditions."""

@@ -1,0 +1,21 @@
+"""Tasks only the tests register (``YADTQ_TASK_MODULES`` includes this module)."""
+
+from __future__ import annotations
+
+from yadtq_app import task
+
+
+@task(name="tests.fail")
+def fail(message: str) -> None:
+    """Always raises: a task failure, recorded in the status."""
+    raise RuntimeError(message)
+
+
+@task(name="tests.concat")
+def concat(a: str, b: str = "") -> str:
+    return a + b
+
+
+@task(name="tests.unserializable")
+def unserializable() -> object:
+    return object()
