@@ -112,6 +112,7 @@ def faust_options(settings: Settings) -> dict[str, Any]:
         "consumer_auto_offset_reset": "earliest",
         "table_standby_replicas": 0,
         "web_cors_options": None,
+        "producer_linger": settings.producer_linger_ms / 1000.0 if settings.producer_linger_ms is not None else None,
     }
     opts.update(profile_for(settings).faust_options())
     return {k: v for k, v in opts.items() if v is not None}

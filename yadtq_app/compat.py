@@ -70,8 +70,10 @@ class BrokerProfile:
 
     def transport_class(self) -> Optional[type]:
         """A Faust transport to use instead of the default one (``None``: the default)."""
-        if self.settings.fetch_max_wait_ms is not None:
-            return _transport_with(fetch_max_wait_ms=self.settings.fetch_max_wait_ms, fix_end_offsets=False)
+        s = self.settings
+        if s.fetch_max_wait_ms is not None or s.fix_end_offsets:
+            return _transport_with(fetch_max_wait_ms=s.fetch_max_wait_ms or 1500,
+                                   fix_end_offsets=bool(s.fix_end_offsets))
         return None
 
 
@@ -90,9 +92,10 @@ class EmbeddedProfile(BrokerProfile):
         return opts
 
     def transport_class(self) -> Optional[type]:
-        wait = self.settings.fetch_max_wait_ms
-        return _transport_with(fetch_max_wait_ms=wait if wait is not None else self.fetch_max_wait_ms,
-                               fix_end_offsets=True)
+        s = self.settings
+        wait = s.fetch_max_wait_ms if s.fetch_max_wait_ms is not None else self.fetch_max_wait_ms
+        fix = s.fix_end_offsets if s.fix_end_offsets is not None else True
+        return _transport_with(fetch_max_wait_ms=wait, fix_end_offsets=fix)
 
 
 def profile_for(settings: "Settings") -> BrokerProfile:

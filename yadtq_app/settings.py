@@ -64,6 +64,11 @@ class Settings:
     heartbeat_timeout: Optional[float] = None
     #: Consumer fetch long-poll wait in ms; ``None`` means the broker profile's choice.
     fetch_max_wait_ms: Optional[int] = None
+    #: How long the producer waits to batch messages (ms); ``None`` is Faust's default (0).
+    producer_linger_ms: Optional[float] = None
+    #: Correct the embedded broker's wrong end offsets (see :mod:`yadtq_app.compat`);
+    #: ``None`` means the broker profile's choice (on for ``embedded``, off for ``kafka``).
+    fix_end_offsets: Optional[bool] = None
     log_level: str = "info"
 
     def __post_init__(self) -> None:
@@ -156,6 +161,15 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def _bool(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("expected one of 1/0, true/false, yes/no, on/off")
+
+
 def _modules(raw: str) -> tuple[str, ...]:
     mods = tuple(m.strip() for m in raw.split(",") if m.strip())
     if not mods:
@@ -183,5 +197,7 @@ ENV: dict[str, tuple[str, object]] = {
     "session_timeout": ("YADTQ_SESSION_TIMEOUT", float),
     "heartbeat_timeout": ("YADTQ_CONSUMER_HEARTBEAT", float),
     "fetch_max_wait_ms": ("YADTQ_FETCH_MAX_WAIT_MS", int),
+    "producer_linger_ms": ("YADTQ_PRODUCER_LINGER_MS", float),
+    "fix_end_offsets": ("YADTQ_FIX_END_OFFSETS", _bool),
     "log_level": ("YADTQ_LOG_LEVEL", str),
 }

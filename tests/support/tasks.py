@@ -19,3 +19,14 @@ def concat(a: str, b: str = "") -> str:
 @task(name="tests.unserializable")
 def unserializable() -> object:
     return object()
+
+
+@task(name="tests.sleep_until")
+async def sleep_until(unix_time: float) -> float:
+    """Finish at an absolute time: many of these finish together, so their status
+    rows reach the changelog in multi-record batches."""
+    import asyncio
+    import time
+
+    await asyncio.sleep(max(0.0, unix_time - time.time()))
+    return unix_time
