@@ -27,6 +27,7 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]
 def cluster_factory(broker: EmbeddedBroker, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[object]:
     """Make clusters of worker processes; all are stopped after the test."""
     made: list[Cluster] = []
+    request.node.yadtq_clusters = made  # for the report hook below
 
     def make(**kwargs: object) -> Cluster:
         c = Cluster(broker.url, tmp_path / f"cluster{len(made)}", **kwargs)  # type: ignore[arg-type]
@@ -34,16 +35,15 @@ def cluster_factory(broker: EmbeddedBroker, tmp_path: Path, request: pytest.Fixt
         return c
 
     yield make
-    failed = getattr(request.node, "rep_call", None)
     for c in made:
         c.stop()
-    if failed is not None and failed.failed:
-        for c in made:
-            print(c.dump_logs())
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> object:
+    """On a failed test, show the tails of its workers' logs."""
     rep = yield
-    setattr(item, f"rep_{rep.when}", rep)
+    if rep.when == "call" and rep.failed:
+        for i, c in enumerate(getattr(item, "yadtq_clusters", [])):
+            rep.sections.append((f"worker logs (cluster {i})", c.dump_logs()))
     return rep

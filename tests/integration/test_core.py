@@ -110,8 +110,8 @@ def test_failing_task_is_recorded_and_worker_stays_up(cluster_factory: Any) -> N
     # Both workers are still up and still work.
     assert all(w.alive for w in cluster.workers)
     assert [Client(w.url).submit("add", 2, 2).result(timeout=30) for w in cluster.workers] == [4, 4]
-    for w in cluster.workers:
-        assert "Traceback" not in w.log_text() or "agent" not in w.log_text().lower().split("traceback")[0][-200:]
+    for w in cluster.workers:  # task failures are logged as failures, not as agent crashes
+        assert "Traceback" not in w.log_text()
         assert "crashed" not in w.log_text().lower()
 
 
