@@ -42,6 +42,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["BrokerProfile", "profile_for", "true_end_offsets", "EmbeddedTransport"]
 
+#: What Faust hard-codes for its worker consumer.
+FAUST_FETCH_MAX_WAIT_MS = 1500
+
 logger = logging.getLogger(__name__)
 
 
@@ -72,7 +75,8 @@ class BrokerProfile:
         """A Faust transport to use instead of the default one (``None``: the default)."""
         s = self.settings
         if s.fetch_max_wait_ms is not None or s.fix_end_offsets:
-            return _transport_with(fetch_max_wait_ms=s.fetch_max_wait_ms or 1500,
+            wait = s.fetch_max_wait_ms if s.fetch_max_wait_ms is not None else FAUST_FETCH_MAX_WAIT_MS
+            return _transport_with(fetch_max_wait_ms=wait,
                                    fix_end_offsets=bool(s.fix_end_offsets))
         return None
 

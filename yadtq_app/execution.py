@@ -46,11 +46,14 @@ async def run_task(taskdef: TaskDef, args: list[Any], kwargs: dict[str, Any], *,
                                         "traceback": None})
     try:
         if taskdef.is_async:
-            result = await asyncio.wait_for(taskdef.fn(*args, **kwargs), timeout)
+            result = await asyncio.wait_for(_shield_timeouts(taskdef.fn(*args, **kwargs)), timeout)
         else:
             loop = asyncio.get_running_loop()
-            call = functools.partial(taskdef.fn, *args, **kwargs)
+            call = functools.partial(_call_shielding_timeouts, taskdef.fn, args, kwargs)
             result = await asyncio.wait_for(loop.run_in_executor(executor, call), timeout)
+    except _BodyTimeout as wrapped:
+        exc = wrapped.original
+        return Outcome(ok=False, error=error_info(exc))
     except asyncio.TimeoutError:
         return Outcome(ok=False, error={"type": "TaskTimeout",
                                         "message": f"{taskdef.name} exceeded its time limit of {timeout:g} s",
@@ -60,9 +63,35 @@ async def run_task(taskdef: TaskDef, args: list[Any], kwargs: dict[str, Any], *,
     except Exception as exc:  # noqa: BLE001 - a task body's exception is the task's failure
         return Outcome(ok=False, error=error_info(exc))
     try:
-        json.dumps(result)
+        json.dumps(result, allow_nan=False)
     except (TypeError, ValueError) as exc:
         return Outcome(ok=False, error={"type": "ResultNotSerializable",
                                         "message": f"{taskdef.name} returned a value that is not JSON: {exc}",
                                         "traceback": None})
     return Outcome(ok=True, result=result)
+
+
+class _BodyTimeout(Exception):
+    """A ``TimeoutError`` raised by the task body itself, not by yadtq's time limit.
+
+    Since Python 3.11 ``asyncio.TimeoutError`` *is* ``TimeoutError``, so without this
+    wrapper a socket timeout inside a task would read as the task's time limit.
+    """
+
+    def __init__(self, original: TimeoutError) -> None:
+        super().__init__(str(original))
+        self.original = original
+
+
+async def _shield_timeouts(coro: Any) -> Any:
+    try:
+        return await coro
+    except TimeoutError as exc:
+        raise _BodyTimeout(exc) from exc
+
+
+def _call_shielding_timeouts(fn: Any, args: list[Any], kwargs: dict[str, Any]) -> Any:
+    try:
+        return fn(*args, **kwargs)
+    except TimeoutError as exc:
+        raise _BodyTimeout(exc) from exc

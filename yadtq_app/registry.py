@@ -66,7 +66,7 @@ class TaskRegistry:
         if timeout is not None and timeout <= 0:
             raise TaskRegistrationError(f"task {task_name!r}: timeout must be positive")
         existing = self._tasks.get(task_name)
-        if existing is not None and _qualname(existing.fn) != _qualname(fn):
+        if existing is not None and existing.fn is not fn and not _same_definition(existing.fn, fn):
             raise TaskRegistrationError(
                 f"task name {task_name!r} is already registered to {_qualname(existing.fn)}"
             )
@@ -100,6 +100,18 @@ class TaskRegistry:
                 importlib.import_module(mod)
             except ImportError as exc:
                 raise TaskRegistrationError(f"cannot import task module {mod!r}: {exc}") from exc
+
+
+def _same_definition(a: Callable[..., Any], b: Callable[..., Any]) -> bool:
+    """The same ``def`` imported twice (a module loaded again), not two different functions.
+
+    Lambdas and functions made inside other functions share qualnames, so they never count.
+    """
+    qual = _qualname(a)
+    if qual != _qualname(b) or "<lambda>" in qual or "<locals>" in qual:
+        return False
+    code_a, code_b = getattr(a, "__code__", None), getattr(b, "__code__", None)
+    return code_a is not None and code_b is not None and code_a.co_filename == code_b.co_filename
 
 
 def _qualname(fn: Callable[..., Any]) -> str:

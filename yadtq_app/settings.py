@@ -72,18 +72,30 @@ class Settings:
     log_level: str = "info"
 
     def __post_init__(self) -> None:
+        def bad(name: str, why: str) -> ConfigurationError:
+            return ConfigurationError(f"{ENV[name][0]} ({name}) {why}")
+
         if self.broker_profile not in PROFILES:
-            raise ConfigurationError(
-                f"broker profile must be one of {', '.join(PROFILES)}, not {self.broker_profile!r}"
-            )
+            raise bad("broker_profile", f"must be one of {', '.join(PROFILES)}, not {self.broker_profile!r}")
         if self.partitions < 1:
-            raise ConfigurationError("partitions must be at least 1")
+            raise bad("partitions", "must be at least 1")
+        if self.replication_factor < 1:
+            raise bad("replication_factor", "must be at least 1")
         if self.concurrency < 1:
-            raise ConfigurationError("concurrency must be at least 1")
+            raise bad("concurrency", "must be at least 1")
         if self.default_timeout <= 0:
-            raise ConfigurationError("default timeout must be positive")
+            raise bad("default_timeout", "must be positive")
+        if self.heartbeat_interval <= 0:
+            raise bad("heartbeat_interval", "must be positive")
+        if not 0 < self.web_port < 65536:
+            raise bad("web_port", "must be a TCP port (1-65535)")
         if not self.broker_url.startswith("kafka://"):
-            raise ConfigurationError(f"broker URL must start with kafka://, got {self.broker_url!r}")
+            raise bad("broker_url", f"must start with kafka://, got {self.broker_url!r}")
+        try:
+            if not self.broker_hosts:
+                raise ValueError("no host")
+        except ValueError as exc:
+            raise bad("broker_url", f"is not a list of host:port ({exc}); write IPv6 hosts as [::1]:9092") from None
 
     # -- derived values -----------------------------------------------------------
     @property

@@ -1,0 +1,80 @@
+"""The yadtq command: argument parsing, value parsing, and the error path."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from yadtq_app.cli import _parse_value, build_parser, cmd_broker, cmd_status, cmd_submit
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize("text, value", [
+    ("4", 4),
+    ("4.5", 4.5),
+    ('"x"', "x"),
+    ("hello", "hello"),
+    ("[1,2]", [1, 2]),
+    ('{"a": null}', {"a": None}),
+    ("true", True),
+    ("", ""),
+    ("4 5", "4 5"),
+])
+def test_parse_value(text: str, value: object) -> None:
+    got = _parse_value(text)
+    assert got == value and type(got) is type(value)
+
+
+def test_parse_submit() -> None:
+    args = build_parser().parse_args(["submit", "multiply", "4", "5", "--wait", "--json"])
+    assert args.command == "submit" and args.func is cmd_submit
+    assert args.task == "multiply" and args.args == ["4", "5"]
+    assert args.wait is True and args.json is True
+    assert args.timeout == 60.0 and args.task_id is None and args.kwarg is None
+
+
+def test_parse_submit_options() -> None:
+    args = build_parser().parse_args(["submit", "echo", "--kwarg", "a=1", "--kwarg", "b=x", "--task-id", "t1",
+                                      "--timeout", "2.5", "--url", "http://h:1"])
+    assert args.kwarg == ["a=1", "b=x"] and args.task_id == "t1" and args.timeout == 2.5
+    assert args.url == "http://h:1" and args.wait is False and args.json is False and args.args == []
+
+
+def test_parse_status() -> None:
+    args = build_parser().parse_args(["status", "ID"])
+    assert args.command == "status" and args.func is cmd_status and args.task_id == "ID"
+
+
+def test_parse_broker() -> None:
+    args = build_parser().parse_args(["broker", "--port", "1234"])
+    assert args.func is cmd_broker and args.port == 1234 and args.host == "127.0.0.1"
+    assert build_parser().parse_args(["broker"]).port == 9092
+
+
+@pytest.mark.parametrize("argv", [[], ["nope"], ["broker", "--port", "x"], ["status"]])
+def test_parse_errors_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as ei:
+        build_parser().parse_args(argv)
+    assert ei.value.code == 2
+    assert "usage: yadtq" in capsys.readouterr().err
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_status_against_closed_port_fails_cleanly() -> None:
+    url = f"http://127.0.0.1:{_closed_port()}"
+    proc = subprocess.run([sys.executable, "-m", "yadtq_app.cli", "status", "some-id", "--url", url],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith("yadtq:"), proc.stderr
+    assert url in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.stdout == ""

@@ -1,0 +1,162 @@
+"""run_task: argument check, time limit, sync functions off the loop, error capture."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable
+
+import pytest
+
+from yadtq_app.execution import Outcome, error_info, run_task
+from yadtq_app.registry import TaskDef
+
+
+def td(fn: Callable[..., Any]) -> TaskDef:
+    return TaskDef(name=fn.__name__, fn=fn)
+
+
+def multiply(a, b):
+    return a * b
+
+
+async def amultiply(a, b):
+    await asyncio.sleep(0)
+    return a * b
+
+
+async def test_sync_success() -> None:
+    assert await run_task(td(multiply), [4, 5], {}, timeout=5) == Outcome(ok=True, result=20)
+
+
+async def test_async_success_with_kwargs() -> None:
+    out = await run_task(td(amultiply), [4], {"b": 6}, timeout=5)
+    assert out.ok is True and out.result == 24 and out.error is None
+
+
+@pytest.mark.parametrize("is_async", [False, True])
+async def test_exception_in_body(is_async: bool) -> None:
+    def divide(a, b):
+        return a / b
+
+    async def adivide(a, b):
+        return a / b
+
+    out = await run_task(td(adivide if is_async else divide), [1, 0], {}, timeout=5)
+    assert out.ok is False and out.result is None
+    assert out.error["type"] == "ZeroDivisionError"
+    assert "division by zero" in out.error["message"]
+    assert "Traceback" in out.error["traceback"] and "return a / b" in out.error["traceback"]
+
+
+async def test_bad_arguments() -> None:
+    calls = []
+
+    def job(a):
+        calls.append(a)
+
+    out = await run_task(td(job), [1, 2], {}, timeout=5)
+    assert out.ok is False
+    assert out.error["type"] == "InvalidArguments" and out.error["message"].startswith("job:")
+    assert out.error["traceback"] is None
+    assert calls == []  # never called
+
+
+async def test_async_timeout() -> None:
+    async def slow():
+        await asyncio.sleep(10)
+
+    t0 = time.monotonic()
+    out = await run_task(td(slow), [], {}, timeout=0.05)
+    assert time.monotonic() - t0 < 2
+    assert out.ok is False and out.error["type"] == "TaskTimeout"
+    assert "0.05" in out.error["message"] and "slow" in out.error["message"]
+
+
+async def test_sync_timeout() -> None:
+    def blocking():
+        time.sleep(0.3)
+        return "late"
+
+    with ThreadPoolExecutor(1) as pool:
+        t0 = time.monotonic()
+        out = await run_task(td(blocking), [], {}, timeout=0.05, executor=pool)
+        elapsed = time.monotonic() - t0
+    assert elapsed < 0.25  # the caller is not held until the thread ends
+    assert out.ok is False and out.error["type"] == "TaskTimeout"
+
+
+@pytest.mark.parametrize("value", [object(), {1, 2}, b"bytes"])
+async def test_result_not_serializable(value: Any) -> None:
+    def job():
+        return value
+
+    out = await run_task(td(job), [], {}, timeout=5)
+    assert out.ok is False and out.error["type"] == "ResultNotSerializable"
+    assert out.result is None
+
+
+async def test_nan_result_is_not_json() -> None:
+    def job():
+        return float("nan")
+
+    out = await run_task(td(job), [], {}, timeout=5)
+    assert out.ok is False and out.error["type"] == "ResultNotSerializable"
+
+
+@pytest.mark.parametrize("is_async", [False, True])
+async def test_timeout_error_raised_by_body_is_a_normal_failure(is_async: bool) -> None:
+    def job():
+        raise TimeoutError("upstream API timed out")
+
+    async def ajob():
+        raise TimeoutError("upstream API timed out")
+
+    out = await run_task(td(ajob if is_async else job), [], {}, timeout=5)
+    assert out.error["type"] == "TimeoutError"
+    assert out.error["message"] == "upstream API timed out"
+
+
+async def test_sync_function_runs_off_the_loop_thread() -> None:
+    def where():
+        return threading.get_ident()
+
+    async def awhere():
+        return threading.get_ident()
+
+    loop_thread = threading.get_ident()
+    sync_out = await run_task(td(where), [], {}, timeout=5)
+    async_out = await run_task(td(awhere), [], {}, timeout=5)
+    assert sync_out.ok and sync_out.result != loop_thread
+    assert async_out.ok and async_out.result == loop_thread
+
+
+async def test_sync_function_uses_given_executor() -> None:
+    def name():
+        return threading.current_thread().name
+
+    with ThreadPoolExecutor(1, thread_name_prefix="yadtq-unit") as pool:
+        out = await run_task(td(name), [], {}, timeout=5, executor=pool)
+    assert out.result.startswith("yadtq-unit")
+
+
+async def test_cancellation_propagates() -> None:
+    async def slow():
+        await asyncio.sleep(10)
+
+    t = asyncio.ensure_future(run_task(td(slow), [], {}, timeout=5))
+    await asyncio.sleep(0.01)
+    t.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await t
+
+
+def test_error_info_without_traceback() -> None:
+    try:
+        raise KeyError("k")
+    except KeyError as exc:
+        assert error_info(exc, with_traceback=False) == {"type": "KeyError", "message": "'k'", "traceback": None}
+        assert "KeyError" in error_info(exc)["traceback"]

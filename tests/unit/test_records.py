@@ -1,0 +1,155 @@
+"""The task wire format: parsing, validation reasons, round trips, row/heartbeat JSON."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from yadtq_app.errors import InvalidTask
+from yadtq_app.records import (
+    MAX_ID_LENGTH,
+    Heartbeat,
+    TaskRequest,
+    TaskState,
+    parse_task_message,
+    task_request_from_json,
+)
+
+SEED = b'{"task-id": "12345abc", "task": "multiply", "args": [4, 5]}'
+LIMIT = 1_000_000
+
+
+def parse(raw: bytes | None, **kw: object) -> TaskRequest:
+    return parse_task_message(raw, max_bytes=LIMIT, **kw)  # type: ignore[arg-type]
+
+
+def test_seed_message_parses() -> None:
+    req = parse(SEED)
+    assert (req.id, req.task, req.task_args, req.task_kwargs, req.submitted_at) == (
+        "12345abc", "multiply", [4, 5], {}, None)
+    assert req.key == b"12345abc"
+
+
+def test_defaults_and_generated_id() -> None:
+    a = task_request_from_json({"task": "echo"})
+    b = task_request_from_json({"task": "echo"})
+    assert a.task_args == [] and a.task_kwargs == {}
+    assert isinstance(a.id, str) and a.id and a.id != b.id
+
+
+def test_null_args_and_kwargs_mean_empty() -> None:
+    req = task_request_from_json({"task": "echo", "args": None, "kwargs": None})
+    assert req.task_args == [] and req.task_kwargs == {}
+
+
+def test_default_id_used_only_when_task_id_missing() -> None:
+    assert parse(b'{"task": "echo"}', default_id="from-key").id == "from-key"
+    assert parse(SEED, default_id="from-key").id == "12345abc"
+
+
+def test_underscore_task_id_alias() -> None:
+    assert task_request_from_json({"task_id": "abc", "task": "echo"}).id == "abc"
+
+
+def test_submitted_at_number_becomes_float() -> None:
+    req = task_request_from_json({"task": "echo", "submitted_at": 17})
+    assert req.submitted_at == 17.0 and isinstance(req.submitted_at, float)
+
+
+@pytest.mark.parametrize("raw, reason", [
+    (b"", "empty"),
+    (None, "empty"),
+    (b"\xff", "not-utf8"),
+    (b"{not json", "not-json"),
+    (b"[1, 2]", "not-object"),
+    (b'"a string"', "not-object"),
+    (b"42", "not-object"),
+])
+def test_undecodable_messages(raw: bytes | None, reason: str) -> None:
+    with pytest.raises(InvalidTask) as ei:
+        parse(raw)
+    assert ei.value.reason == reason
+    assert ei.value.task_id is None
+
+
+def test_too_large() -> None:
+    with pytest.raises(InvalidTask) as ei:
+        parse_task_message(SEED, max_bytes=len(SEED) - 1)
+    assert ei.value.reason == "too-large"
+    assert parse_task_message(SEED, max_bytes=len(SEED)).id == "12345abc"  # the limit itself is fine
+
+
+@pytest.mark.parametrize("obj, task_id", [
+    ({"task-id": "t1"}, "t1"),                                        # task missing
+    ({"task-id": "t1", "task": 7}, "t1"),                            # task not a string
+    ({"task-id": "t1", "task": ""}, "t1"),                           # task empty
+    ({"task-id": "t1", "task": "echo", "args": {"a": 1}}, "t1"),     # args not a list
+    ({"task-id": "t1", "task": "echo", "args": "4 5"}, "t1"),
+    ({"task-id": "t1", "task": "echo", "kwargs": [1]}, "t1"),        # kwargs not a dict
+    ({"task-id": "t1", "task": "echo", "submitted_at": True}, "t1"),
+    ({"task-id": "t1", "task": "echo", "submitted_at": "now"}, "t1"),
+    ({"task-id": 12345, "task": "echo"}, None),                      # task-id not a string
+    ({"task-id": "", "task": "echo"}, None),
+    ({"task-id": "x" * (MAX_ID_LENGTH + 1), "task": "echo"}, None),
+    ({"task-id": "a/b", "task": "echo"}, None),
+    ({"task-id": "a\nb", "task": "echo"}, None),
+])
+def test_bad_fields(obj: dict, task_id: str | None) -> None:
+    with pytest.raises(InvalidTask) as ei:
+        parse(json.dumps(obj).encode())
+    assert ei.value.reason == "bad-field"
+    assert ei.value.task_id == task_id
+
+
+def test_longest_allowed_id_is_accepted() -> None:
+    assert task_request_from_json({"task-id": "x" * MAX_ID_LENGTH, "task": "echo"}).id == "x" * MAX_ID_LENGTH
+
+
+@pytest.mark.parametrize("req", [
+    TaskRequest(id="abc", task="multiply", task_args=[4, 5], task_kwargs={}),
+    TaskRequest(id="id-2", task="echo", task_args=[{"nested": [1, None]}], task_kwargs={"k": "é"},
+                submitted_at=1700000000.25),
+])
+def test_wire_round_trip(req: TaskRequest) -> None:
+    wire = req.to_wire()
+    assert json.loads(req.encode()) == wire
+    back = parse(req.encode())
+    assert back.to_wire() == wire
+    assert (back.id, back.task, back.task_args, back.task_kwargs, back.submitted_at) == (
+        req.id, req.task, req.task_args, req.task_kwargs, req.submitted_at)
+    assert task_request_from_json(wire).to_wire() == wire
+
+
+def test_to_wire_omits_missing_submitted_at() -> None:
+    wire = TaskRequest(id="a", task="echo").to_wire()
+    assert wire == {"task-id": "a", "task": "echo", "args": [], "kwargs": {}}
+
+
+def test_task_state_to_json_keys() -> None:
+    row = TaskState(id="a", task="multiply", status="success", task_args=[4, 5], result=20, attempts=1,
+                    worker="w1", submitted_at=1.0, started_at=2.0, finished_at=3.0)
+    out = row.to_json()
+    assert set(out) == {"task-id", "task", "args", "kwargs", "status", "result", "error", "attempts",
+                        "worker", "submitted_at", "started_at", "finished_at"}
+    assert out["task-id"] == "a" and out["args"] == [4, 5] and out["result"] == 20
+    assert out["finished_at"] == 3.0
+    json.dumps(out)
+
+
+def _hb(at: float) -> Heartbeat:
+    return Heartbeat(worker="w1", host="h", pid=1, web_url="http://x", at=at, started_at=0.0, partitions=[0, 3])
+
+
+@pytest.mark.parametrize("now, timeout, alive", [
+    (100.0, 3.0, True),
+    (102.0, 3.0, True),
+    (103.0, 3.0, True),     # exactly at the timeout still counts
+    (103.5, 3.0, False),
+    (110.0, 20.0, True),
+    (110.0, 5.0, False),
+])
+def test_heartbeat_alive(now: float, timeout: float, alive: bool) -> None:
+    out = _hb(100.0).to_json(now=now, timeout=timeout)
+    assert out["alive"] is alive
+    assert out["id"] == "w1" and out["last_heartbeat"] == 100.0 and out["partitions"] == [0, 3]

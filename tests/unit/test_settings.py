@@ -1,0 +1,152 @@
+"""Settings.from_env with explicit mappings (os.environ is never touched)."""
+
+from __future__ import annotations
+
+import pytest
+
+from yadtq_app.errors import ConfigurationError
+from yadtq_app.settings import DEFAULT_BROKER_URL, Settings
+
+
+def test_defaults() -> None:
+    s = Settings.from_env({})
+    assert s.broker_url == DEFAULT_BROKER_URL == "kafka://127.0.0.1:9092"
+    assert s.task_topic == "task_queue"
+    assert s.partitions == 8
+    assert s.task_modules == ("yadtq_app.examples",)
+    assert s.broker_profile == "auto" and s.resolved_profile == "embedded"
+    assert s.fix_end_offsets is None and s.session_timeout is None
+    assert s.events_topic == "yadtq-task-events" and s.heartbeat_topic == "yadtq-heartbeats"
+    assert s.web_url == "http://127.0.0.1:6066"
+    assert s.effective_worker_timeout == 3.0
+
+
+def test_unrelated_and_empty_variables_are_ignored() -> None:
+    s = Settings.from_env({"PATH": "/bin", "YADTQ_PARTITIONS": "", "yadtq_partitions": "3"})
+    assert s.partitions == 8
+
+
+@pytest.mark.parametrize("var, raw, field, value", [
+    ("YADTQ_BROKER_URL", "kafka://kafka-1:9092", "broker_url", "kafka://kafka-1:9092"),
+    ("YADTQ_BROKER_PROFILE", "kafka", "broker_profile", "kafka"),
+    ("YADTQ_APP_ID", "myapp", "app_id", "myapp"),
+    ("YADTQ_TASK_TOPIC", "jobs", "task_topic", "jobs"),
+    ("YADTQ_PARTITIONS", "3", "partitions", 3),
+    ("YADTQ_REPLICATION_FACTOR", "2", "replication_factor", 2),
+    ("YADTQ_TASK_MODULES", "a.b, c ,,d", "task_modules", ("a.b", "c", "d")),
+    ("YADTQ_CONCURRENCY", "16", "concurrency", 16),
+    ("YADTQ_DEFAULT_TIMEOUT", "2.5", "default_timeout", 2.5),
+    ("YADTQ_MAX_MESSAGE_BYTES", "1024", "max_message_bytes", 1024),
+    ("YADTQ_WEB_HOST", "0.0.0.0", "web_host", "0.0.0.0"),
+    ("YADTQ_WEB_PORT", "7000", "web_port", 7000),
+    ("YADTQ_DATA_DIR", "/tmp/d", "data_dir", "/tmp/d"),
+    ("YADTQ_WORKER_ID", "w-1", "worker_id", "w-1"),
+    ("YADTQ_HEARTBEAT_INTERVAL", "0.25", "heartbeat_interval", 0.25),
+    ("YADTQ_WORKER_TIMEOUT", "9", "worker_timeout", 9.0),
+    ("YADTQ_SESSION_TIMEOUT", "10", "session_timeout", 10.0),
+    ("YADTQ_CONSUMER_HEARTBEAT", "1.5", "heartbeat_timeout", 1.5),
+    ("YADTQ_FETCH_MAX_WAIT_MS", "20", "fetch_max_wait_ms", 20),
+    ("YADTQ_PRODUCER_LINGER_MS", "5", "producer_linger_ms", 5.0),
+    ("YADTQ_FIX_END_OFFSETS", "yes", "fix_end_offsets", True),
+    ("YADTQ_FIX_END_OFFSETS", "0", "fix_end_offsets", False),
+    ("YADTQ_FIX_END_OFFSETS", " On ", "fix_end_offsets", True),
+    ("YADTQ_FIX_END_OFFSETS", "FALSE", "fix_end_offsets", False),
+    ("YADTQ_LOG_LEVEL", "debug", "log_level", "debug"),
+])
+def test_each_variable(var: str, raw: str, field: str, value: object) -> None:
+    s = Settings.from_env({var: raw})
+    got = getattr(s, field)
+    assert got == value and type(got) is type(value)
+
+
+def test_worker_timeout_overrides_heartbeat_multiple() -> None:
+    assert Settings.from_env({"YADTQ_HEARTBEAT_INTERVAL": "2"}).effective_worker_timeout == 6.0
+    assert Settings.from_env({"YADTQ_WORKER_TIMEOUT": "1"}).effective_worker_timeout == 1.0
+
+
+@pytest.mark.parametrize("var, raw", [
+    ("YADTQ_PARTITIONS", "eight"),
+    ("YADTQ_PARTITIONS", "8.0"),
+    ("YADTQ_WEB_PORT", "http"),
+    ("YADTQ_DEFAULT_TIMEOUT", "5s"),
+    ("YADTQ_FIX_END_OFFSETS", "maybe"),
+    ("YADTQ_TASK_MODULES", " , ,"),
+    ("YADTQ_FETCH_MAX_WAIT_MS", "1.5"),
+])
+def test_unparsable_values_name_the_variable(var: str, raw: str) -> None:
+    with pytest.raises(ConfigurationError, match=var):
+        Settings.from_env({var: raw})
+
+
+@pytest.mark.parametrize("var, raw", [
+    ("YADTQ_BROKER_PROFILE", "tansu"),
+    ("YADTQ_PARTITIONS", "0"),
+    ("YADTQ_CONCURRENCY", "-1"),
+    ("YADTQ_DEFAULT_TIMEOUT", "0"),
+    ("YADTQ_BROKER_URL", "http://127.0.0.1:9092"),
+])
+def test_invalid_values_raise(var: str, raw: str) -> None:
+    with pytest.raises(ConfigurationError):
+        Settings.from_env({var: raw})
+
+
+@pytest.mark.parametrize("var, raw", [("YADTQ_PARTITIONS", "0"), ("YADTQ_BROKER_PROFILE", "tansu")])
+def test_invalid_values_name_the_variable(var: str, raw: str) -> None:
+    with pytest.raises(ConfigurationError, match=var):
+        Settings.from_env({var: raw})
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"broker_profile": "tansu"}, {"partitions": 0}, {"concurrency": 0}, {"default_timeout": -1},
+    {"broker_url": "127.0.0.1:9092"},
+])
+def test_constructor_validation(kwargs: dict) -> None:
+    with pytest.raises(ConfigurationError):
+        Settings(**kwargs)
+
+
+@pytest.mark.parametrize("url, profile", [
+    ("kafka://127.0.0.1:9092", "embedded"),
+    ("kafka://localhost:9092", "embedded"),
+    ("kafka://127.0.0.5:19092", "embedded"),
+    ("kafka://[::1]:9092", "embedded"),
+    ("kafka://localhost:9092,127.0.0.1:9093", "embedded"),
+    ("kafka://kafka-1:9092", "kafka"),
+    ("kafka://10.0.0.5:9092", "kafka"),
+    ("kafka://localhost:9092,kafka-1:9092", "kafka"),
+])
+def test_auto_profile(url: str, profile: str) -> None:
+    assert Settings(broker_url=url).resolved_profile == profile
+
+
+def test_explicit_profile_wins() -> None:
+    assert Settings(broker_url="kafka://127.0.0.1:9092", broker_profile="kafka").resolved_profile == "kafka"
+    assert Settings(broker_url="kafka://kafka-1:9092", broker_profile="embedded").resolved_profile == "embedded"
+
+
+@pytest.mark.parametrize("url, hosts", [
+    ("kafka://127.0.0.1:9092", [("127.0.0.1", 9092)]),
+    ("kafka://a:1,b:2, c:3", [("a", 1), ("b", 2), ("c", 3)]),
+    ("kafka://a:1;b:2", [("a", 1), ("b", 2)]),
+    ("kafka://kafka-1", [("kafka-1", 9092)]),
+    ("kafka://[::1]:9093", [("::1", 9093)]),
+    ("kafka://a:1,,", [("a", 1)]),
+])
+def test_broker_hosts(url: str, hosts: list) -> None:
+    s = Settings(broker_url=url)
+    assert s.broker_hosts == hosts
+    assert s.bootstrap_servers == ",".join(f"{h}:{p}" for h, p in hosts)
+
+
+def test_resolved_data_dir() -> None:
+    assert Settings(web_port=6067).resolved_data_dir == ".yadtq/worker-6067"
+    assert Settings.from_env({"YADTQ_WEB_PORT": "7001"}).resolved_data_dir == ".yadtq/worker-7001"
+    assert Settings(web_port=6067, data_dir="/var/x").resolved_data_dir == "/var/x"
+
+
+def test_replace_returns_validated_copy() -> None:
+    s = Settings()
+    t = s.replace(partitions=2)
+    assert t.partitions == 2 and s.partitions == 8
+    with pytest.raises(ConfigurationError):
+        s.replace(partitions=0)

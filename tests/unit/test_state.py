@@ -1,0 +1,141 @@
+"""Folding task events into status rows (yadtq_app.state.apply_event)."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any, Optional
+
+import pytest
+
+from yadtq_app.records import TaskEvent, TaskState
+from yadtq_app.state import WorkerStats, apply_event
+
+
+def ev(kind: str, **kw: Any) -> TaskEvent:
+    kw.setdefault("task", "multiply")
+    kw.setdefault("task_args", [4, 5])
+    return TaskEvent(id="t1", kind=kind, **kw)
+
+
+QUEUED = ev("queued", at=1.0, submitted_at=1.0)
+PROC1 = ev("processing", attempt=1, worker="w1", at=2.0)
+SUCCESS = ev("success", attempt=1, worker="w1", at=3.0, result=20)
+FAILED = ev("failed", attempt=1, worker="w1", at=3.0, error={"type": "ZeroDivisionError", "message": "x"})
+
+
+def fold(*events: TaskEvent, state: Optional[TaskState] = None) -> Optional[TaskState]:
+    for e in events:
+        state = apply_event(state, e)
+    return state
+
+
+def test_in_order_lifecycle() -> None:
+    s = apply_event(None, QUEUED)
+    assert (s.id, s.task, s.status, s.task_args, s.submitted_at, s.attempts) == ("t1", "multiply", "queued",
+                                                                                  [4, 5], 1.0, 0)
+    s = apply_event(s, PROC1)
+    assert (s.status, s.attempts, s.worker, s.started_at) == ("processing", 1, "w1", 2.0)
+    s = apply_event(s, SUCCESS)
+    assert (s.status, s.result, s.error, s.started_at, s.finished_at) == ("success", 20, None, 2.0, 3.0)
+    assert s.submitted_at == 1.0
+
+
+def test_processing_before_queued_stays_processing_and_fills_submitted_at() -> None:
+    s = fold(PROC1)
+    assert s.status == "processing" and s.submitted_at is None
+    s = apply_event(s, QUEUED)
+    assert s.status == "processing"
+    assert s.submitted_at == 1.0
+    assert (s.worker, s.attempts, s.started_at) == ("w1", 1, 2.0)
+
+
+def test_queued_does_not_overwrite_an_existing_submitted_at() -> None:
+    s = fold(ev("queued", submitted_at=1.0), ev("queued", submitted_at=9.0))
+    assert s.submitted_at == 1.0
+
+
+@pytest.mark.parametrize("later", [FAILED, ev("processing", attempt=2, worker="w2", at=5.0), QUEUED,
+                                   ev("success", attempt=2, worker="w2", at=6.0, result=99)])
+def test_terminal_success_never_changes(later: TaskEvent) -> None:
+    s = fold(QUEUED, PROC1, SUCCESS)
+    after = apply_event(s, later)
+    assert after.to_json() == s.to_json()
+    assert after.status == "success" and after.result == 20
+
+
+def test_terminal_failed_never_changes() -> None:
+    s = fold(QUEUED, PROC1, FAILED)
+    after = fold(SUCCESS, ev("processing", attempt=5, worker="w9", at=9.0), state=s)
+    assert after.to_json() == s.to_json()
+
+
+def test_failed_keeps_error_and_clears_result() -> None:
+    s = fold(QUEUED, PROC1, FAILED)
+    assert s.status == "failed"
+    assert s.result is None
+    assert s.error == {"type": "ZeroDivisionError", "message": "x"}
+    assert s.finished_at == 3.0
+
+
+def test_stale_lower_attempt_processing_is_ignored() -> None:
+    s = fold(QUEUED, ev("processing", attempt=2, worker="w2", at=5.0))
+    after = apply_event(s, ev("processing", attempt=1, worker="w1", at=6.0))
+    assert (after.attempts, after.worker, after.started_at) == (2, "w2", 5.0)
+
+
+def test_higher_attempt_processing_replaces_worker() -> None:
+    s = fold(QUEUED, PROC1, ev("processing", attempt=2, worker="w2", at=5.0))
+    assert (s.status, s.attempts, s.worker, s.started_at) == ("processing", 2, "w2", 5.0)
+
+
+def test_success_without_processing_sets_started_at() -> None:
+    s = fold(QUEUED, SUCCESS)
+    assert (s.status, s.started_at, s.finished_at, s.attempts, s.worker) == ("success", 3.0, 3.0, 1, "w1")
+
+
+def test_unknown_kind_raises() -> None:
+    with pytest.raises(ValueError, match="bogus"):
+        apply_event(None, ev("bogus"))
+    with pytest.raises(ValueError):
+        apply_event(fold(QUEUED), ev("done"))
+
+
+def test_input_row_is_not_mutated() -> None:
+    queued = fold(QUEUED)
+    before = queued.to_json()
+    processing = apply_event(queued, PROC1)
+    assert processing is not queued
+    assert queued.status == "queued" and queued.worker is None and queued.attempts == 0
+    done = apply_event(processing, SUCCESS)
+    assert processing.status == "processing" and processing.result is None
+    assert done.status == "success"
+    assert queued.to_json() == before
+
+
+def test_input_row_not_mutated_when_filling_submitted_at() -> None:
+    proc = fold(PROC1)
+    apply_event(proc, QUEUED)
+    assert proc.submitted_at is None
+
+
+@pytest.mark.parametrize("order", list(itertools.permutations([QUEUED, PROC1, SUCCESS])),
+                         ids=lambda o: ">".join(e.kind for e in o))
+def test_every_order_ends_success(order: tuple[TaskEvent, ...]) -> None:
+    s = fold(*order)
+    assert s.status == "success"
+    assert s.result == 20 and s.error is None
+    assert s.submitted_at == 1.0
+    assert s.finished_at == 3.0 and s.attempts == 1 and s.worker == "w1"
+
+
+@pytest.mark.parametrize("order", list(itertools.permutations([QUEUED, PROC1, FAILED, SUCCESS])))
+def test_first_terminal_event_wins(order: tuple[TaskEvent, ...]) -> None:
+    first_terminal = next(e for e in order if e.kind in ("success", "failed"))
+    assert fold(*order).status == first_terminal.kind
+
+
+def test_worker_stats_counts_invalid_reasons() -> None:
+    stats = WorkerStats()
+    for reason in ("not-json", "empty", "not-json"):
+        stats.count_invalid(reason)
+    assert stats.invalid_messages == {"not-json": 2, "empty": 1}
