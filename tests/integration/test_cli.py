@@ -1,0 +1,120 @@
+"""The ``yadtq`` command and ``faust -A yadtq_app worker`` against real processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.support.cluster import ROOT, free_port
+from tests.support.wait import wait_for
+
+pytestmark = pytest.mark.integration
+
+YADTQ = [sys.executable, "-m", "yadtq_app.cli"]
+
+
+def run(args: list[str], **kw: Any) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(YADTQ + args, capture_output=True, text=True, timeout=120, cwd=str(ROOT), **kw)
+
+
+def test_broker_refuses_a_taken_port() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        r = run(["broker", "--port", str(port)])
+    assert r.returncode != 0
+    assert "already in use" in r.stderr and r.stderr.startswith("yadtq:")
+
+
+def test_broker_runs_until_sigterm() -> None:
+    port = free_port()
+    proc = subprocess.Popen(YADTQ + ["broker", "--port", str(port)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=str(ROOT))
+    try:
+        line = proc.stdout.readline() if proc.stdout else ""
+        assert f"127.0.0.1:{port}" in line
+        from yadtq_app.broker import kafka_api_versions_ok
+
+        assert kafka_api_versions_ok("127.0.0.1", port)
+        proc.terminate()
+        assert proc.wait(30) == 0
+        wait_for(lambda: not kafka_api_versions_ok("127.0.0.1", port, timeout=0.2), timeout=10,
+                 message="the broker to stop")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_submit_status_workers_info(cluster_factory: Any) -> None:
+    cluster = cluster_factory().start(1)
+    url = cluster.workers[0].url
+    env = dict(os.environ, **cluster.env)
+
+    r = run(["submit", "multiply", "4", "5", "--wait", "--url", url])
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "20"
+
+    r = run(["submit", "echo", '{"a": 1}', "--url", url, "--json"])
+    task_id = json.loads(r.stdout)["task-id"]
+    wait_for(lambda: json.loads(run(["status", task_id, "--url", url, "--json"]).stdout)["status"] == "success",
+             timeout=30, message="echo to finish")
+    r = run(["status", task_id, "--url", url])
+    assert r.returncode == 0 and "success" in r.stdout and '{"a": 1}' in r.stdout
+
+    r = run(["submit", "divide", "1", "0", "--wait", "--url", url])
+    assert r.returncode == 1 and "ZeroDivisionError" in r.stderr
+
+    r = run(["submit", "nope", "--url", url])
+    assert r.returncode == 2 and "unknown task" in r.stderr
+
+    r = run(["status", "no-such-id", "--url", url])
+    assert r.returncode == 2 and r.stderr.startswith("yadtq:")
+
+    r = run(["workers", "--url", url, "--json"])
+    workers = json.loads(r.stdout)
+    assert [w["id"] for w in workers] == [cluster.workers[0].worker_id] and workers[0]["alive"]
+    r = run(["workers", "--url", url])
+    assert cluster.workers[0].worker_id in r.stdout and "yes" in r.stdout
+
+    r = run(["info", "--json"], env=env)
+    info = json.loads(r.stdout)
+    topics = {t["name"]: t for t in info["topics"]}
+    assert topics[cluster.task_topic]["partitions"] == cluster.partitions
+    assert topics[cluster.task_topic]["broker_partitions"] == cluster.partitions
+    assert {"add", "multiply", "divide", "sleep", "echo", "subtract"} <= {t["name"] for t in info["tasks"]}
+
+
+def test_faust_command_starts_a_worker(broker: Any, tmp_path: Path) -> None:
+    port = free_port()
+    tag = os.urandom(4).hex()
+    env = dict(os.environ, YADTQ_BROKER_URL=broker.url, YADTQ_APP_ID=f"yf-{tag}", YADTQ_TASK_TOPIC=f"tf-{tag}",
+               YADTQ_WEB_PORT=str(port), YADTQ_DATA_DIR=str(tmp_path / "data"), PYTHONPATH=str(ROOT))
+    faust = str(Path(sys.executable).parent / "faust")
+    log = open(tmp_path / "faust.log", "wb")  # noqa: SIM115
+    proc = subprocess.Popen([faust, "-A", "yadtq_app", "worker", "-l", "info", "--web-port", str(port)],
+                            env=env, cwd=str(tmp_path), stdout=log, stderr=subprocess.STDOUT)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_for(lambda: httpx.post(f"{url}/tasks", json={"task": "add", "args": [1, 2]}, timeout=2).status_code == 202,
+                 timeout=60, message="the faust-started worker to accept a task")
+        from yadtq_app import Client
+
+        assert Client(url).submit("add", 20, 22).result(timeout=30) == 42
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
