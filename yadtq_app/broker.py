@@ -39,6 +39,8 @@ def broker_binary() -> str:
 def port_is_free(host: str, port: int) -> bool:
     """True if nothing listens on ``host:port`` (we could bind it ourselves)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        # Like the broker itself: connections lingering in TIME_WAIT do not make a port taken.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError:
@@ -117,7 +119,10 @@ class EmbeddedBroker:
         logger.info("starting embedded broker on %s", listener)
         self.process = subprocess.Popen(cmd, stdout=self._log or subprocess.DEVNULL,
                                         stderr=subprocess.STDOUT if self._log else subprocess.DEVNULL,
-                                        stdin=subprocess.DEVNULL, env=env)
+                                        stdin=subprocess.DEVNULL, env=env,
+                                        # Its own session: a Ctrl-C meant for our caller must not kill
+                                        # the broker before the workers using it have stopped.
+                                        start_new_session=True)
         deadline = time.monotonic() + self.startup_timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

@@ -18,6 +18,7 @@ import asyncio
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -101,13 +102,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     host, port = settings.broker_hosts[0]
     broker = EmbeddedBroker(host, port, log_path=".yadtq/broker.log")
     broker.start()
+    # The embedded broker starts empty: tables kept from an earlier run are stale
+    # (Faust would refuse them with ConsistencyError).
+    shutil.rmtree(settings.resolved_data_dir, ignore_errors=True)
     env = dict(os.environ, YADTQ_BROKER_URL=broker.url)
-    worker = subprocess.Popen([sys.executable, "-m", "yadtq_app.cli", "worker"], env=env)
+    # Own session: on Ctrl-C we stop the worker first, then the broker, in that order.
+    worker = subprocess.Popen([sys.executable, "-m", "yadtq_app.cli", "worker"], env=env, start_new_session=True)
     url = settings.web_url
     try:
         _wait_for_http(url + "/health", worker, timeout=120)
         print(f"""
-yadtq is running: broker {broker.url}, worker {settings.worker_id and 'pid ' + str(worker.pid)} at {url}
+yadtq is running: broker {broker.url}, worker pid {worker.pid} at {url}
 
 Try, in another terminal (with .venv/bin on PATH, or prefix .venv/bin/):
     yadtq submit multiply 4 5 --wait
@@ -117,9 +122,10 @@ Try, in another terminal (with .venv/bin on PATH, or prefix .venv/bin/):
     yadtq workers
 Ctrl-C stops the worker and the broker.
 """, flush=True)
+        signal.signal(signal.SIGTERM, _interrupt)
         worker.wait()
     except KeyboardInterrupt:
-        pass
+        print("stopping the worker and the broker...", flush=True)
     finally:
         if worker.poll() is None:
             worker.send_signal(signal.SIGTERM)
@@ -130,11 +136,13 @@ Ctrl-C stops the worker and the broker.
                 worker.wait()
         broker.stop()
         # A broker restart loses every topic: the worker's local tables are stale now.
-        import shutil
-
         shutil.rmtree(settings.resolved_data_dir, ignore_errors=True)
         print("stopped.", flush=True)
     return 0
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
 
 
 def _wait_for_http(url: str, proc: "subprocess.Popen[bytes]", timeout: float) -> None:
