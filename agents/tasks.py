@@ -12,6 +12,8 @@ only once every message before it is acked, so a crash redelivers unfinished wor
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import logging
 import time
 from typing import Any, AsyncIterable, Optional
@@ -22,10 +24,26 @@ from tables.task_status import get_status
 from yadtq_app.application import app, settings
 from yadtq_app.errors import InvalidTask, UnknownTask
 from yadtq_app.execution import run_task
-from yadtq_app.records import FAILED, PROCESSING, SUCCESS, TERMINAL, TaskEvent, TaskRequest, parse_task_message
-from yadtq_app.topics import events_topic, task_topic
+from yadtq_app.records import (
+    FAILED,
+    PROCESSING,
+    SUCCESS,
+    TERMINAL,
+    DeadLetter,
+    TaskEvent,
+    TaskRequest,
+    parse_task_message,
+)
+from yadtq_app.state import RecentlyFinished
+from yadtq_app.topics import dead_letter_topic, events_topic, task_topic
 
 logger = logging.getLogger(__name__)
+
+#: Tasks running on this worker: id → done. A second message with the same id waits
+#: for the first to finish, then is skipped (one execution per id).
+_running: dict[str, asyncio.Event] = {}
+#: Final statuses of tasks this worker ran, ahead of the status table (see RecentlyFinished).
+_finished = RecentlyFinished()
 
 
 @app.agent(task_topic, name="yadtq.execute_tasks", concurrency=settings.concurrency)
@@ -46,7 +64,7 @@ async def handle_task_message(event: EventT) -> None:
     try:
         request = parse_task_message(event.value, max_bytes=settings.max_message_bytes, default_id=default_id)
     except InvalidTask as exc:
-        await reject(exc, msg.topic, msg.partition, msg.offset)
+        await reject(exc, msg.topic, msg.partition, msg.offset, raw=event.value, key=event.key)
         return
     if event.key != request.key:
         # Route by the id, not by where the record arrived: re-send it keyed by its id,
@@ -54,23 +72,38 @@ async def handle_task_message(event: EventT) -> None:
         logger.info("task %s arrived with key %r; re-keying by its id", request.id, event.key)
         await (await task_topic.send(key=request.key, value=request.encode()))
         return
-    await execute(request)
+    try:
+        app.registry.get(request.task)
+    except UnknownTask as exc:
+        exc.task_id = request.id
+        await reject(exc, msg.topic, msg.partition, msg.offset, raw=event.value, key=event.key, task=request.task)
+        return
+    await run_once(request)
+
+
+async def run_once(request: TaskRequest) -> None:
+    """Execute ``request`` unless it already ran or is running here (one execution per id)."""
+    running = _running.get(request.id)
+    if running is not None:
+        logger.info("task %s is already running here; waiting for it instead of running it twice", request.id)
+        await running.wait()
+    done = _running[request.id] = asyncio.Event()
+    try:
+        await execute(request)
+    finally:
+        done.set()
+        if _running.get(request.id) is done:
+            del _running[request.id]
 
 
 async def execute(request: TaskRequest) -> None:
     """Run one valid request unless its status says it already finished."""
     state = get_status(request.id)
-    if state is not None and state.status in TERMINAL:
-        logger.info("task %s already %s; not running it again", request.id, state.status)
+    final = _finished.get(request.id) or (state.status if state is not None and state.status in TERMINAL else None)
+    if final is not None:
+        logger.info("task %s already %s; not running it again", request.id, final)
         return
-    try:
-        taskdef = app.registry.get(request.task)
-    except UnknownTask as exc:
-        app.stats.count_invalid(exc.reason)
-        logger.warning("task %s: %s", request.id, exc)
-        await report(request, FAILED, attempt=(state.attempts if state else 0),
-                     error={"type": "UnknownTask", "message": str(exc), "traceback": None}, wait=True)
-        return
+    taskdef = app.registry.get(request.task)
     attempt = (state.attempts if state is not None else 0) + 1
     stats = app.stats
     stats.in_progress += 1
@@ -83,6 +116,7 @@ async def execute(request: TaskRequest) -> None:
                                  executor=app.executor)
     finally:
         stats.in_progress -= 1
+    _finished.add(request.id, SUCCESS if outcome.ok else FAILED)
     if outcome.ok:
         stats.tasks_done += 1
         await report(request, SUCCESS, attempt=attempt, result=outcome.result, wait=True)
@@ -94,15 +128,25 @@ async def execute(request: TaskRequest) -> None:
         await report(request, FAILED, attempt=attempt, error=outcome.error, wait=True)
 
 
-async def reject(exc: InvalidTask, topic: str, partition: int, offset: int) -> None:
-    """Account for a message that is not a valid task; it never runs."""
+async def reject(exc: InvalidTask, topic: str, partition: int, offset: int, *, raw: Optional[bytes],
+                 key: Optional[bytes], task: Optional[str] = None) -> None:
+    """Account for a message that will never run: count it, dead-letter it, fail its status."""
     app.stats.count_invalid(exc.reason)
-    logger.warning("invalid task message %s-%s@%s (%s): %s", topic, partition, offset, exc.reason, exc)
+    logger.warning("worker %s: invalid task message %s-%s@%s (%s): %s", settings.worker_id, topic, partition,
+                   offset, exc.reason, exc)
+    letter = DeadLetter(
+        id=exc.task_id or f"{topic}-{partition}-{offset}", reason=exc.reason, error=str(exc), topic=topic,
+        partition=partition, offset=offset, at=time.time(), task_id=exc.task_id, task=task,
+        raw=base64.b64encode(raw).decode() if raw is not None else None,
+        key=key.decode("utf-8", "replace") if key is not None else None, worker=settings.worker_id)
+    sent = [await dead_letter_topic.send(key=letter.id, value=letter)]
     if exc.task_id:
-        request = TaskRequest(id=exc.task_id, task="?")
+        request = TaskRequest(id=exc.task_id, task=task or "?")
+        error_type = "UnknownTask" if isinstance(exc, UnknownTask) else "InvalidTask"
         await report(request, FAILED, attempt=0,
-                     error={"type": "InvalidTask", "message": str(exc), "reason": exc.reason, "traceback": None},
+                     error={"type": error_type, "message": str(exc), "reason": exc.reason, "traceback": None},
                      wait=True)
+    await asyncio.gather(*sent)
 
 
 async def report(request: TaskRequest, kind: str, *, attempt: int, result: Any = None,

@@ -61,16 +61,10 @@ class YadtqApp(faust.App):
         """Every topic the worker needs, with its partition count."""
         s = self.settings
         rf = s.replication_factor
-        specs = [
-            TopicSpec(s.task_topic, s.partitions, rf),
-            TopicSpec(s.events_topic, s.partitions, rf),
-            TopicSpec(s.heartbeat_topic, 1, rf),
-        ]
-        for table in self.tables.values():
-            topic = table.changelog_topic
-            specs.append(TopicSpec(topic.get_topic_name(), table.partitions or s.partitions, rf,
-                                   {"cleanup.policy": "compact"}))
-        return specs
+        changelogs = {t.changelog_topic.get_topic_name(): t.partitions or s.partitions for t in self.tables.values()}
+        names = {**s.topics(), **changelogs}
+        return [TopicSpec(name, partitions, rf, {"cleanup.policy": "compact"} if name in changelogs else {})
+                for name, partitions in names.items()]
 
     async def on_first_start(self) -> None:
         await super().on_first_start()

@@ -226,10 +226,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
     settings = Settings.from_env()
     default_registry.load_modules(settings.task_modules)
-    wanted = {settings.task_topic: settings.partitions, settings.events_topic: settings.partitions,
-              settings.heartbeat_topic: 1,
-              f"{settings.app_id}-task-status-changelog": settings.partitions,
-              f"{settings.app_id}-workers-changelog": 1}
+    wanted = settings.topics()
     try:
         actual: Optional[dict[str, int]] = asyncio.run(
             asyncio.wait_for(describe_topics(settings.bootstrap_servers, wanted), 10))

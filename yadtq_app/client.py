@@ -118,6 +118,10 @@ class Client:
         """Every worker seen recently (``GET /workers``)."""
         return self._request("GET", "/workers")["workers"]  # type: ignore[no-any-return]
 
+    def dead_letters(self, limit: int = 1000) -> list[dict[str, Any]]:
+        """Task messages that will never run (``GET /dead-letters``)."""
+        return self._request("GET", f"/dead-letters?limit={limit}")["dead_letters"]  # type: ignore[no-any-return]
+
     def _request(self, method: str, path: str, *, json: Any = None, retries: int = 20) -> Any:
         for attempt in range(retries + 1):
             try:

@@ -29,6 +29,7 @@ __all__ = [
     "TaskEvent",
     "TaskState",
     "Heartbeat",
+    "DeadLetter",
     "parse_task_message",
     "task_request_from_json",
     "new_task_id",
@@ -211,6 +212,8 @@ class Heartbeat(faust.Record, namespace="yadtq.Heartbeat", serializer="json"):
     tasks_failed: int = 0
     in_progress: int = 0
     partitions: list = []  # noqa: RUF012
+    #: Invalid task messages seen by this worker, per reason (``not-json``, ...).
+    invalid_messages: dict = {}  # noqa: RUF012
 
     def to_json(self, *, now: Optional[float] = None, timeout: float = 3.0) -> dict[str, Any]:
         now = time.time() if now is None else now
@@ -226,4 +229,42 @@ class Heartbeat(faust.Record, namespace="yadtq.Heartbeat", serializer="json"):
             "tasks_failed": self.tasks_failed,
             "in_progress": self.in_progress,
             "partitions": self.partitions,
+            "invalid_messages": self.invalid_messages,
+        }
+
+
+class DeadLetter(faust.Record, namespace="yadtq.DeadLetter", serializer="json"):
+    """A task message that will not run, kept with why and where it came from.
+
+    ``id`` is the task id when one could be read, else ``topic-partition-offset``.
+    ``raw`` is the message value, base64-encoded, exactly as it arrived.
+    """
+
+    id: str
+    reason: str
+    error: str
+    topic: str
+    partition: int
+    offset: int
+    at: float
+    task_id: Optional[str] = None
+    task: Optional[str] = None
+    raw: Optional[str] = None
+    key: Optional[str] = None
+    worker: Optional[str] = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "task-id": self.task_id,
+            "task": self.task,
+            "reason": self.reason,
+            "error": self.error,
+            "topic": self.topic,
+            "partition": self.partition,
+            "offset": self.offset,
+            "at": self.at,
+            "raw": self.raw,
+            "key": self.key,
+            "worker": self.worker,
         }

@@ -132,12 +132,29 @@ class Settings:
         return f"{self.app_id}-task-events"
 
     @property
+    def dead_letter_topic(self) -> str:
+        return f"{self.app_id}-dead-letters"
+
+    @property
     def heartbeat_topic(self) -> str:
         return f"{self.app_id}-heartbeats"
 
     @property
     def resolved_data_dir(self) -> str:
         return self.data_dir or f".yadtq/worker-{self.web_port}"
+
+    def topics(self) -> dict[str, int]:
+        """Every topic yadtq uses (Faust's internal assignor topic aside) → partitions."""
+        p = self.partitions
+        return {
+            self.task_topic: p,
+            self.events_topic: p,
+            f"{self.app_id}-task-status-changelog": p,
+            self.heartbeat_topic: 1,
+            f"{self.app_id}-workers-changelog": 1,
+            self.dead_letter_topic: 1,
+            f"{self.app_id}-dead-letters-changelog": 1,
+        }
 
     @property
     def web_url(self) -> str:

@@ -13,12 +13,13 @@ land after the executing worker's ``processing``), so:
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Optional
 
 from .records import FAILED, PROCESSING, QUEUED, SUCCESS, TERMINAL, TaskEvent, TaskState
 
-__all__ = ["apply_event", "RANK", "WorkerStats"]
+__all__ = ["apply_event", "RANK", "WorkerStats", "RecentlyFinished"]
 
 RANK = {QUEUED: 0, PROCESSING: 1, SUCCESS: 2, FAILED: 2}
 
@@ -72,3 +73,29 @@ class WorkerStats:
 
     def count_invalid(self, reason: str) -> None:
         self.invalid_messages[reason] = self.invalid_messages.get(reason, 0) + 1
+
+
+class RecentlyFinished:
+    """The final status of the last ``size`` tasks this worker finished.
+
+    The status table learns that a task finished only after its event has gone
+    through Kafka and the status agent; until then a redelivered or duplicate message
+    for it would look unfinished. This bounded memory closes that window on the
+    worker that ran it.
+    """
+
+    def __init__(self, size: int = 100_000) -> None:
+        self.size = size
+        self._items: OrderedDict[str, str] = OrderedDict()
+
+    def add(self, task_id: str, status: str) -> None:
+        self._items[task_id] = status
+        self._items.move_to_end(task_id)
+        while len(self._items) > self.size:
+            self._items.popitem(last=False)
+
+    def get(self, task_id: str) -> Optional[str]:
+        return self._items.get(task_id)
+
+    def __len__(self) -> int:
+        return len(self._items)

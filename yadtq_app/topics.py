@@ -7,6 +7,8 @@
   like the task topic (raw id bytes) and with the same partition count, so Faust
   co-partitions it with the task topic and the status table: the worker that runs a
   task also owns its status row;
+* the **dead-letter topic**: one partition of
+  :class:`~yadtq_app.records.DeadLetter` records, messages that will never run;
 * the **heartbeat topic**: one partition, so one worker holds every heartbeat and
   can answer ``GET /workers`` for the whole cluster.
 """
@@ -14,9 +16,9 @@
 from __future__ import annotations
 
 from .application import app, settings
-from .records import Heartbeat, TaskEvent
+from .records import DeadLetter, Heartbeat, TaskEvent
 
-__all__ = ["task_topic", "events_topic", "heartbeat_topic"]
+__all__ = ["task_topic", "events_topic", "heartbeat_topic", "dead_letter_topic"]
 
 task_topic = app.topic(settings.task_topic, key_type=bytes, value_type=bytes, key_serializer="raw",
                        value_serializer="raw", partitions=settings.partitions)
@@ -24,3 +26,5 @@ events_topic = app.topic(settings.events_topic, key_type=bytes, value_type=TaskE
                          value_serializer="json", partitions=settings.partitions)
 heartbeat_topic = app.topic(settings.heartbeat_topic, key_type=str, value_type=Heartbeat, key_serializer="json",
                             value_serializer="json", partitions=1)
+dead_letter_topic = app.topic(settings.dead_letter_topic, key_type=str, value_type=DeadLetter,
+                              key_serializer="json", value_serializer="json", partitions=1)

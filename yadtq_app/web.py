@@ -4,6 +4,7 @@
 ``POST /tasks``          submit; 202 ``{"task-id", "status": "queued"}``; 400 on bad input
 ``GET /tasks/{id}``      the task's status row; 404 if never submitted
 ``GET /workers``         every worker seen recently, alive or dead
+``GET /dead-letters``    task messages that will never run, with the reason
 ``GET /health``          this worker answers (for health checks)
 =======================  ==========================================================
 
@@ -26,6 +27,7 @@ import aiohttp
 from faust.types import TP
 from faust.web import Request, Response, View
 
+from tables.dead_letters import dead_letters, list_dead_letters
 from tables.task_status import get_status, task_status
 from tables.workers import latest_heartbeats, workers
 from yadtq_app.application import app, settings
@@ -33,7 +35,7 @@ from yadtq_app.errors import InvalidTask
 from yadtq_app.records import QUEUED, TaskEvent, task_request_from_json
 from yadtq_app.topics import events_topic, task_topic
 
-__all__ = ["TasksView", "TaskView", "WorkersView", "HealthView"]
+__all__ = ["TasksView", "TaskView", "WorkersView", "DeadLettersView", "HealthView"]
 
 logger = logging.getLogger(__name__)
 
@@ -157,6 +159,21 @@ class WorkersView(View):
                           "alive_timeout": timeout})
 
 
+@app.page("/dead-letters")
+class DeadLettersView(View):
+    """``GET /dead-letters[?limit=N]``: the newest dead letters, oldest first."""
+
+    @routed(dead_letters, exact_key="dead-letters")
+    async def get(self, request: Request) -> Response:
+        try:
+            limit = int(request.query.get("limit", "1000"))
+            if limit < 1:
+                raise ValueError
+        except ValueError:
+            return error(self, "limit must be a positive integer", 400)
+        return self.json({"dead_letters": [d.to_json() for d in list_dead_letters(limit)]})
+
+
 @app.page("/health")
 class HealthView(View):
     """``GET /health``: 200 while this worker runs."""
@@ -168,7 +185,7 @@ class HealthView(View):
 @app.task
 async def _warm_router_metadata() -> None:
     """Load producer metadata for the table topics so the first routed read works."""
-    for table in (task_status, workers.table):
+    for table in (task_status, workers.table, dead_letters):
         try:
             await app.warm_metadata(table.changelog_topic.get_topic_name())
         except Exception:  # noqa: BLE001 - routing retries on demand

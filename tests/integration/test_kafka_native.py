@@ -1,0 +1,155 @@
+"""Kafka-native submission: any Kafka client can enqueue; bad records never stop a partition."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.integration.test_core import get_all, wait_all_finished
+from tests.support.cluster import ROOT
+from tests.support.wait import wait_for
+from yadtq_app import Client
+
+pytestmark = pytest.mark.integration
+
+MAX_BYTES = 2048
+
+
+def producer(broker: Any) -> Any:
+    from kafka import KafkaProducer
+
+    return KafkaProducer(bootstrap_servers=broker.bootstrap)
+
+
+def test_key_missing_or_different_from_the_id(cluster_factory: Any, broker: Any) -> None:
+    cluster = cluster_factory().start(2)
+    kp = producer(broker)
+    # No key, no task-id: the id is derived from where the record landed.
+    meta = kp.send(cluster.task_topic, value=b'{"task": "add", "args": [1, 2]}').get(timeout=10)
+    derived = f"{meta.topic}-{meta.partition}-{meta.offset}"
+    # A key that is not the id: the status is still found by the id, from every worker.
+    ids = [f"odd-key-{cluster.tag}-{i}" for i in range(10)]
+    for i, tid in enumerate(ids):
+        kp.send(cluster.task_topic, key=b"some-other-key",
+                value=json.dumps({"task-id": tid, "task": "multiply", "args": [i, 2]}).encode())
+    kp.flush()
+    kp.close()
+    done = wait_all_finished(cluster, [derived] + ids)
+    assert done[derived]["result"] == 3
+    assert [done[t]["result"] for t in ids] == [i * 2 for i in range(10)]
+    for t in [derived] + ids:
+        answers = get_all(cluster, t)
+        assert all(a == answers[0] for a in answers) and answers[0]["attempts"] == 1
+
+
+def test_poison_records_are_accounted_for_and_do_not_delay_good_ones(cluster_factory: Any, broker: Any) -> None:
+    cluster = cluster_factory(extra_env={"YADTQ_MAX_MESSAGE_BYTES": str(MAX_BYTES)}, partitions=2).start(2)
+    tag = cluster.tag
+    poison: list[tuple[bytes | None, str, str | None]] = [  # (value, reason, readable id)
+        (b"\xff\xfe\x00garbage", "not-utf8", None),
+        (b"{not json", "not-json", None),
+        (b"[1, 2, 3]", "not-object", None),
+        (b"", "empty", None),
+        (None, "empty", None),
+        (json.dumps({"task-id": f"unk-{tag}", "task": "no.such.task", "args": []}).encode(), "unknown-task",
+         f"unk-{tag}"),
+        (json.dumps({"task-id": f"types-{tag}", "task": "add", "args": "1,2"}).encode(), "bad-field",
+         f"types-{tag}"),
+        (json.dumps({"task-id": f"big-{tag}", "task": "echo", "args": ["x" * (2 * MAX_BYTES)]}).encode(),
+         "too-large", None),
+    ]
+    kp = producer(broker)
+    good: dict[str, int] = {}
+    sent_at: dict[str, float] = {}
+    bad_offsets = []
+    for round_ in range(3):
+        for j, (value, reason, _) in enumerate(poison):
+            key = f"k-{tag}-{round_}-{j}".encode()
+            meta = kp.send(cluster.task_topic, key=key, value=value).get(timeout=10)
+            bad_offsets.append((meta.partition, meta.offset, reason))
+            tid = f"good-{tag}-{round_}-{j}"
+            sent_at[tid] = time.time()
+            kp.send(cluster.task_topic, key=tid.encode(),
+                    value=json.dumps({"task-id": tid, "task": "add", "args": [round_, j]}).encode()).get(timeout=10)
+            good[tid] = round_ + j
+    kp.close()
+
+    done = wait_all_finished(cluster, list(good))
+    for tid, result in good.items():
+        assert done[tid]["status"] == "success" and done[tid]["result"] == result
+        delay = done[tid]["started_at"] - sent_at[tid]
+        assert delay < 1.0, (tid, delay)
+
+    # Readable ids end failed with the reason.
+    c = Client(cluster.workers[0].url)
+    for _, reason, tid in poison:
+        if tid:
+            info = c.task(tid).wait(30)
+            assert info["status"] == "failed" and info["error"]["reason"] == reason, info
+
+    # Every bad record is in the dead letters, with its reason and where it came from.
+    readable = {tid for _, _, tid in poison if tid}
+    n_letters = len([1 for _, _, tid in poison if not tid]) * 3 + len(readable)  # one letter per readable id
+
+    def all_dead() -> list[dict[str, Any]]:
+        letters = c.dead_letters()
+        return letters if len(letters) >= n_letters else []
+
+    letters = wait_for(all_dead, timeout=30, message="dead letters")
+    by_place = {(d["partition"], d["offset"]): d for d in letters if d["topic"] == cluster.task_topic}
+    for partition, offset, reason in bad_offsets:
+        d = by_place.get((partition, offset))
+        if d is None:  # a readable id that was dead-lettered under its id (once)
+            assert reason in ("unknown-task", "bad-field"), (partition, offset, reason)
+            continue
+        assert d["reason"] == reason, d
+    raw = [base64.b64decode(d["raw"]) for d in letters if d["reason"] == "not-utf8"]
+    assert raw and raw[0] == b"\xff\xfe\x00garbage"
+
+    # Counters per reason, summed over workers (heartbeats carry them, about once a second).
+    expected_counts: dict[str, int] = {}
+    for _, reason, _ in poison:
+        expected_counts[reason] = expected_counts.get(reason, 0) + 3
+
+    def counted() -> dict[str, int]:
+        totals: dict[str, int] = {}
+        for w in cluster.workers_view():
+            for reason, n in w["invalid_messages"].items():
+                totals[reason] = totals.get(reason, 0) + n
+        return totals if totals == expected_counts else {}
+
+    wait_for(counted, timeout=10, interval=0.2, message=f"invalid-message counters to reach {expected_counts}")
+    for w in cluster.workers:
+        assert w.alive and w.starts == 1
+        assert "Traceback" not in w.log_text()
+
+
+def readme_block(title: str) -> str:
+    text = (ROOT / "README.md").read_text()
+    m = re.search(rf"<!-- {title} -->\s*```python\n(.*?)```", text, re.S)
+    assert m, f"README block {title!r} not found"
+    return m.group(1)
+
+
+def test_readme_kafka_python_example_as_written(cluster_factory: Any, broker: Any, tmp_path: Path) -> None:
+    """The README's plain-Kafka example, run as written (only the broker address differs)."""
+    import subprocess
+    import sys
+
+    cluster = cluster_factory(extra_env={"YADTQ_TASK_TOPIC": "task_queue"}).start(1)
+    code = readme_block("kafka-python example")
+    assert "yadtq" not in code  # no yadtq code on the producer's side
+    assert len(code.strip().splitlines()) <= 10
+    script = tmp_path / "producer.py"
+    script.write_text(code.replace("127.0.0.1:9092", broker.bootstrap))
+    r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    info = Client(cluster.workers[0].url).task("12345abc").wait(30)
+    assert info["status"] == "success" and info["result"] == 20 and info["args"] == [4, 5]
