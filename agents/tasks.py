@@ -20,8 +20,10 @@ from typing import Any, AsyncIterable, Optional
 
 from faust.types import EventT
 
+from agents.status import wait_caught_up
 from tables.task_status import get_status
 from yadtq_app.application import app, settings
+from yadtq_app.context import TaskContext
 from yadtq_app.errors import InvalidTask, UnknownTask
 from yadtq_app.execution import run_task
 from yadtq_app.records import (
@@ -44,6 +46,14 @@ logger = logging.getLogger(__name__)
 _running: dict[str, asyncio.Event] = {}
 #: Final statuses of tasks this worker ran, ahead of the status table (see RecentlyFinished).
 _finished = RecentlyFinished()
+#: Task partitions whose status rows are known complete since the last rebalance.
+_caught_up: set[int] = set()
+
+
+@app.on_partitions_assigned.connect
+async def _on_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
+    # Any rebalance may have moved partitions here whose last events are unfolded.
+    _caught_up.clear()
 
 
 @app.agent(task_topic, name="yadtq.execute_tasks", concurrency=settings.concurrency)
@@ -78,6 +88,9 @@ async def handle_task_message(event: EventT) -> None:
         exc.task_id = request.id
         await reject(exc, msg.topic, msg.partition, msg.offset, raw=event.value, key=event.key, task=request.task)
         return
+    if msg.partition not in _caught_up:
+        await wait_caught_up(msg.partition)
+        _caught_up.add(msg.partition)
     await run_once(request)
 
 
@@ -112,8 +125,9 @@ async def execute(request: TaskRequest) -> None:
         logger.debug("worker %s: task %s (%s) attempt %d starts", settings.worker_id, request.id,
                      request.task, attempt)
         timeout = taskdef.timeout or settings.default_timeout
+        context = TaskContext(id=request.id, name=request.task, attempt=attempt, worker=settings.worker_id)
         outcome = await run_task(taskdef, list(request.task_args), dict(request.task_kwargs), timeout=timeout,
-                                 executor=app.executor)
+                                 executor=app.executor, context=context)
     finally:
         stats.in_progress -= 1
     _finished.add(request.id, SUCCESS if outcome.ok else FAILED)

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from .client import Client, TaskHandle
+from .context import TaskContext, current_task
 from .errors import (
     ClientError,
     ConfigurationError,
@@ -28,6 +29,8 @@ from .settings import Settings
 
 __all__ = [
     "task",
+    "current_task",
+    "TaskContext",
     "TaskRegistry",
     "Client",
     "TaskHandle",

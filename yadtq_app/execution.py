@@ -9,6 +9,7 @@ would be lost (see the broker notes in the README).
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import json
 import traceback
@@ -16,6 +17,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any, Optional
 
+from .context import TaskContext, _current
 from .registry import TaskDef
 
 __all__ = ["Outcome", "run_task", "error_info"]
@@ -37,8 +39,21 @@ def error_info(exc: BaseException, *, with_traceback: bool = True) -> dict[str, 
 
 
 async def run_task(taskdef: TaskDef, args: list[Any], kwargs: dict[str, Any], *,
-                   timeout: float, executor: Optional[Executor] = None) -> Outcome:
-    """Run ``taskdef`` with these arguments under ``timeout`` seconds."""
+                   timeout: float, executor: Optional[Executor] = None,
+                   context: Optional[TaskContext] = None) -> Outcome:
+    """Run ``taskdef`` with these arguments under ``timeout`` seconds.
+
+    ``context`` is what :func:`yadtq_app.current_task` returns inside the task.
+    """
+    token = _current.set(context)
+    try:
+        return await _run(taskdef, args, kwargs, timeout=timeout, executor=executor)
+    finally:
+        _current.reset(token)
+
+
+async def _run(taskdef: TaskDef, args: list[Any], kwargs: dict[str, Any], *,
+               timeout: float, executor: Optional[Executor]) -> Outcome:
     try:
         taskdef.check_arguments(args, kwargs)
     except TypeError as exc:
@@ -49,7 +64,9 @@ async def run_task(taskdef: TaskDef, args: list[Any], kwargs: dict[str, Any], *,
             result = await asyncio.wait_for(_shield_timeouts(taskdef.fn(*args, **kwargs)), timeout)
         else:
             loop = asyncio.get_running_loop()
-            call = functools.partial(_call_shielding_timeouts, taskdef.fn, args, kwargs)
+            # run_in_executor does not carry context variables into the thread; copy them.
+            call = functools.partial(contextvars.copy_context().run, _call_shielding_timeouts, taskdef.fn,
+                                     args, kwargs)
             result = await asyncio.wait_for(loop.run_in_executor(executor, call), timeout)
     except _BodyTimeout as wrapped:
         exc = wrapped.original

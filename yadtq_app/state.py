@@ -7,6 +7,9 @@ land after the executing worker's ``processing``), so:
 * a terminal row (``success``/``failed``) never changes again;
 * ``queued`` never overwrites ``processing``; it only fills in what is missing;
 * among ``processing`` events the higher attempt wins;
+* **fencing**: an outcome (``success``/``failed``) from an attempt older than the
+  row's is stale — a worker that was paused while its partition moved and another
+  worker re-ran the task — and is ignored, so it cannot overwrite the newer attempt;
 * the request fields (task, args, kwargs, submitted_at) are taken from whichever
   event carries them first.
 """
@@ -49,6 +52,8 @@ def apply_event(state: Optional[TaskState], event: TaskEvent) -> TaskState:
         state.started_at = event.at
         return state
     # success / failed
+    if event.attempt < state.attempts:
+        return state  # fenced: a stale attempt's outcome
     state.status = event.kind
     state.attempts = max(state.attempts, event.attempt)
     state.worker = event.worker

@@ -18,6 +18,7 @@ PUBLIC = [
     "ConfigurationError",
     "InvalidTask",
     "Settings",
+    "TaskContext",
     "TaskFailed",
     "TaskHandle",
     "TaskNotFound",
@@ -25,6 +26,7 @@ PUBLIC = [
     "TaskTimeout",
     "UnknownTask",
     "YadtqError",
+    "current_task",
     "task",
 ]
 
