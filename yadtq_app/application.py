@@ -52,10 +52,7 @@ class YadtqApp(faust.App):
         super().__init__(settings.app_id, **options)
 
     def _new_transport(self) -> Any:
-        transport_cls = self.profile.transport_class()
-        if transport_cls is None:
-            return super()._new_transport()
-        return transport_cls(self.conf.broker_consumer, self)
+        return self.profile.transport_class()(self.conf.broker_consumer, self)
 
     def topic_specs(self) -> list[TopicSpec]:
         """Every topic the worker needs, with its partition count."""

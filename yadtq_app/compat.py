@@ -1,4 +1,4 @@
-"""Broker profiles: the one place that knows which broker yadtq talks to.
+"""Broker profiles, and fixes to Faust's Kafka consumer: the one place for both.
 
 Two profiles, chosen by ``YADTQ_BROKER_PROFILE`` (``auto`` picks ``embedded`` when
 every bootstrap host is a loopback address):
@@ -25,6 +25,15 @@ every bootstrap host is a loopback address):
       ``fetch_max_wait_ms=1500`` for its worker consumer, which on Tansu means up to
       1.5 s per fetch. The embedded profile waits 10 ms (1–2 ms makes consumers crawl
       while a producer writes; 5–10 ms was measured stable).
+
+One more fix applies on every broker, because the bug is Faust's (with aiokafka's
+``seek_to_committed``), not the broker's: after a rebalance Faust seeks each partition
+back to its committed offset, but aiokafka skips the seek when there is no committed
+offset (or it is 0). Records fetched for such a partition while Faust was recovering
+its tables were dropped, so without a seek they are never read again: the tasks in a
+newly assigned, never-committed partition were silently lost (seen when a worker died
+within its first commit interval). :class:`ConsumerThread` seeks those partitions to
+their beginning, as ``auto_offset_reset="earliest"`` promises.
 """
 
 from __future__ import annotations
@@ -71,14 +80,11 @@ class BrokerProfile:
             "producer_acks": -1,
         }
 
-    def transport_class(self) -> Optional[type]:
-        """A Faust transport to use instead of the default one (``None``: the default)."""
+    def transport_class(self) -> type:
+        """The Faust transport to use (Faust's aiokafka transport with yadtq's consumer fixes)."""
         s = self.settings
-        if s.fetch_max_wait_ms is not None or s.fix_end_offsets:
-            wait = s.fetch_max_wait_ms if s.fetch_max_wait_ms is not None else FAUST_FETCH_MAX_WAIT_MS
-            return _transport_with(fetch_max_wait_ms=wait,
-                                   fix_end_offsets=bool(s.fix_end_offsets))
-        return None
+        wait = s.fetch_max_wait_ms if s.fetch_max_wait_ms is not None else FAUST_FETCH_MAX_WAIT_MS
+        return _transport_with(fetch_max_wait_ms=wait, fix_end_offsets=bool(s.fix_end_offsets))
 
 
 class EmbeddedProfile(BrokerProfile):
@@ -95,7 +101,7 @@ class EmbeddedProfile(BrokerProfile):
         opts["broker_rebalance_timeout"] = opts["broker_session_timeout"]
         return opts
 
-    def transport_class(self) -> Optional[type]:
+    def transport_class(self) -> type:
         s = self.settings
         wait = s.fetch_max_wait_ms if s.fetch_max_wait_ms is not None else self.fetch_max_wait_ms
         fix = s.fix_end_offsets if s.fix_end_offsets is not None else True
@@ -161,6 +167,19 @@ def _transport_with(*, fetch_max_wait_ms: int, fix_end_offsets: bool) -> type:
             # Faust passes a fixed fetch_max_wait_ms=1500; there is no setting for it.
             consumer._fetch_max_wait_ms = fetch_max_wait_ms
             return consumer
+
+        async def seek_to_committed(self) -> Mapping[TP, int]:
+            return await self.call_thread(self._seek_to_committed_or_start)  # type: ignore[no-any-return]
+
+        async def _seek_to_committed_or_start(self) -> Mapping[TP, int]:
+            consumer = self._ensure_consumer()
+            committed: Mapping[TP, int] = await consumer.seek_to_committed()
+            if self.app.conf.consumer_auto_offset_reset == "earliest":
+                changelogs = self.app.tables.changelog_topics
+                never = [tp for tp, offset in committed.items() if not offset and tp.topic not in changelogs]
+                if never:
+                    await consumer.seek_to_beginning(*never)
+            return committed
 
         async def _highwaters(self, partitions: List[TP]) -> Mapping[TP, int]:
             listed = await super()._highwaters(partitions)

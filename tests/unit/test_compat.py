@@ -75,9 +75,13 @@ def test_embedded_transport_honours_settings() -> None:
     assert remedies(transport) == (0, False)
 
 
-def test_kafka_transport_is_default() -> None:
-    assert profile_for(Settings(broker_url=KAFKA)).transport_class() is None
-    assert profile_for(Settings(broker_url=KAFKA, fix_end_offsets=False)).transport_class() is None
+def test_kafka_transport_keeps_faust_defaults() -> None:
+    # Always yadtq's consumer (for the seek fix every broker needs), with Faust's fetch
+    # wait and no end-offset remedy.
+    for settings in (Settings(broker_url=KAFKA), Settings(broker_url=KAFKA, fix_end_offsets=False)):
+        t = profile_for(settings).transport_class()
+        assert t.Consumer is not faust_aiokafka.Consumer
+        assert remedies(t) == (1500, False)
 
 
 def test_kafka_transport_when_remedies_requested() -> None:
