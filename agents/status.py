@@ -35,24 +35,53 @@ async def record_status(stream: AsyncIterable[Any]) -> None:
     """Apply task events to the status table."""
     async for event in stream.events():  # type: ignore[attr-defined]
         value = event.value
+        msg = event.message
+        if not await still_ours(msg.topic, msg.partition):
+            continue  # a frozen worker's leftovers: the new owner folds this event
         try:
             key = value.id.encode()
             task_status[key] = apply_event(task_status.get(key), value)
         except Exception:  # noqa: BLE001 - a bad event must not stop the partition
             logger.exception("task %s: could not apply %s event", getattr(value, "id", "?"),
                              getattr(value, "kind", "?"))
-        msg = event.message
         _folded[msg.partition] = max(_folded.get(msg.partition, 0), msg.offset + 1)
 
 
-async def wait_caught_up(partition: int, *, timeout: float = 30.0) -> bool:
+def membership_lost() -> bool:
+    """The group evicted this worker (e.g. it was frozen) and it has not rejoined yet."""
+    return bool(app.consumer._thread.membership_lost())  # type: ignore[attr-defined]
+
+
+async def still_ours(topic: str, partition: int) -> bool:
+    """Whether this worker may act on a message of ``topic``/``partition``.
+
+    Waits while the freeze guard is closed (:mod:`yadtq_app.fencing`). False at once if
+    the group has evicted this worker: its commits fail from then on, so skipping the
+    message leaves it to the partition's new owner, and returning (rather than
+    waiting) lets Faust finish the rebalance that rejoins the group.
+    """
+    while True:
+        if membership_lost():
+            return False
+        if app.freeze_guard.is_open():
+            break
+        await asyncio.sleep(0.05)
+    try:
+        return TP(topic, partition) in app.consumer.assignment()
+    except Exception:  # noqa: BLE001 - no assignment yet
+        return False
+
+
+async def wait_caught_up(partition: int, *, timeout: float = 10.0) -> bool:
     """Wait until every event now in events ``partition`` is folded into the table.
 
     The target is the partition's high watermark as carried by this worker's first
     fetch response since the partition was assigned (aiokafka forgets it on
     reassignment), so every event written before the assignment is below it; fetch
     responses carry it correctly even on the embedded broker. True when caught up;
-    False after ``timeout`` (the caller goes on, and it is logged).
+    False when it cannot know: after ``timeout``, when a rebalance starts (Faust pauses
+    the status agent then, and waits for this task's message to be acked before it
+    rebalances, so waiting on would deadlock), or when the group evicted this worker.
     """
     tp = TP(events_topic.get_topic_name(), partition)
     deadline = time.monotonic() + timeout

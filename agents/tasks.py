@@ -20,7 +20,7 @@ from typing import Any, AsyncIterable, Optional
 
 from faust.types import EventT
 
-from agents.status import wait_caught_up
+from agents.status import still_ours, wait_caught_up
 from tables.task_status import get_status
 from yadtq_app.application import app, settings
 from yadtq_app.context import TaskContext
@@ -54,6 +54,12 @@ _caught_up: set[int] = set()
 async def _on_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
     # Any rebalance may have moved partitions here whose last events are unfolded.
     _caught_up.clear()
+    app.freeze_guard.on_assigned()
+
+
+@app.timer(interval=0.1, name="yadtq.freeze_guard_tick")
+async def _tick_freeze_guard() -> None:
+    app.freeze_guard.tick()
 
 
 @app.agent(task_topic, name="yadtq.execute_tasks", concurrency=settings.concurrency)
@@ -88,9 +94,20 @@ async def handle_task_message(event: EventT) -> None:
         exc.task_id = request.id
         await reject(exc, msg.topic, msg.partition, msg.offset, raw=event.value, key=event.key, task=request.task)
         return
+    if not await still_ours(msg.topic, msg.partition):
+        logger.info("worker %s: task %s: partition %d moved to another worker; leaving it there",
+                    settings.worker_id, request.id, msg.partition)
+        return
     if msg.partition not in _caught_up:
-        await wait_caught_up(msg.partition)
-        _caught_up.add(msg.partition)
+        if await wait_caught_up(msg.partition):
+            _caught_up.add(msg.partition)
+        elif not await still_ours(msg.topic, msg.partition):
+            return  # evicted: our commits fail, the new owner runs it
+        else:
+            # Not knowing is no reason to drop a task (Faust would commit past it):
+            # run it, at the risk of a second run if it had finished elsewhere.
+            logger.warning("worker %s: task %s: status of partition %d not known to be complete; "
+                           "running it anyway (at least once)", settings.worker_id, request.id, msg.partition)
     await run_once(request)
 
 

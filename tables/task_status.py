@@ -9,20 +9,60 @@ its task message and Faust's router (which hashes the table's serialized key) se
 
 from __future__ import annotations
 
-from typing import Optional
+import logging
+from typing import Any, Iterable, Optional
+
+import faust
+from faust.types import EventT
 
 from yadtq_app.application import app, settings
 from yadtq_app.records import TaskState
+from yadtq_app.state import merge_rows
 
-__all__ = ["task_status", "get_status"]
+__all__ = ["task_status", "get_status", "StatusTable"]
 
-task_status = app.Table(
-    "task-status",
+logger = logging.getLogger(__name__)
+
+
+class StatusTable(faust.Table):
+    """A table whose changelog recovery merges row versions instead of overwriting.
+
+    See :func:`yadtq_app.state.merge_rows`: a stale row flushed late into the
+    changelog by a worker that was frozen must not win when another worker rebuilds
+    the table from it.
+    """
+
+    def apply_changelog_batch(self, batch: Iterable[EventT]) -> None:
+        pending: dict[bytes, Optional[TaskState]] = {}
+        events = list(batch)
+        for event in events:
+            msg = event.message
+            if msg.value is None:
+                pending[msg.key] = None
+                continue
+            try:
+                incoming = TaskState.loads(msg.value)
+            except Exception:  # noqa: BLE001 - keep Faust's behaviour for what we cannot read
+                continue
+            current = pending[msg.key] if msg.key in pending else self.get(msg.key)
+            merged = merge_rows(current, incoming)
+            pending[msg.key] = merged
+            if merged is not incoming:
+                logger.info("task %s: recovery kept %s/%d over a stale %s/%d row", merged.id, merged.status,
+                            merged.attempts, incoming.status, incoming.attempts)
+                msg.value = merged.dumps()
+        super().apply_changelog_batch(events)
+
+
+task_status: Any = app.tables.add(StatusTable(
+    app,
+    name="task-status",
+    beacon=app.tables.beacon,
     key_type=bytes,
     value_type=TaskState,
     partitions=settings.partitions,
     help="Status of every task, keyed by task id (raw UTF-8 bytes).",
-)
+))
 
 
 def get_status(task_id: str) -> Optional[TaskState]:

@@ -20,6 +20,7 @@ import faust
 
 from .admin import TopicSpec, ensure_topics
 from .compat import BrokerProfile, profile_for
+from .fencing import FreezeGuard
 from .registry import TaskRegistry, default_registry
 from .settings import Settings
 from .state import WorkerStats
@@ -47,6 +48,9 @@ class YadtqApp(faust.App):
         self.profile = profile_for(settings)
         self.stats = WorkerStats()
         self.executor = None
+        session = profile_for(settings).faust_options()["broker_session_timeout"]
+        #: Closes the worker's gate after it was frozen (see yadtq_app.fencing).
+        self.freeze_guard = FreezeGuard(threshold=max(1.0, session / 2), hold=2 * session)
         self.started_at = time.time()
         self.hostname = socket.gethostname()
         super().__init__(settings.app_id, **options)

@@ -43,6 +43,7 @@ import time
 from typing import TYPE_CHECKING, Any, Iterable, List, Mapping, Optional
 
 import aiokafka
+from aiokafka.protocol.group import JoinGroupRequest
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
@@ -50,6 +51,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from .settings import Settings
 
 __all__ = ["BrokerProfile", "profile_for", "true_end_offsets", "EmbeddedTransport"]
+
+UNKNOWN_MEMBER_ID = JoinGroupRequest.UNKNOWN_MEMBER_ID
 
 #: What Faust hard-codes for its worker consumer.
 FAUST_FETCH_MAX_WAIT_MS = 1500
@@ -167,6 +170,17 @@ def _transport_with(*, fetch_max_wait_ms: int, fix_end_offsets: bool) -> type:
             # Faust passes a fixed fetch_max_wait_ms=1500; there is no setting for it.
             consumer._fetch_max_wait_ms = fetch_max_wait_ms
             return consumer
+
+        def membership_lost(self) -> bool:
+            """True once the broker no longer knows this consumer (evicted, not yet rejoined).
+
+            Its offset commits fail from then on, so what it acks is not committed.
+            """
+            consumer = self._consumer
+            if consumer is None:
+                return False
+            coordinator = getattr(consumer, "_coordinator", None)
+            return coordinator is not None and coordinator.member_id == UNKNOWN_MEMBER_ID
 
         async def seek_to_committed(self) -> Mapping[TP, int]:
             return await self.call_thread(self._seek_to_committed_or_start)  # type: ignore[no-any-return]

@@ -22,7 +22,7 @@ from typing import Optional
 
 from .records import FAILED, PROCESSING, QUEUED, SUCCESS, TERMINAL, TaskEvent, TaskState
 
-__all__ = ["apply_event", "RANK", "WorkerStats", "RecentlyFinished"]
+__all__ = ["apply_event", "merge_rows", "RANK", "WorkerStats", "RecentlyFinished"]
 
 RANK = {QUEUED: 0, PROCESSING: 1, SUCCESS: 2, FAILED: 2}
 
@@ -65,6 +65,24 @@ def apply_event(state: Optional[TaskState], event: TaskEvent) -> TaskState:
     else:
         state.result, state.error = None, event.error
     return state
+
+
+def _progress(row: TaskState) -> tuple[int, int, int]:
+    return (row.attempts, 1 if row.status in TERMINAL else 0, RANK.get(row.status, 0))
+
+
+def merge_rows(current: Optional[TaskState], incoming: TaskState) -> TaskState:
+    """The more advanced of two versions of one row: higher attempt, then final, then later status.
+
+    Used when a worker rebuilds its table from the changelog: a worker that was frozen
+    can still flush writes it buffered before the freeze, landing *after* newer rows in
+    the changelog. Recovery that merges instead of overwriting never lets such a stale
+    row win, whatever order the versions arrive in. Ties go to ``incoming`` (the later
+    write, as plain changelog replay would have it).
+    """
+    if current is None:
+        return incoming
+    return incoming if _progress(incoming) >= _progress(current) else current
 
 
 @dataclass

@@ -139,3 +139,32 @@ def test_worker_stats_counts_invalid_reasons() -> None:
     for reason in ("not-json", "empty", "not-json"):
         stats.count_invalid(reason)
     assert stats.invalid_messages == {"not-json": 2, "empty": 1}
+
+
+def _row(status: str, attempts: int) -> "TaskState":
+    from yadtq_app.records import TaskState
+
+    return TaskState(id="t", task="x", status=status, attempts=attempts)
+
+
+def test_merge_rows_never_lets_a_stale_version_win() -> None:
+    from itertools import permutations
+
+    from yadtq_app.state import merge_rows
+
+    versions = [_row("queued", 0), _row("processing", 1), _row("processing", 2), _row("success", 2)]
+    for order in permutations(versions):
+        current = None
+        for v in order:
+            current = merge_rows(current, v)
+        assert current is not None and (current.status, current.attempts) == ("success", 2), order
+
+
+def test_merge_rows_prefers_final_at_same_attempt_and_takes_the_later_on_ties() -> None:
+    from yadtq_app.state import merge_rows
+
+    assert merge_rows(_row("processing", 1), _row("failed", 1)).status == "failed"
+    assert merge_rows(_row("success", 1), _row("processing", 1)).status == "success"
+    a, b = _row("success", 1), _row("success", 1)
+    assert merge_rows(a, b) is b
+    assert merge_rows(None, a) is a
