@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test unit integration bench clean
+.PHONY: install run test unit integration bench-failover clean
 
 install: $(STAMP)
 
@@ -25,6 +25,9 @@ unit: install
 
 integration: install
 	$(BIN)/python -m pytest tests/integration -q
+
+bench-failover: install
+	$(BIN)/python bench/failover.py --rounds 5
 
 clean:
 	rm -rf $(VENV) .yadtq .pytest_cache *.egg-info
