@@ -153,3 +153,49 @@ def test_readme_kafka_python_example_as_written(cluster_factory: Any, broker: An
     assert r.returncode == 0, r.stderr
     info = Client(cluster.workers[0].url).task("12345abc").wait(30)
     assert info["status"] == "success" and info["result"] == 20 and info["args"] == [4, 5]
+
+
+def test_same_id_written_twice_runs_once(cluster_factory: Any, broker: Any, tmp_path: Path) -> None:
+    """A Kafka client that writes one id twice (a retrying producer) gets one execution."""
+    from tests.support.ledger import Ledger
+
+    ledger_path = tmp_path / "ledger.jsonl"
+    cluster = cluster_factory(extra_env={"YADTQ_TEST_LEDGER": str(ledger_path)}).start(1)
+    kp = producer(broker)
+    ids = [f"twice-{cluster.tag}-{i}" for i in range(5)]
+    for tid in ids:
+        value = json.dumps({"task-id": tid, "task": "tests.ledgered", "args": [0.5]}).encode()
+        kp.send(cluster.task_topic, key=tid.encode(), value=value)
+        kp.send(cluster.task_topic, key=tid.encode(), value=value)  # while the first is running
+    kp.flush()
+    done = wait_all_finished(cluster, ids)
+    assert all(done[t]["status"] == "success" and done[t]["attempts"] == 1 for t in ids)
+    # and again, long after the first finished
+    for tid in ids:
+        kp.send(cluster.task_topic, key=tid.encode(),
+                value=json.dumps({"task-id": tid, "task": "tests.ledgered", "args": [0.5]}).encode())
+    sentinel = f"sentinel-{cluster.tag}"
+    kp.send(cluster.task_topic, key=sentinel.encode(),
+            value=json.dumps({"task-id": sentinel, "task": "add", "args": [1, 1]}).encode())
+    kp.flush()
+    kp.close()
+    wait_all_finished(cluster, [sentinel])
+    runs = Ledger(ledger_path).read().by_id()
+    assert {t: len(runs[t]) for t in ids} == {t: 1 for t in ids}
+
+
+def test_readme_python_example_as_written(cluster_factory: Any, tmp_path: Path) -> None:
+    """The README's first example (define, submit, read), run as written against a worker."""
+    import subprocess
+    import sys
+
+    cluster = cluster_factory().start(1)
+    text = (ROOT / "README.md").read_text()
+    code = re.search(r"```python\n(.*?)```", text, re.S).group(1)  # the first Python block
+    assert "@task" in code and ".submit(" in code and ".result(" in code
+    script = tmp_path / "example.py"
+    script.write_text(code.replace("http://127.0.0.1:6066", cluster.workers[0].url))
+    r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60,
+                       env={"PYTHONPATH": str(ROOT)})
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "20"
