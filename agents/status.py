@@ -36,7 +36,7 @@ async def record_status(stream: AsyncIterable[Any]) -> None:
     async for event in stream.events():  # type: ignore[attr-defined]
         value = event.value
         msg = event.message
-        if not await still_ours(msg.topic, msg.partition):
+        if not await app.may_act_on(msg.topic, msg.partition):
             continue  # a frozen worker's leftovers: the new owner folds this event
         try:
             key = value.id.encode()
@@ -45,31 +45,6 @@ async def record_status(stream: AsyncIterable[Any]) -> None:
             logger.exception("task %s: could not apply %s event", getattr(value, "id", "?"),
                              getattr(value, "kind", "?"))
         _folded[msg.partition] = max(_folded.get(msg.partition, 0), msg.offset + 1)
-
-
-def membership_lost() -> bool:
-    """The group evicted this worker (e.g. it was frozen) and it has not rejoined yet."""
-    return bool(app.consumer._thread.membership_lost())  # type: ignore[attr-defined]
-
-
-async def still_ours(topic: str, partition: int) -> bool:
-    """Whether this worker may act on a message of ``topic``/``partition``.
-
-    Waits while the freeze guard is closed (:mod:`yadtq_app.fencing`). False at once if
-    the group has evicted this worker: its commits fail from then on, so skipping the
-    message leaves it to the partition's new owner, and returning (rather than
-    waiting) lets Faust finish the rebalance that rejoins the group.
-    """
-    while True:
-        if membership_lost():
-            return False
-        if app.freeze_guard.is_open():
-            break
-        await asyncio.sleep(0.05)
-    try:
-        return TP(topic, partition) in app.consumer.assignment()
-    except Exception:  # noqa: BLE001 - no assignment yet
-        return False
 
 
 async def wait_caught_up(partition: int, *, timeout: float = 10.0) -> bool:

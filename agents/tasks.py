@@ -20,12 +20,13 @@ from typing import Any, AsyncIterable, Optional
 
 from faust.types import EventT
 
-from agents.status import still_ours, wait_caught_up
+from agents.status import wait_caught_up
 from tables.task_status import get_status
 from yadtq_app.application import app, settings
 from yadtq_app.context import TaskContext
 from yadtq_app.errors import InvalidTask, UnknownTask
 from yadtq_app.execution import run_task
+from yadtq_app.registry import TaskDef
 from yadtq_app.records import (
     FAILED,
     PROCESSING,
@@ -89,29 +90,29 @@ async def handle_task_message(event: EventT) -> None:
         await (await task_topic.send(key=request.key, value=request.encode()))
         return
     try:
-        app.registry.get(request.task)
+        taskdef = app.registry.get(request.task)
     except UnknownTask as exc:
         exc.task_id = request.id
         await reject(exc, msg.topic, msg.partition, msg.offset, raw=event.value, key=event.key, task=request.task)
         return
-    if not await still_ours(msg.topic, msg.partition):
+    if not await app.may_act_on(msg.topic, msg.partition):
         logger.info("worker %s: task %s: partition %d moved to another worker; leaving it there",
                     settings.worker_id, request.id, msg.partition)
         return
     if msg.partition not in _caught_up:
         if await wait_caught_up(msg.partition):
             _caught_up.add(msg.partition)
-        elif not await still_ours(msg.topic, msg.partition):
+        elif not await app.may_act_on(msg.topic, msg.partition):
             return  # evicted: our commits fail, the new owner runs it
         else:
             # Not knowing is no reason to drop a task (Faust would commit past it):
             # run it, at the risk of a second run if it had finished elsewhere.
             logger.warning("worker %s: task %s: status of partition %d not known to be complete; "
                            "running it anyway (at least once)", settings.worker_id, request.id, msg.partition)
-    await run_once(request)
+    await run_once(request, taskdef)
 
 
-async def run_once(request: TaskRequest) -> None:
+async def run_once(request: TaskRequest, taskdef: TaskDef) -> None:
     """Execute ``request`` unless it already ran or is running here (one execution per id)."""
     running = _running.get(request.id)
     if running is not None:
@@ -119,21 +120,20 @@ async def run_once(request: TaskRequest) -> None:
         await running.wait()
     done = _running[request.id] = asyncio.Event()
     try:
-        await execute(request)
+        await execute(request, taskdef)
     finally:
         done.set()
         if _running.get(request.id) is done:
             del _running[request.id]
 
 
-async def execute(request: TaskRequest) -> None:
+async def execute(request: TaskRequest, taskdef: TaskDef) -> None:
     """Run one valid request unless its status says it already finished."""
     state = get_status(request.id)
     final = _finished.get(request.id) or (state.status if state is not None and state.status in TERMINAL else None)
     if final is not None:
         logger.info("task %s already %s; not running it again", request.id, final)
         return
-    taskdef = app.registry.get(request.task)
     attempt = (state.attempts if state is not None else 0) + 1
     stats = app.stats
     stats.in_progress += 1
@@ -170,14 +170,14 @@ async def reject(exc: InvalidTask, topic: str, partition: int, offset: int, *, r
         partition=partition, offset=offset, at=time.time(), task_id=exc.task_id, task=task,
         raw=base64.b64encode(raw).decode() if raw is not None else None,
         key=key.decode("utf-8", "replace") if key is not None else None, worker=settings.worker_id)
-    sent = [await dead_letter_topic.send(key=letter.id, value=letter)]
+    letter_sent = await dead_letter_topic.send(key=letter.id, value=letter)
     if exc.task_id:
         request = TaskRequest(id=exc.task_id, task=task or "?")
         error_type = "UnknownTask" if isinstance(exc, UnknownTask) else "InvalidTask"
         await report(request, FAILED, attempt=0,
                      error={"type": error_type, "message": str(exc), "reason": exc.reason, "traceback": None},
                      wait=True)
-    await asyncio.gather(*sent)
+    await letter_sent
 
 
 async def report(request: TaskRequest, kind: str, *, attempt: int, result: Any = None,

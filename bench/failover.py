@@ -24,9 +24,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.integration.test_core import wait_all_finished  # noqa: E402
-from tests.integration.test_failover import submit_ledgered, victim_with_work  # noqa: E402
 from tests.support.cluster import Cluster, free_port  # noqa: E402
-from tests.support.ledger import Ledger, check  # noqa: E402
+from tests.support.ledger import Ledger, check, fault_mid_task  # noqa: E402
 from yadtq_app.broker import EmbeddedBroker  # noqa: E402
 
 
@@ -36,10 +35,7 @@ def one_round(broker_url: str, workdir: Path, extra_env: dict[str, str]) -> dict
     cluster.start(3)
     try:
         ledger = Ledger(ledger_path)
-        ids = submit_ledgered(cluster, 30)
-        victim = victim_with_work(cluster, ledger, cluster.workers[1:])
-        victim.signal(signal.SIGKILL)
-        killed_at = time.time()
+        victim, ids, killed_at = fault_mid_task(cluster, ledger, signal.SIGKILL, n_tasks=30)
         victim.proc.wait(10)
         done = wait_all_finished(cluster, ids, timeout=120)
         figures = check(ledger.read(), done, faulty=victim.worker_id, fault_at=killed_at)

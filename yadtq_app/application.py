@@ -9,6 +9,7 @@ them and no import cycle forms.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import socket
@@ -17,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Optional
 
 import faust
+from faust.types import TP
 
 from .admin import TopicSpec, ensure_topics
 from .compat import BrokerProfile, profile_for
@@ -48,7 +50,7 @@ class YadtqApp(faust.App):
         self.profile = profile_for(settings)
         self.stats = WorkerStats()
         self.executor = None
-        session = profile_for(settings).faust_options()["broker_session_timeout"]
+        session = self.profile.faust_options()["broker_session_timeout"]
         #: Closes the worker's gate after it was frozen (see yadtq_app.fencing).
         self.freeze_guard = FreezeGuard(threshold=max(1.0, session / 2), hold=2 * session)
         self.started_at = time.time()
@@ -82,6 +84,29 @@ class YadtqApp(faust.App):
         if executor is not None:
             executor.shutdown(wait=False, cancel_futures=True)
         await super().on_stop()
+
+    def membership_lost(self) -> bool:
+        """The group evicted this worker (e.g. it was frozen) and it has not rejoined yet."""
+        return bool(self.consumer._thread.membership_lost())  # type: ignore[attr-defined]
+
+    async def may_act_on(self, topic: str, partition: int) -> bool:
+        """Whether this worker may act on a message of ``topic``/``partition`` now.
+
+        Waits while the freeze guard is closed (:mod:`yadtq_app.fencing`). False at once if
+        the group has evicted this worker: its commits fail from then on, so skipping the
+        message leaves it to the partition's new owner, and returning (rather than
+        waiting) lets Faust finish the rebalance that rejoins the group.
+        """
+        while True:
+            if self.membership_lost():
+                return False
+            if self.freeze_guard.is_open():
+                break
+            await asyncio.sleep(0.05)
+        try:
+            return TP(topic, partition) in self.consumer.assignment()
+        except Exception:  # noqa: BLE001 - no assignment yet
+            return False
 
     async def warm_metadata(self, *topics: str) -> None:
         """Load producer metadata for topics, which Faust's router needs to find owners."""

@@ -15,14 +15,11 @@ from typing import Any
 import pytest
 
 from tests.integration.test_core import wait_all_finished
-from tests.support.ledger import Ledger, check
+from tests.support.ledger import Ledger, check, fault_mid_task
 from tests.support.wait import wait_for
 from yadtq_app import Client
 
 pytestmark = pytest.mark.integration
-
-TASK_SECONDS = 2.0
-
 
 def ledger_cluster(cluster_factory: Any, tmp_path: Path, n: int, **env: str) -> tuple[Any, Ledger]:
     path = tmp_path / "ledger.jsonl"
@@ -30,29 +27,9 @@ def ledger_cluster(cluster_factory: Any, tmp_path: Path, n: int, **env: str) -> 
     return cluster, Ledger(path)
 
 
-def submit_ledgered(cluster: Any, n: int, seconds: float = TASK_SECONDS) -> list[str]:
-    clients = [Client(w.url) for w in cluster.running()]
-    return [clients[i % len(clients)].submit("tests.ledgered", seconds, value=i).id for i in range(n)]
-
-
-def victim_with_work(cluster: Any, ledger: Ledger, candidates: list[Any]) -> Any:
-    """Wait until some candidate worker is running tasks; that worker."""
-    def busy() -> Any:
-        ledger.read()
-        for w in candidates:
-            if len(ledger.running(w.worker_id)) >= 2:
-                return w
-        return None
-
-    return wait_for(busy, timeout=30, interval=0.05, message="a worker with tasks in flight")
-
-
 def test_kill_9_mid_task_reruns_in_flight_tasks_elsewhere(cluster_factory: Any, tmp_path: Path) -> None:
     cluster, ledger = ledger_cluster(cluster_factory, tmp_path, 3)
-    ids = submit_ledgered(cluster, 30)
-    victim = victim_with_work(cluster, ledger, cluster.workers[1:])
-    victim.signal(signal.SIGKILL)
-    killed_at = time.time()
+    victim, ids, killed_at = fault_mid_task(cluster, ledger, signal.SIGKILL, n_tasks=30)
     victim.proc.wait(10)
     done = wait_all_finished(cluster, ids, timeout=90)
     figures = check(ledger.read(), done, faulty=victim.worker_id, fault_at=killed_at)
@@ -86,10 +63,7 @@ def test_dead_worker_is_shown_dead_and_stays_listed(cluster_factory: Any, tmp_pa
 
 def test_sigstop_past_the_session_then_sigcont(cluster_factory: Any, tmp_path: Path) -> None:
     cluster, ledger = ledger_cluster(cluster_factory, tmp_path, 2)
-    ids = submit_ledgered(cluster, 20)
-    victim = victim_with_work(cluster, ledger, cluster.workers[1:])
-    victim.signal(signal.SIGSTOP)
-    stopped_at = time.time()
+    victim, ids, stopped_at = fault_mid_task(cluster, ledger, signal.SIGSTOP, n_tasks=20)
     try:
         # The survivor takes over: every task finishes while the victim is still paused.
         done = wait_all_finished(cluster, ids, timeout=90)
@@ -118,10 +92,7 @@ def test_sigstop_past_the_session_then_sigcont(cluster_factory: Any, tmp_path: P
 
 def test_sigterm_hands_back_in_flight_tasks(cluster_factory: Any, tmp_path: Path) -> None:
     cluster, ledger = ledger_cluster(cluster_factory, tmp_path, 2)
-    ids = submit_ledgered(cluster, 20)
-    victim = victim_with_work(cluster, ledger, cluster.workers[1:])
-    victim.signal(signal.SIGTERM)
-    stopped_at = time.time()
+    victim, ids, stopped_at = fault_mid_task(cluster, ledger, signal.SIGTERM, n_tasks=20)
     assert victim.proc.wait(30) is not None
     done = wait_all_finished(cluster, ids, timeout=90)
     check(ledger.read(), done, faulty=victim.worker_id, fault_at=stopped_at)

@@ -86,3 +86,32 @@ def check(ledger: Ledger, statuses: dict[str, dict[str, Any]], *, faulty: str, f
                 for t in in_flight if any(e.worker != faulty and e.start > fault_at for e in runs[t])]
     return {"in_flight": len(in_flight), "rerun": len(rerun), "unexpected_reruns": len(unexpected),
             "failover_s": (min(restarts) - fault_at) if restarts else None}
+
+
+TASK_SECONDS = 2.0
+
+
+def submit_ledgered(cluster: Any, n: int, seconds: float = TASK_SECONDS) -> list[str]:
+    """Submit n ``tests.ledgered`` tasks round-robin over the running workers; their ids."""
+    from yadtq_app import Client
+
+    clients = [Client(w.url) for w in cluster.running()]
+    return [clients[i % len(clients)].submit("tests.ledgered", seconds, value=i).id for i in range(n)]
+
+
+def fault_mid_task(cluster: Any, ledger: Ledger, sig: int, *, n_tasks: int) -> tuple[Any, list[str], float]:
+    """Submit ledgered tasks, wait until a worker other than the first runs ≥ 2 of them,
+    send it ``sig``; (that worker, the task ids, when the signal was sent)."""
+    import time
+
+    from .wait import wait_for
+
+    ids = submit_ledgered(cluster, n_tasks)
+
+    def busy() -> Any:
+        ledger.read()
+        return next((w for w in cluster.workers[1:] if len(ledger.running(w.worker_id)) >= 2), None)
+
+    victim = wait_for(busy, timeout=30, interval=0.05, message="a worker with tasks in flight")
+    victim.signal(sig)
+    return victim, ids, time.time()
