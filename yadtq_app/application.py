@@ -20,10 +20,11 @@ from typing import Any, Optional
 import faust
 from faust.types import TP
 
-from .admin import TopicSpec, ensure_topics
+from .admin import TopicSpec, ensure_topics, topic_specs
 from .compat import BrokerProfile, profile_for
 from .fencing import FreezeGuard
 from .registry import TaskRegistry, default_registry
+from .security import broker_credentials, client_options
 from .settings import Settings
 from .state import WorkerStats
 
@@ -63,15 +64,14 @@ class YadtqApp(faust.App):
     def topic_specs(self) -> list[TopicSpec]:
         """Every topic the worker needs, with its partition count."""
         s = self.settings
-        rf = s.replication_factor
         changelogs = {t.changelog_topic.get_topic_name(): t.partitions or s.partitions for t in self.tables.values()}
-        names = {**s.topics(), **changelogs}
-        return [TopicSpec(name, partitions, rf, {"cleanup.policy": "compact"} if name in changelogs else {})
-                for name, partitions in names.items()]
+        return topic_specs({**s.topics(), **changelogs}, replication_factor=s.replication_factor,
+                           config=self.profile.topic_config(), compacted=changelogs)
 
     async def on_first_start(self) -> None:
         await super().on_first_start()
-        await ensure_topics(self.settings.bootstrap_servers, self.topic_specs())
+        await ensure_topics(self.settings.bootstrap_servers, self.topic_specs(),
+                            client_options=client_options(self.settings))
 
     async def on_start(self) -> None:
         await super().on_start()
@@ -116,15 +116,18 @@ class YadtqApp(faust.App):
 
 
 def faust_options(settings: Settings) -> dict[str, Any]:
-    """The Faust configuration for these settings (profile options included)."""
+    """The Faust configuration for these settings (profile options included).
+
+    Partitions, replication factor, acks and consumer-group timeouts come from the broker
+    profile (:mod:`yadtq_app.compat`), credentials from :mod:`yadtq_app.security`.
+    """
     opts: dict[str, Any] = {
         "broker": settings.broker_url,
         "store": "rocksdb://",
         "datadir": os.path.abspath(settings.resolved_data_dir),
         "autodiscover": AUTODISCOVER,
         "origin": "yadtq_app",
-        "topic_partitions": settings.partitions,
-        "topic_replication_factor": settings.replication_factor,
+        "broker_credentials": broker_credentials(settings),
         "web_host": settings.web_host,
         "web_bind": settings.web_host,
         "web_port": settings.web_port,

@@ -1,15 +1,46 @@
 """Broker profiles, and fixes to Faust's Kafka consumer: the one place for both.
 
 Two profiles, chosen by ``YADTQ_BROKER_PROFILE`` (``auto`` picks ``embedded`` when
-every bootstrap host is a loopback address):
+every bootstrap host is a loopback address and no TLS/SASL is configured):
 
 ``kafka``
-    Apache Kafka. Faust's own defaults, except the consumer-group timeouts a setting
-    overrides. Nothing here changes behaviour on Kafka.
+    Apache Kafka, the production broker (:class:`BrokerProfile`). Faust's defaults,
+    except where yadtq has a reason to choose:
+
+    * **acks=all** (``producer_acks=-1``; Faust's default too, pinned here so that it
+      never silently changes): a write is acknowledged once every in-sync replica has
+      it. Together with ``min.insync.replicas`` (``YADTQ_MIN_INSYNC_REPLICAS``, set on
+      every topic yadtq creates; the broker's default otherwise) a task accepted with
+      a 202 survives the loss of a broker.
+    * **Partitions and replication factor from the settings** (``YADTQ_PARTITIONS``,
+      ``YADTQ_REPLICATION_FACTOR``), for the topics yadtq creates and for any topic
+      Faust declares itself.
+    * **Session timeout 45 s, heartbeat 3 s**, the Apache Kafka consumer's own
+      defaults since 3.0, instead of Faust's 60 s / 3 s. KIP-735 raised Kafka's session
+      timeout from 10 s to 45 s because transient network and load stalls, far more
+      common than real client failures, caused spurious rebalances. The session
+      timeout is how long a *crashed* worker's partitions, and the tasks in flight on
+      them, wait before another worker takes them over (a worker that stops cleanly
+      leaves the group at once), so it trades failover time against spurious
+      rebalances, which cost yadtq a table recovery and can run in-flight tasks a
+      second time. 45 s is inside the range brokers accept by default
+      (``group.min.session.timeout.ms`` 6 s to ``group.max.session.timeout.ms``
+      30 min), below Faust's request timeout (90 s; Faust refuses a longer session),
+      and leaves 15 heartbeats per session (Kafka asks for at most a third). Heartbeats
+      are sent from Faust's consumer thread, so busy task code does not delay them.
+      ``YADTQ_SESSION_TIMEOUT`` lowers it for faster failover on a quiet, dedicated
+      network (not below the broker's minimum). The rebalance timeout stays Faust's
+      60 s (never below the session timeout).
+    * **Credentials** from the security settings (:mod:`yadtq_app.security`).
+
+    Nothing of the embedded broker applies: Faust's own fetch wait (a Kafka fetch
+    returns as soon as data arrives), no end-offset correction, topic configs sent
+    as given.
 
 ``embedded``
-    Tansu 0.6.0, the embedded development broker. Three of its defects are handled
-    here and nowhere else (measured figures in ``../shared/BROKER.md`` and the README):
+    Tansu 0.6.0, the embedded development broker (:class:`EmbeddedProfile`). Three of
+    its defects are handled here and nowhere else (measured figures in
+    ``../shared/BROKER.md`` and the README):
 
     * **Wrong end offsets.** ListOffsets(LATEST) answers the last *batch's* first
       offset + 1, so with batched produce it falls short of the real end. Faust's table
@@ -25,6 +56,8 @@ every bootstrap host is a loopback address):
       ``fetch_max_wait_ms=1500`` for its worker consumer, which on Tansu means up to
       1.5 s per fetch. The embedded profile waits 10 ms (1–2 ms makes consumers crawl
       while a producer writes; 5–10 ms was measured stable).
+
+    A single node replicates nothing, so no ``min.insync.replicas`` is sent to it.
 
 One more fix applies on every broker, because the bug is Faust's (with aiokafka's
 ``seek_to_committed``), not the broker's: after a rebalance Faust seeks each partition
@@ -47,41 +80,72 @@ from aiokafka.protocol.group import JoinGroupRequest
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
+from .errors import ConfigurationError
+
 if TYPE_CHECKING:  # pragma: no cover
     from .settings import Settings
 
-__all__ = ["BrokerProfile", "profile_for", "true_end_offsets", "EmbeddedTransport"]
+__all__ = ["BrokerProfile", "EmbeddedProfile", "profile_for", "true_end_offsets", "EmbeddedTransport"]
 
 UNKNOWN_MEMBER_ID = JoinGroupRequest.UNKNOWN_MEMBER_ID
 
 #: What Faust hard-codes for its worker consumer.
 FAUST_FETCH_MAX_WAIT_MS = 1500
+#: Faust's defaults for ``broker_request_timeout`` and ``broker_rebalance_timeout`` (s).
+FAUST_REQUEST_TIMEOUT = 90.0
+FAUST_REBALANCE_TIMEOUT = 60.0
+#: The Apache Kafka consumer's defaults since 3.0 (KIP-735): session.timeout.ms and
+#: heartbeat.interval.ms, in seconds.
+KAFKA_SESSION_TIMEOUT = 45.0
+KAFKA_HEARTBEAT_INTERVAL = 3.0
 
 logger = logging.getLogger(__name__)
 
 
 class BrokerProfile:
-    """Faust options and transport for one kind of broker."""
+    """Apache Kafka: Faust options and transport for a production cluster (see the module docs)."""
 
     name = "kafka"
-    session_timeout = 60.0  # Faust's defaults
-    heartbeat_interval = 3.0
-    rebalance_timeout = 60.0
+    session_timeout = KAFKA_SESSION_TIMEOUT
+    heartbeat_interval = KAFKA_HEARTBEAT_INTERVAL
+    rebalance_timeout = FAUST_REBALANCE_TIMEOUT
     fetch_max_wait_ms: Optional[int] = None  # keep Faust's own
 
     def __init__(self, settings: "Settings") -> None:
         self.settings = settings
 
-    def faust_options(self) -> dict[str, Any]:
+    def timeouts(self) -> tuple[float, float]:
+        """``(session, heartbeat)`` in seconds: the settings' if set, else this profile's."""
         s = self.settings
         session = s.session_timeout if s.session_timeout is not None else self.session_timeout
         heartbeat = s.heartbeat_timeout if s.heartbeat_timeout is not None else self.heartbeat_interval
+        if not 0 < heartbeat < session:
+            raise ConfigurationError(
+                f"the consumer heartbeat ({heartbeat:g} s, YADTQ_CONSUMER_HEARTBEAT) must be positive and "
+                f"shorter than the session timeout ({session:g} s, YADTQ_SESSION_TIMEOUT)")
+        if session > FAUST_REQUEST_TIMEOUT:
+            raise ConfigurationError(
+                f"YADTQ_SESSION_TIMEOUT={session:g} is longer than Faust's broker request timeout "
+                f"({FAUST_REQUEST_TIMEOUT:g} s), which Faust does not allow")
+        return session, heartbeat
+
+    def faust_options(self) -> dict[str, Any]:
+        """Faust settings this profile decides (merged over yadtq's general ones)."""
+        s = self.settings
+        session, heartbeat = self.timeouts()
         return {
             "broker_session_timeout": session,
             "broker_heartbeat_interval": heartbeat,
             "broker_rebalance_timeout": max(session, self.rebalance_timeout),
             "producer_acks": -1,
+            "topic_partitions": s.partitions,
+            "topic_replication_factor": s.replication_factor,
         }
+
+    def topic_config(self) -> dict[str, str]:
+        """Topic configs for every topic yadtq creates (on top of e.g. compaction)."""
+        n = self.settings.min_insync_replicas
+        return {} if n is None else {"min.insync.replicas": str(n)}
 
     def transport_class(self) -> type:
         """The Faust transport to use (Faust's aiokafka transport with yadtq's consumer fixes)."""
@@ -104,6 +168,9 @@ class EmbeddedProfile(BrokerProfile):
         opts["broker_rebalance_timeout"] = opts["broker_session_timeout"]
         return opts
 
+    def topic_config(self) -> dict[str, str]:
+        return {}  # one node: nothing is replicated, so min.insync.replicas means nothing
+
     def transport_class(self) -> type:
         s = self.settings
         wait = s.fetch_max_wait_ms if s.fetch_max_wait_ms is not None else self.fetch_max_wait_ms
@@ -118,20 +185,22 @@ def profile_for(settings: "Settings") -> BrokerProfile:
     return BrokerProfile(settings)
 
 
-async def true_end_offsets(bootstrap_servers: str, listed: Mapping[TP, int], *,
-                           timeout: float = 10.0) -> dict[TP, int]:
+async def true_end_offsets(bootstrap_servers: str, listed: Mapping[TP, int], *, timeout: float = 10.0,
+                           client_options: Optional[Mapping[str, Any]] = None) -> dict[TP, int]:
     """Correct end offsets as reported by ListOffsets, using fetch high watermarks.
 
     For each partition whose listed end is above 0, fetch from ``listed - 1`` (a record
     that exists on any broker) and read the high watermark of the fetch response. The
     answer is never below the listed one, so on a correct broker this is a no-op.
+    ``client_options`` (security settings) go to the consumer that reads them.
     """
     todo = {tp: off for tp, off in listed.items() if off > 0}
     result = dict(listed)
     if not todo:
         return result
     consumer = aiokafka.AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False,
-                                         group_id=None, fetch_max_wait_ms=10, max_partition_fetch_bytes=65536)
+                                         group_id=None, fetch_max_wait_ms=10, max_partition_fetch_bytes=65536,
+                                         **dict(client_options or {}))
     await consumer.start()
     try:
         tps = [aiokafka.TopicPartition(tp.topic, tp.partition) for tp in todo]
@@ -200,7 +269,9 @@ def _transport_with(*, fetch_max_wait_ms: int, fix_end_offsets: bool) -> type:
             if not fix_end_offsets or self.consumer.in_transaction:
                 return listed
             servers = faust_aiokafka.server_list(self.transport.url, self.transport.default_port)
-            return await true_end_offsets(_join(servers), listed)
+            conf = self.app.conf
+            auth = faust_aiokafka.credentials_to_aiokafka_auth(conf.broker_credentials, conf.ssl_context)
+            return await true_end_offsets(_join(servers), listed, client_options=auth)
 
     class Consumer(faust_aiokafka.Consumer):
         def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:

@@ -12,7 +12,7 @@ import ipaddress
 import os
 import socket
 from dataclasses import dataclass, field
-from typing import Mapping, Optional
+from typing import Callable, Mapping, Optional
 from urllib.parse import urlsplit
 
 from .errors import ConfigurationError
@@ -21,6 +21,10 @@ __all__ = ["Settings", "DEFAULT_BROKER_URL"]
 
 DEFAULT_BROKER_URL = "kafka://127.0.0.1:9092"
 PROFILES = ("auto", "embedded", "kafka")
+#: Values of ``YADTQ_SECURITY_PROTOCOL`` (Kafka's ``security.protocol``).
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+#: SASL mechanisms that take a username and password (what ``YADTQ_SASL_MECHANISM`` accepts).
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 
 
 def _default_worker_id() -> str:
@@ -43,6 +47,9 @@ class Settings:
     task_topic: str = "task_queue"
     partitions: int = 8
     replication_factor: int = 1
+    #: ``min.insync.replicas`` of every topic yadtq creates on Kafka; ``None`` leaves the
+    #: broker's default. With ``acks=all`` a write needs this many replicas in sync.
+    min_insync_replicas: Optional[int] = None
     task_modules: tuple[str, ...] = ("yadtq_app.examples",)
     #: How many tasks one worker runs at the same time.
     concurrency: int = 8
@@ -69,6 +76,17 @@ class Settings:
     #: Correct the embedded broker's wrong end offsets (see :mod:`yadtq_app.compat`);
     #: ``None`` means the broker profile's choice (on for ``embedded``, off for ``kafka``).
     fix_end_offsets: Optional[bool] = None
+    #: How to reach the brokers (see :mod:`yadtq_app.security`): ``PLAINTEXT``, ``SSL``,
+    #: ``SASL_PLAINTEXT`` or ``SASL_SSL``. Anything but ``PLAINTEXT`` implies the kafka profile.
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str = "PLAIN"
+    sasl_username: str = ""
+    sasl_password: str = field(default="", repr=False)
+    #: PEM files: the CA that signed the brokers' certificates (empty: the system's CAs),
+    #: and this client's certificate and key for brokers that require TLS client auth.
+    ssl_cafile: str = ""
+    ssl_certfile: str = ""
+    ssl_keyfile: str = ""
     log_level: str = "info"
 
     def __post_init__(self) -> None:
@@ -96,6 +114,35 @@ class Settings:
                 raise ValueError("no host")
         except ValueError as exc:
             raise bad("broker_url", f"is not a list of host:port ({exc}); write IPv6 hosts as [::1]:9092") from None
+        if self.min_insync_replicas is not None and not 1 <= self.min_insync_replicas <= self.replication_factor:
+            raise bad("min_insync_replicas", f"must be between 1 and YADTQ_REPLICATION_FACTOR "
+                      f"({self.replication_factor}): acks=all writes would always fail")
+        self._check_security(bad)
+
+    def _check_security(self, bad: Callable[[str, str], ConfigurationError]) -> None:
+        """Reject security settings that contradict each other (files are read later)."""
+        protocol = self.security_protocol
+        if protocol not in SECURITY_PROTOCOLS:
+            raise bad("security_protocol", f"must be one of {', '.join(SECURITY_PROTOCOLS)}, not {protocol!r}")
+        if protocol.startswith("SASL_"):
+            if self.sasl_mechanism not in SASL_MECHANISMS:
+                raise bad("sasl_mechanism", f"must be one of {', '.join(SASL_MECHANISMS)}, "
+                          f"not {self.sasl_mechanism!r}")
+            for name in ("sasl_username", "sasl_password"):
+                if not getattr(self, name):
+                    raise bad(name, f"is required with YADTQ_SECURITY_PROTOCOL={protocol}")
+        else:
+            for name in ("sasl_username", "sasl_password"):
+                if getattr(self, name):
+                    raise bad(name, f"is set, but YADTQ_SECURITY_PROTOCOL={protocol} does not use SASL "
+                              "(use SASL_SSL or SASL_PLAINTEXT)")
+        if protocol not in ("SSL", "SASL_SSL"):
+            for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+                if getattr(self, name):
+                    raise bad(name, f"is set, but YADTQ_SECURITY_PROTOCOL={protocol} does not use TLS "
+                              "(use SSL or SASL_SSL)")
+        if self.ssl_keyfile and not self.ssl_certfile:
+            raise bad("ssl_keyfile", "needs YADTQ_SSL_CERTFILE (the client certificate it belongs to)")
 
     # -- derived values -----------------------------------------------------------
     @property
@@ -121,6 +168,8 @@ class Settings:
         """The broker profile in force: ``embedded`` or ``kafka``."""
         if self.broker_profile != "auto":
             return self.broker_profile
+        if self.security_protocol != "PLAINTEXT":
+            return "kafka"  # the embedded broker has neither TLS nor SASL (e.g. a port-forward to a cluster)
         return "embedded" if all(_is_loopback(h) for h, _ in self.broker_hosts) else "kafka"
 
     @property
@@ -190,6 +239,10 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def _upper(raw: str) -> str:
+    return raw.strip().upper()
+
+
 def _bool(raw: str) -> bool:
     value = raw.strip().lower()
     if value in ("1", "true", "yes", "on"):
@@ -228,5 +281,13 @@ ENV: dict[str, tuple[str, object]] = {
     "fetch_max_wait_ms": ("YADTQ_FETCH_MAX_WAIT_MS", int),
     "producer_linger_ms": ("YADTQ_PRODUCER_LINGER_MS", float),
     "fix_end_offsets": ("YADTQ_FIX_END_OFFSETS", _bool),
+    "min_insync_replicas": ("YADTQ_MIN_INSYNC_REPLICAS", int),
+    "security_protocol": ("YADTQ_SECURITY_PROTOCOL", _upper),
+    "sasl_mechanism": ("YADTQ_SASL_MECHANISM", _upper),
+    "sasl_username": ("YADTQ_SASL_USERNAME", str),
+    "sasl_password": ("YADTQ_SASL_PASSWORD", str),
+    "ssl_cafile": ("YADTQ_SSL_CAFILE", str),
+    "ssl_certfile": ("YADTQ_SSL_CERTFILE", str),
+    "ssl_keyfile": ("YADTQ_SSL_KEYFILE", str),
     "log_level": ("YADTQ_LOG_LEVEL", str),
 }

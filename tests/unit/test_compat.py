@@ -7,7 +7,16 @@ import inspect
 import pytest
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
-from yadtq_app.compat import BrokerProfile, EmbeddedProfile, EmbeddedTransport, profile_for
+from yadtq_app.compat import (
+    FAUST_REQUEST_TIMEOUT,
+    KAFKA_HEARTBEAT_INTERVAL,
+    KAFKA_SESSION_TIMEOUT,
+    BrokerProfile,
+    EmbeddedProfile,
+    EmbeddedTransport,
+    profile_for,
+)
+from yadtq_app.errors import ConfigurationError
 from yadtq_app.settings import Settings
 
 KAFKA = "kafka://kafka-1:9092"
@@ -29,13 +38,58 @@ def test_default_settings_get_embedded_profile() -> None:
     assert opts["broker_heartbeat_interval"] == 0.5
     assert opts["broker_rebalance_timeout"] == 3.0
     assert opts["producer_acks"] == -1
+    assert opts["topic_partitions"] == 8 and opts["topic_replication_factor"] == 1
 
 
-def test_kafka_profile_keeps_faust_defaults() -> None:
+def test_kafka_profile_options() -> None:
     p = profile_for(Settings(broker_url=KAFKA))
     assert type(p) is BrokerProfile and p.name == "kafka"
-    assert p.faust_options() == {"broker_session_timeout": 60.0, "broker_heartbeat_interval": 3.0,
-                                 "broker_rebalance_timeout": 60.0, "producer_acks": -1}
+    assert p.faust_options() == {
+        # Apache Kafka's consumer defaults since 3.0 (KIP-735), not the embedded broker's 3 s / 0.5 s.
+        "broker_session_timeout": 45.0, "broker_heartbeat_interval": 3.0,
+        "broker_rebalance_timeout": 60.0,  # Faust's default
+        "producer_acks": -1,  # acks=all
+        "topic_partitions": 8, "topic_replication_factor": 1,
+    }
+    assert p.topic_config() == {}  # the broker's min.insync.replicas unless set
+
+
+def test_kafka_profile_takes_partitions_replication_and_min_isr_from_settings() -> None:
+    p = profile_for(Settings(broker_url=KAFKA, partitions=24, replication_factor=3, min_insync_replicas=2))
+    opts = p.faust_options()
+    assert opts["topic_partitions"] == 24 and opts["topic_replication_factor"] == 3
+    assert opts["producer_acks"] == -1
+    assert p.topic_config() == {"min.insync.replicas": "2"}
+
+
+def test_kafka_profile_sets_nothing_else() -> None:
+    # Faust's defaults otherwise: nothing about fetching, batching, standby replicas, ...
+    opts = profile_for(Settings(broker_url=KAFKA)).faust_options()
+    assert set(opts) == {"broker_session_timeout", "broker_heartbeat_interval", "broker_rebalance_timeout",
+                         "producer_acks", "topic_partitions", "topic_replication_factor"}
+
+
+def test_kafka_profile_defaults_fit_kafka_and_faust_limits() -> None:
+    session, heartbeat = BrokerProfile(Settings(broker_url=KAFKA)).timeouts()
+    assert 6.0 <= session <= FAUST_REQUEST_TIMEOUT  # group.min.session.timeout.ms .. Faust's request timeout
+    assert heartbeat <= session / 3  # Kafka: heartbeat.interval.ms at most a third of the session
+    assert (session, heartbeat) == (KAFKA_SESSION_TIMEOUT, KAFKA_HEARTBEAT_INTERVAL) == (45.0, 3.0)
+
+
+def test_embedded_profile_sends_no_min_isr() -> None:
+    p = profile_for(Settings(replication_factor=1, min_insync_replicas=1))
+    assert type(p) is EmbeddedProfile and p.topic_config() == {}
+    assert p.faust_options()["topic_partitions"] == 8
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"session_timeout": 10.0, "heartbeat_timeout": 10.0}, "YADTQ_CONSUMER_HEARTBEAT"),
+    ({"heartbeat_timeout": 50.0}, "shorter than the session timeout"),
+    ({"session_timeout": 120.0}, "request timeout"),
+])
+def test_bad_consumer_timeouts_are_configuration_errors(kwargs: dict, match: str) -> None:
+    with pytest.raises(ConfigurationError, match=match):
+        profile_for(Settings(broker_url=KAFKA, **kwargs)).faust_options()
 
 
 def test_explicit_profile_setting_chooses_class() -> None:
@@ -50,6 +104,8 @@ def test_kafka_timeouts_overridden_by_settings() -> None:
     assert opts["broker_rebalance_timeout"] == 60.0  # never below Faust's default
     opts = profile_for(Settings(broker_url=KAFKA, session_timeout=90.0)).faust_options()
     assert opts["broker_rebalance_timeout"] == 90.0
+    opts = profile_for(Settings(broker_url=KAFKA, session_timeout=6.0)).faust_options()
+    assert opts["broker_session_timeout"] == 6.0 and opts["broker_heartbeat_interval"] == 3.0
 
 
 def test_embedded_timeouts_overridden_by_settings() -> None:
