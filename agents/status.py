@@ -1,7 +1,11 @@
-"""``record_status``: the one writer of the ``task-status`` table.
+"""``record_status``: the one writer of the ``task-status`` and ``task-schedule`` tables.
 
 Folds every :class:`~yadtq_app.records.TaskEvent` into its row with the pure
-:func:`yadtq_app.state.apply_event`. Concurrency 1: a table has one writer.
+:func:`yadtq_app.state.apply_event`, and keeps the task's schedule entry in step
+with the row (:func:`yadtq_app.state.schedule_of`). Concurrency 1: a table has one
+writer. Side effects of a fold on this worker, which owns the task's partition: a
+``cancel`` for a running attempt cancels it here; an ``expire`` deletes a finished
+row past the result TTL.
 
 It also tracks how far it has folded each events partition, so the task agent can
 wait, after a rebalance, until every event already written for a partition is in the
@@ -19,9 +23,11 @@ from typing import Any, AsyncIterable
 
 from faust.types import TP
 
+from tables.schedule import task_schedule
 from tables.task_status import task_status
-from yadtq_app.application import app
-from yadtq_app.state import apply_event
+from yadtq_app.application import app, settings
+from yadtq_app.records import CANCEL, CANCELLED, EXPIRE, REQUEUE, TERMINAL, ScheduledRun, TaskEvent
+from yadtq_app.state import apply_event, schedule_of
 from yadtq_app.topics import events_topic
 
 logger = logging.getLogger(__name__)
@@ -39,12 +45,45 @@ async def record_status(stream: AsyncIterable[Any]) -> None:
         if not await app.may_act_on(msg.topic, msg.partition):
             continue  # a frozen worker's leftovers: the new owner folds this event
         try:
-            key = value.id.encode()
-            task_status[key] = apply_event(task_status.get(key), value)
+            fold(value)
         except Exception:  # noqa: BLE001 - a bad event must not stop the partition
             logger.exception("task %s: could not apply %s event", getattr(value, "id", "?"),
                              getattr(value, "kind", "?"))
         _folded[msg.partition] = max(_folded.get(msg.partition, 0), msg.offset + 1)
+
+
+def fold(event: TaskEvent) -> None:
+    """Apply one event to the tables (inside the agent: Faust needs the current event)."""
+    key = event.id.encode()
+    before = task_status.get(key)
+    if event.kind == EXPIRE:
+        expire(key, before, event)
+        return
+    row = apply_event(before, event)
+    task_status[key] = row
+    entry, had = schedule_of(row), schedule_of(before)
+    if entry is not None:
+        if entry != had:
+            task_schedule[key] = ScheduledRun(due=entry.due, attempt=entry.attempt, generation=entry.generation)
+    elif had is not None:
+        task_schedule.pop(key, None)
+    if event.kind == CANCEL and (row.cancel_requested or row.status == CANCELLED):
+        if app.running.cancel(event.id):
+            logger.info("task %s: cancelling its running attempt %d", event.id, row.attempts)
+    elif event.kind == REQUEUE:
+        app.finished.discard(event.id)
+
+
+def expire(key: bytes, row: Any, event: TaskEvent) -> None:
+    """Delete a finished row whose result TTL has passed (checked again here: the row
+    may have been resubmitted since the sweep saw it)."""
+    ttl = settings.result_ttl
+    if row is None or ttl <= 0 or row.status not in TERMINAL or row.finished_at is None:
+        return
+    if row.finished_at + ttl > event.at:
+        return
+    del task_status[key]
+    app.finished.discard(event.id)
 
 
 async def wait_caught_up(partition: int, *, timeout: float = 10.0) -> bool:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import logging
 import time
 from typing import Any, AsyncIterable, Optional
@@ -23,21 +24,25 @@ from faust.types import EventT
 from agents.status import wait_caught_up
 from tables.task_status import get_status
 from yadtq_app.application import app, settings
-from yadtq_app.context import TaskContext
+from yadtq_app.context import ProgressReporter, TaskContext
 from yadtq_app.errors import InvalidTask, UnknownTask
-from yadtq_app.execution import run_task
+from yadtq_app.execution import Outcome, run_task
 from yadtq_app.registry import TaskDef
 from yadtq_app.records import (
+    CANCELLED,
     FAILED,
     PROCESSING,
+    PROGRESS,
+    RETRYING,
+    SCHEDULED,
     SUCCESS,
-    TERMINAL,
     DeadLetter,
     TaskEvent,
     TaskRequest,
+    TaskState,
     parse_task_message,
 )
-from yadtq_app.state import RecentlyFinished
+from yadtq_app.state import CANCEL_NOW, DEFER, SKIP, backoff_delay, decide
 from yadtq_app.topics import dead_letter_topic, events_topic, task_topic
 
 logger = logging.getLogger(__name__)
@@ -45,8 +50,6 @@ logger = logging.getLogger(__name__)
 #: Tasks running on this worker: id → done. A second message with the same id waits
 #: for the first to finish, then is skipped (one execution per id).
 _running: dict[str, asyncio.Event] = {}
-#: Final statuses of tasks this worker ran, ahead of the status table (see RecentlyFinished).
-_finished = RecentlyFinished()
 #: Task partitions whose status rows are known complete since the last rebalance.
 _caught_up: set[int] = set()
 
@@ -113,7 +116,7 @@ async def handle_task_message(event: EventT) -> None:
 
 
 async def run_once(request: TaskRequest, taskdef: TaskDef) -> None:
-    """Execute ``request`` unless it already ran or is running here (one execution per id)."""
+    """Act on ``request`` unless the same id is being handled here (one execution per id)."""
     running = _running.get(request.id)
     if running is not None:
         logger.info("task %s is already running here; waiting for it instead of running it twice", request.id)
@@ -128,35 +131,127 @@ async def run_once(request: TaskRequest, taskdef: TaskDef) -> None:
 
 
 async def execute(request: TaskRequest, taskdef: TaskDef) -> None:
-    """Run one valid request unless its status says it already finished."""
+    """Decide from the status row (:func:`yadtq_app.state.decide`), then act."""
     state = get_status(request.id)
-    final = _finished.get(request.id) or (state.status if state is not None and state.status in TERMINAL else None)
-    if final is not None:
-        logger.info("task %s already %s; not running it again", request.id, final)
+    decision = decide(state, request, finished=app.finished.get(request.id), now=time.time())
+    if decision.action == SKIP:
+        logger.info("task %s: not running it: %s", request.id, decision.why)
         return
-    attempt = (state.attempts if state is not None else 0) + 1
+    if decision.action == DEFER:
+        logger.debug("task %s: scheduled for %s", request.id, request.eta)
+        await report(request, SCHEDULED, attempt=0, next_run_at=request.eta, wait=True)
+        return
+    if decision.action == CANCEL_NOW:
+        await report(request, CANCELLED, attempt=decision.attempt, state=state, wait=True,
+                     error={"type": "Cancelled", "message": "cancelled while running", "traceback": None})
+        return
+    await run_attempt(request, taskdef, decision.attempt, state)
+
+
+async def run_attempt(request: TaskRequest, taskdef: TaskDef, attempt: int, state: Optional[TaskState]) -> None:
+    """Run one attempt and report its outcome: success, failed, retrying or cancelled."""
+    options = {**(state.options if state is not None else {}), **request.options}
+    timeout = options.get("timeout") or taskdef.timeout or settings.default_timeout
     stats = app.stats
     stats.in_progress += 1
+    started = time.time()
+    reporter = ProgressReporter(functools.partial(_send_progress, request, attempt), asyncio.get_running_loop())
+    context = TaskContext(id=request.id, name=request.task, attempt=attempt, worker=settings.worker_id,
+                          reporter=reporter)
+    gate = asyncio.Event()
+
+    async def body() -> Outcome:
+        await gate.wait()  # start after the processing event, so progress events come after it
+        return await run_task(taskdef, list(request.task_args), dict(request.task_kwargs), timeout=timeout,
+                              executor=app.executor, context=context, processes=app.processes)
+
+    # No await since the status row was read: a cancel folded from now on finds the job.
+    job = asyncio.ensure_future(body())
+    app.running.add(request.id, job)
     try:
-        await report(request, PROCESSING, attempt=attempt)
+        await report(request, PROCESSING, attempt=attempt, state=state, at=started)
+        gate.set()
         logger.debug("worker %s: task %s (%s) attempt %d starts", settings.worker_id, request.id,
                      request.task, attempt)
-        timeout = taskdef.timeout or settings.default_timeout
-        context = TaskContext(id=request.id, name=request.task, attempt=attempt, worker=settings.worker_id)
-        outcome = await run_task(taskdef, list(request.task_args), dict(request.task_kwargs), timeout=timeout,
-                                 executor=app.executor, context=context)
+        outcome: Optional[Outcome] = await job
+    except asyncio.CancelledError:
+        if not (job.cancelled() and app.running.was_cancelled(request.id)):
+            job.cancel()
+            raise  # the worker is stopping: the message is redelivered
+        outcome = None
     finally:
+        reporter.close()
+        app.running.remove(request.id, job)
         stats.in_progress -= 1
-    _finished.add(request.id, SUCCESS if outcome.ok else FAILED)
+    await finish_attempt(request, taskdef, attempt, state, options, outcome, started)
+
+
+async def finish_attempt(request: TaskRequest, taskdef: TaskDef, attempt: int, state: Optional[TaskState],
+                         options: dict[str, Any], outcome: Optional[Outcome], started: float) -> None:
+    """Report an attempt's end; ``outcome`` is ``None`` when it was cancelled."""
+    app.running.forget(request.id)
+    if outcome is None:
+        app.finished.add(request.id, CANCELLED, attempt)
+        logger.info("worker %s: task %s cancelled in attempt %d", settings.worker_id, request.id, attempt)
+        await report(request, CANCELLED, attempt=attempt, state=state, started_at=started, wait=True,
+                     error={"type": "Cancelled", "message": "cancelled while running", "traceback": None})
+        return
     if outcome.ok:
-        stats.tasks_done += 1
-        await report(request, SUCCESS, attempt=attempt, result=outcome.result, wait=True)
-    else:
-        stats.tasks_failed += 1
-        err = outcome.error or {}
-        logger.info("worker %s: task %s (%s) failed: %s: %s", settings.worker_id, request.id, request.task,
-                    err.get("type"), err.get("message"))
-        await report(request, FAILED, attempt=attempt, error=outcome.error, wait=True)
+        app.finished.add(request.id, SUCCESS, attempt)
+        app.stats.tasks_done += 1
+        await report(request, SUCCESS, attempt=attempt, state=state, result=outcome.result, started_at=started,
+                     wait=True)
+        return
+    err = outcome.error or {}
+    max_retries = options.get("max_retries")
+    if max_retries is None:
+        max_retries = taskdef.max_retries if taskdef.max_retries is not None else settings.default_max_retries
+    retries_used = state.retries if state is not None else 0
+    if outcome.retryable and retries_used < max_retries and (outcome.retry or taskdef.retries_on(outcome.error_types)):
+        delay = outcome.retry_delay
+        if delay is None:
+            delay = backoff_delay(retries_used + 1, base=_or(taskdef.retry_backoff, settings.retry_backoff),
+                                  cap=_or(taskdef.retry_backoff_max, settings.retry_backoff_max),
+                                  jitter=settings.retry_jitter)
+        logger.info("worker %s: task %s (%s) attempt %d failed (%s: %s); retry %d of %d in %.2f s",
+                    settings.worker_id, request.id, request.task, attempt, err.get("type"), err.get("message"),
+                    retries_used + 1, max_retries, delay)
+        await report(request, RETRYING, attempt=attempt, state=state, error=outcome.error, started_at=started,
+                     next_run_at=time.time() + delay, wait=True)
+        return
+    app.finished.add(request.id, FAILED, attempt)
+    app.stats.tasks_failed += 1
+    logger.info("worker %s: task %s (%s) failed: %s: %s", settings.worker_id, request.id, request.task,
+                err.get("type"), err.get("message"))
+    failed = report(request, FAILED, attempt=attempt, state=state, error=outcome.error, started_at=started,
+                    wait=True)
+    if max_retries > 0 and outcome.retryable:
+        await dead_letter_exhausted(request, attempt, state, outcome, started, max_retries)
+    await failed
+
+
+def _or(value: Optional[float], default: float) -> float:
+    return default if value is None else value
+
+
+async def dead_letter_exhausted(request: TaskRequest, attempt: int, state: Optional[TaskState], outcome: Outcome,
+                                started: float, max_retries: int) -> None:
+    """A task that used up its retries: into the dead-letter topic, with every attempt."""
+    err = outcome.error or {}
+    history = list(state.history if state is not None else [])
+    history.append({"attempt": attempt, "worker": settings.worker_id, "status": FAILED, "started_at": started,
+                    "finished_at": time.time(), "error": {"type": err.get("type"), "message": err.get("message")}})
+    letter = DeadLetter(
+        id=request.id, reason="retries-exhausted", task_id=request.id, task=request.task,
+        error=f"{err.get('type')}: {err.get('message')} (after {max_retries} retries)",
+        topic=task_topic.get_topic_name(), partition=-1, offset=-1, at=time.time(),
+        raw=base64.b64encode(request.encode()).decode(), key=request.id, worker=settings.worker_id,
+        history=history)
+    await (await dead_letter_topic.send(key=letter.id, value=letter))
+
+
+async def _send_progress(request: TaskRequest, attempt: int, progress: dict[str, Any]) -> None:
+    await report(request, PROGRESS, attempt=attempt, progress=progress)
 
 
 async def reject(exc: InvalidTask, topic: str, partition: int, offset: int, *, raw: Optional[bytes],
@@ -180,12 +275,17 @@ async def reject(exc: InvalidTask, topic: str, partition: int, offset: int, *, r
     await letter_sent
 
 
-async def report(request: TaskRequest, kind: str, *, attempt: int, result: Any = None,
-                 error: Optional[dict[str, Any]] = None, wait: bool = False) -> None:
+async def report(request: TaskRequest, kind: str, *, attempt: int, state: Optional[TaskState] = None,
+                 result: Any = None, error: Optional[dict[str, Any]] = None, at: Optional[float] = None,
+                 started_at: Optional[float] = None, next_run_at: Optional[float] = None,
+                 progress: Optional[dict[str, Any]] = None, wait: bool = False) -> None:
     """Send a status event for ``request``; with ``wait``, until the broker has it."""
+    options = state.options if state is not None and state.options else request.options
     event = TaskEvent(id=request.id, kind=kind, task=request.task, task_args=list(request.task_args),
                       task_kwargs=dict(request.task_kwargs), attempt=attempt, worker=settings.worker_id,
-                      at=time.time(), submitted_at=request.submitted_at, result=result, error=error)
+                      at=time.time() if at is None else at, submitted_at=request.submitted_at, result=result,
+                      error=error, options=options, next_run_at=next_run_at, progress=progress,
+                      started_at=started_at)
     fut = await events_topic.send(key=request.key, value=event)
     if wait:
         await fut

@@ -17,10 +17,14 @@ from .context import TaskContext, current_task
 from .errors import (
     ClientError,
     ConfigurationError,
+    Conflict,
     InvalidTask,
+    Retry,
+    TaskCancelled,
     TaskFailed,
     TaskNotFound,
     TaskTimeout,
+    TimeLimitExceeded,
     UnknownTask,
     YadtqError,
 )
@@ -43,6 +47,10 @@ __all__ = [
     "TaskNotFound",
     "TaskFailed",
     "TaskTimeout",
+    "Retry",
+    "TimeLimitExceeded",
+    "Conflict",
+    "TaskCancelled",
 ]
 
 __version__ = "0.1.0"

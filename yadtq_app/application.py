@@ -26,7 +26,8 @@ from .fencing import FreezeGuard
 from .registry import TaskRegistry, default_registry
 from .security import broker_credentials, client_options
 from .settings import Settings
-from .state import WorkerStats
+from .execution import ProcessRunner
+from .state import RecentlyFinished, RunningTasks, WorkerStats
 
 __all__ = ["YadtqApp", "create_app", "app", "settings"]
 
@@ -44,6 +45,12 @@ class YadtqApp(faust.App):
     profile: BrokerProfile
     stats: WorkerStats
     executor: Optional[ThreadPoolExecutor]
+    #: Final statuses of tasks this worker ran, ahead of the status table.
+    finished: RecentlyFinished
+    #: Attempts running here, for cancel requests.
+    running: RunningTasks
+    #: The pool for ``process=True`` tasks.
+    processes: ProcessRunner
 
     def __init__(self, settings: Settings, registry: TaskRegistry, **options: Any) -> None:
         self.settings = settings
@@ -51,6 +58,9 @@ class YadtqApp(faust.App):
         self.profile = profile_for(settings)
         self.stats = WorkerStats()
         self.executor = None
+        self.finished = RecentlyFinished()
+        self.running = RunningTasks()
+        self.processes = ProcessRunner(settings.processes)
         session = self.profile.faust_options()["broker_session_timeout"]
         #: Closes the worker's gate after it was frozen (see yadtq_app.fencing).
         self.freeze_guard = FreezeGuard(threshold=max(1.0, session / 2), hold=2 * session)
@@ -83,6 +93,7 @@ class YadtqApp(faust.App):
         executor, self.executor = self.executor, None
         if executor is not None:
             executor.shutdown(wait=False, cancel_futures=True)
+        self.processes.close()
         await super().on_stop()
 
     def membership_lost(self) -> bool:

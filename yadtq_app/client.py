@@ -7,21 +7,35 @@
     c = Client("http://127.0.0.1:6066")
     h = c.submit("multiply", 4, 5)
     print(h.id, h.status(), h.result(timeout=10))   # ... 'queued' 20
+
+    h = c.send_task("multiply", [4, 5], countdown=30, max_retries=3, timeout=10)
+    h.cancel()
 """
 
 from __future__ import annotations
 
+import datetime
 import time
-from typing import Any, Optional
+from typing import Any, Optional, Sequence, Union
 
 import httpx
 
-from .errors import ClientError, InvalidTask, TaskFailed, TaskNotFound, TaskTimeout, UnknownTask
+from .errors import (
+    ClientError,
+    Conflict,
+    InvalidTask,
+    TaskCancelled,
+    TaskFailed,
+    TaskNotFound,
+    TaskTimeout,
+    UnknownTask,
+)
 
 __all__ = ["Client", "TaskHandle"]
 
 #: How long after an accepted submission a 404 still means "accepted, not yet recorded".
 ACCEPT_GRACE_SECONDS = 10.0
+FINISHED = ("success", "failed", "cancelled")
 
 
 class TaskHandle:
@@ -47,8 +61,20 @@ class TaskHandle:
             raise
 
     def status(self) -> str:
-        """``queued``, ``processing``, ``success`` or ``failed``."""
+        """``queued``, ``scheduled``, ``processing``, ``retrying``, ``success``, ``failed`` or ``cancelled``."""
         return str(self.info()["status"])
+
+    def progress(self) -> Optional[dict[str, Any]]:
+        """The running attempt's last progress report (``fraction``, ``message``, ``at``), if any."""
+        return self.info().get("progress")
+
+    def cancel(self) -> dict[str, Any]:
+        """Cancel the task (``POST /tasks/{id}/cancel``); :class:`Conflict` if it already finished."""
+        return self.client.cancel(self.id)
+
+    def retry(self) -> dict[str, Any]:
+        """Run a failed or cancelled task again (``POST /tasks/{id}/retry``)."""
+        return self.client.retry(self.id)
 
     def wait(self, timeout: float = 30.0, poll: float = 0.02) -> dict[str, Any]:
         """Wait until the task finishes; its status row. :class:`TaskTimeout` if it does not."""
@@ -61,7 +87,7 @@ class TaskHandle:
                 if exc.status != 503:
                     raise
                 info = {}
-            if info.get("status") in ("success", "failed"):
+            if info.get("status") in FINISHED:
                 return info
             if time.monotonic() >= deadline:
                 raise TaskTimeout(f"task {self.id} did not finish within {timeout:g} s "
@@ -70,8 +96,11 @@ class TaskHandle:
             delay = min(delay * 1.5, 0.5)
 
     def result(self, timeout: float = 30.0) -> Any:
-        """The task's result; :class:`TaskFailed` if it failed, :class:`TaskTimeout` if it takes too long."""
+        """The task's result; :class:`TaskFailed` if it failed (:class:`TaskCancelled` if
+        cancelled), :class:`TaskTimeout` if it takes too long."""
         info = self.wait(timeout)
+        if info["status"] == "cancelled":
+            raise TaskCancelled(self.id, info.get("error"))
         if info["status"] == "failed":
             raise TaskFailed(self.id, info.get("error"))
         return info.get("result")
@@ -101,6 +130,22 @@ class Client:
             body["task-id"] = task_id
         return self.submit_json(body)
 
+    def send_task(self, task: str, args: Sequence[Any] = (), kwargs: Optional[dict[str, Any]] = None, *,
+                  task_id: Optional[str] = None, countdown: Optional[float] = None,
+                  eta: Union[datetime.datetime, float, str, None] = None, max_retries: Optional[int] = None,
+                  timeout: Optional[float] = None) -> TaskHandle:
+        """Submit with per-submission options: start no earlier than ``countdown`` seconds
+        from now or than ``eta`` (an aware datetime, ISO 8601 text or Unix seconds), and
+        override the task's ``max_retries`` and ``timeout``."""
+        body: dict[str, Any] = {"task": task, "args": list(args), "kwargs": dict(kwargs or {})}
+        if isinstance(eta, datetime.datetime):
+            eta = eta.isoformat()
+        for name, value in (("task-id", task_id), ("countdown", countdown), ("eta", eta),
+                            ("max_retries", max_retries), ("timeout", timeout)):
+            if value is not None:
+                body[name] = value
+        return self.submit_json(body)
+
     def submit_json(self, body: dict[str, Any]) -> TaskHandle:
         """Submit a task given in the wire format (``{"task-id", "task", "args", "kwargs"}``)."""
         data = self._request("POST", "/tasks", json=body)
@@ -113,6 +158,14 @@ class Client:
     def get_task(self, task_id: str) -> dict[str, Any]:
         """The status row of ``task_id``; :class:`TaskNotFound` if there is none."""
         return self._request("GET", f"/tasks/{task_id}")  # type: ignore[no-any-return]
+
+    def cancel(self, task_id: str) -> dict[str, Any]:
+        """Ask to cancel ``task_id``: a waiting task never starts, a running one is cancelled."""
+        return self._request("POST", f"/tasks/{task_id}/cancel")  # type: ignore[no-any-return]
+
+    def retry(self, task_id: str) -> dict[str, Any]:
+        """Run a failed or cancelled (e.g. dead-lettered) task again."""
+        return self._request("POST", f"/tasks/{task_id}/retry")  # type: ignore[no-any-return]
 
     def workers(self) -> list[dict[str, Any]]:
         """Every worker seen recently (``GET /workers``)."""
@@ -128,7 +181,7 @@ class Client:
                 resp = self._http.request(method, path, json=json)
             except httpx.HTTPError as exc:
                 raise ClientError(f"cannot reach yadtq at {self.url}: {exc}") from None
-            if resp.status_code == 503 and method == "GET" and attempt < retries:
+            if resp.status_code == 503 and (method == "GET" or path != "/tasks") and attempt < retries:
                 time.sleep(min(0.05 * (attempt + 1), 0.5))
                 continue
             break
@@ -141,6 +194,8 @@ class Client:
         message = data.get("error", resp.reason_phrase) if isinstance(data, dict) else str(data)
         if resp.status_code == 404:
             raise TaskNotFound(message, status=404)
+        if resp.status_code == 409:
+            raise Conflict(message, status=409)
         if resp.status_code == 400 and isinstance(data, dict) and data.get("reason") == "unknown-task":
             raise UnknownTask(message)
         if resp.status_code == 400:

@@ -8,9 +8,13 @@
     ├── InvalidTask             a task message or submission that cannot run
     │   └── UnknownTask         the task name is not registered
     ├── TaskRegistrationError   a bad @task definition
+    ├── Retry                   raised by a task body: run me again later
+    ├── TimeLimitExceeded       a task ran past its time limit (for ``retry_on``)
     └── ClientError             the HTTP API answered with an error
         ├── TaskNotFound        no task with that id
+        ├── Conflict            the task is not in a state that allows the request
         ├── TaskFailed          the task ended ``failed``; carries the remote error
+        │   └── TaskCancelled   the task ended ``cancelled``
         └── TaskTimeout         waiting for a result took too long
 """
 
@@ -25,9 +29,13 @@ __all__ = [
     "InvalidTask",
     "UnknownTask",
     "TaskRegistrationError",
+    "Retry",
+    "TimeLimitExceeded",
     "ClientError",
     "TaskNotFound",
+    "Conflict",
     "TaskFailed",
+    "TaskCancelled",
     "TaskTimeout",
 ]
 
@@ -67,6 +75,31 @@ class TaskRegistrationError(YadtqError):
     """A ``@task`` definition that cannot be registered."""
 
 
+class Retry(YadtqError):
+    """Raise from a task body to have it run again after ``delay`` seconds.
+
+    ::
+
+        @task(max_retries=5)
+        def fetch(url):
+            if rate_limited():
+                raise Retry(delay=30)
+
+    A retry counts against the task's ``max_retries``; with none left the task ends
+    ``failed`` with this error. ``delay=None`` uses the task's backoff.
+    """
+
+    def __init__(self, delay: Optional[float] = None, message: str = "retry requested"):
+        if delay is not None and (isinstance(delay, bool) or not isinstance(delay, (int, float)) or delay < 0):
+            raise ValueError("Retry(delay=...) must be a non-negative number of seconds")
+        super().__init__(message)
+        self.delay = float(delay) if delay is not None else None
+
+
+class TimeLimitExceeded(YadtqError):
+    """A task ran past its time limit. List it in ``retry_on`` to retry timeouts."""
+
+
 class ClientError(YadtqError):
     """The HTTP API answered with an error status."""
 
@@ -79,6 +112,10 @@ class TaskNotFound(ClientError):
     """No task with that id was ever submitted."""
 
 
+class Conflict(ClientError):
+    """The task exists but its state does not allow the request (e.g. cancel a finished task)."""
+
+
 class TaskFailed(ClientError):
     """The task ended ``failed``; ``error`` holds its type, message and traceback."""
 
@@ -87,6 +124,10 @@ class TaskFailed(ClientError):
         super().__init__(f"task {task_id} failed: {err.get('type', 'Error')}: {err.get('message', '')}")
         self.task_id = task_id
         self.error = err
+
+
+class TaskCancelled(TaskFailed):
+    """The task ended ``cancelled``."""
 
 
 class TaskTimeout(ClientError):

@@ -4,32 +4,67 @@
 whatever the task body does becomes an :class:`Outcome`. This matters because an
 exception escaping a Faust agent is logged, the message is acked anyway and the task
 would be lost (see the broker notes in the README).
+
+Where a task runs, and what its time limit can do to it:
+
+* ``async def`` — on the worker's event loop; at the limit it is cancelled.
+* plain ``def`` — in the worker's thread pool. Python cannot stop a thread: at the
+  limit the task is recorded ``failed`` and its thread is abandoned to finish on its
+  own (it still holds a pool thread until then).
+* ``@task(process=True)`` — in the worker's process pool (:class:`ProcessRunner`, on
+  `pebble <https://pypi.org/project/Pebble/>`_): at the limit, or on cancel, the
+  process running it is killed and replaced, so a CPU-bound task that ignores its
+  limit cannot stall the worker. Arguments and results cross to it as JSON text.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextvars
 import functools
+import importlib
 import json
+import logging
+import multiprocessing
 import traceback
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any, Optional
 
+import pebble
+
 from .context import TaskContext, _current
+from .errors import Retry, TimeLimitExceeded
 from .registry import TaskDef
 
-__all__ = ["Outcome", "run_task", "error_info"]
+__all__ = ["Outcome", "run_task", "error_info", "ProcessRunner", "NOT_RETRYABLE"]
+
+logger = logging.getLogger(__name__)
+
+#: Failures that would fail again the same way: never retried.
+NOT_RETRYABLE = frozenset({"InvalidArguments", "ResultNotSerializable"})
 
 
 @dataclass(frozen=True)
 class Outcome:
-    """What running a task came to: a JSON-safe result, or an error description."""
+    """What running a task came to: a JSON-safe result, or an error description.
+
+    ``error_types`` are the qualified names of the exception's classes (its MRO), for
+    matching ``retry_on``; ``retry`` is set when the body raised :class:`Retry`, with
+    its ``retry_delay``.
+    """
 
     ok: bool
     result: Any = None
     error: Optional[dict[str, Any]] = None
+    error_types: tuple[str, ...] = ()
+    retry: bool = False
+    retry_delay: Optional[float] = None
+
+    @property
+    def retryable(self) -> bool:
+        return not self.ok and (self.error or {}).get("type") not in NOT_RETRYABLE
 
 
 def error_info(exc: BaseException, *, with_traceback: bool = True) -> dict[str, Any]:
@@ -38,27 +73,50 @@ def error_info(exc: BaseException, *, with_traceback: bool = True) -> dict[str, 
     return {"type": type(exc).__name__, "message": str(exc), "traceback": tb}
 
 
+def _type_names(exc: BaseException) -> tuple[str, ...]:
+    return tuple(f"{c.__module__}.{c.__qualname__}" for c in type(exc).__mro__ if c is not object)
+
+
+def _failure(exc: BaseException, *, with_traceback: bool = True) -> Outcome:
+    if isinstance(exc, Retry):
+        return Outcome(ok=False, error=error_info(exc, with_traceback=False), error_types=_type_names(exc),
+                       retry=True, retry_delay=exc.delay)
+    return Outcome(ok=False, error=error_info(exc, with_traceback=with_traceback), error_types=_type_names(exc))
+
+
+def _time_limit(taskdef: TaskDef, timeout: float) -> Outcome:
+    exc = TimeLimitExceeded(f"{taskdef.name} exceeded its time limit of {timeout:g} s")
+    return Outcome(ok=False, error=error_info(exc, with_traceback=False), error_types=_type_names(exc))
+
+
 async def run_task(taskdef: TaskDef, args: list[Any], kwargs: dict[str, Any], *,
                    timeout: float, executor: Optional[Executor] = None,
-                   context: Optional[TaskContext] = None) -> Outcome:
+                   context: Optional[TaskContext] = None, processes: Optional["ProcessRunner"] = None) -> Outcome:
     """Run ``taskdef`` with these arguments under ``timeout`` seconds.
 
-    ``context`` is what :func:`yadtq_app.current_task` returns inside the task.
+    ``context`` is what :func:`yadtq_app.current_task` returns inside the task;
+    ``processes`` runs ``process=True`` tasks (required for them).
     """
     token = _current.set(context)
     try:
-        return await _run(taskdef, args, kwargs, timeout=timeout, executor=executor)
+        return await _run(taskdef, args, kwargs, timeout=timeout, executor=executor, context=context,
+                          processes=processes)
     finally:
         _current.reset(token)
 
 
 async def _run(taskdef: TaskDef, args: list[Any], kwargs: dict[str, Any], *,
-               timeout: float, executor: Optional[Executor]) -> Outcome:
+               timeout: float, executor: Optional[Executor], context: Optional[TaskContext],
+               processes: Optional["ProcessRunner"]) -> Outcome:
     try:
         taskdef.check_arguments(args, kwargs)
     except TypeError as exc:
         return Outcome(ok=False, error={"type": "InvalidArguments", "message": f"{taskdef.name}: {exc}",
                                         "traceback": None})
+    if taskdef.process:
+        if processes is None:
+            raise RuntimeError(f"task {taskdef.name} needs a process pool (process=True)")
+        return await processes.run(taskdef, args, kwargs, timeout=timeout, context=context)
     try:
         if taskdef.is_async:
             result = await asyncio.wait_for(_shield_timeouts(taskdef.fn(*args, **kwargs)), timeout)
@@ -69,23 +127,93 @@ async def _run(taskdef: TaskDef, args: list[Any], kwargs: dict[str, Any], *,
                                      args, kwargs)
             result = await asyncio.wait_for(loop.run_in_executor(executor, call), timeout)
     except _BodyTimeout as wrapped:
-        exc = wrapped.original
-        return Outcome(ok=False, error=error_info(exc))
+        return _failure(wrapped.original)
     except asyncio.TimeoutError:
-        return Outcome(ok=False, error={"type": "TaskTimeout",
-                                        "message": f"{taskdef.name} exceeded its time limit of {timeout:g} s",
-                                        "traceback": None})
+        return _time_limit(taskdef, timeout)
     except asyncio.CancelledError:
         raise
     except Exception as exc:  # noqa: BLE001 - a task body's exception is the task's failure
-        return Outcome(ok=False, error=error_info(exc))
+        return _failure(exc)
+    return _checked_result(taskdef.name, result)
+
+
+def _checked_result(name: str, result: Any) -> Outcome:
     try:
         json.dumps(result, allow_nan=False)
     except (TypeError, ValueError) as exc:
         return Outcome(ok=False, error={"type": "ResultNotSerializable",
-                                        "message": f"{taskdef.name} returned a value that is not JSON: {exc}",
+                                        "message": f"{name} returned a value that is not JSON: {exc}",
                                         "traceback": None})
     return Outcome(ok=True, result=result)
+
+
+class ProcessRunner:
+    """Runs ``process=True`` tasks in a pool of ``size`` spawned processes.
+
+    A task that passes its time limit, or is cancelled, has its process killed (and
+    the pool starts a fresh one). Processes are spawned, not forked: the worker has
+    threads, an event loop and open RocksDB handles that a fork must not copy. The
+    pool starts on first use.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._pool: Optional[pebble.ProcessPool] = None
+
+    def _get_pool(self) -> pebble.ProcessPool:
+        if self._pool is None:
+            self._pool = pebble.ProcessPool(max_workers=self.size, context=multiprocessing.get_context("spawn"))
+        return self._pool
+
+    async def run(self, taskdef: TaskDef, args: list[Any], kwargs: dict[str, Any], *, timeout: float,
+                  context: Optional[TaskContext] = None) -> Outcome:
+        fn = taskdef.fn
+        ctx = (context.id, context.name, context.attempt, context.worker) if context is not None else None
+        future = self._get_pool().schedule(
+            _process_entry, args=(fn.__module__, fn.__qualname__, taskdef.name, json.dumps(args),
+                                  json.dumps(kwargs), ctx), timeout=timeout)
+        try:
+            payload = await asyncio.wrap_future(future)
+        except concurrent.futures.TimeoutError:
+            logger.warning("task %s: process killed at its time limit of %g s", taskdef.name, timeout)
+            return _time_limit(taskdef, timeout)
+        except asyncio.CancelledError:
+            future.cancel()  # kills the process if the task is running
+            raise
+        except pebble.ProcessExpired as exc:
+            return Outcome(ok=False, error={"type": "ProcessDied", "traceback": None,
+                                            "message": f"the process running {taskdef.name} died: {exc}"})
+        except Exception as exc:  # noqa: BLE001 - e.g. the pool failed to start the process
+            return _failure(exc)
+        data = json.loads(payload)
+        if data["ok"]:
+            return Outcome(ok=True, result=data["result"])
+        return Outcome(ok=False, error=data["error"], error_types=tuple(data["types"]), retry=data["retry"],
+                       retry_delay=data["retry_delay"])
+
+    def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.stop()
+            pool.join(timeout=5)
+
+
+def _process_entry(module: str, qualname: str, name: str, args_json: str, kwargs_json: str,
+                   ctx: Optional[tuple[str, str, int, str]]) -> str:
+    """Runs in the pool's process: import the task by name, call it, answer in JSON text."""
+    fn = getattr(importlib.import_module(module), qualname)
+    if ctx is not None:
+        _current.set(TaskContext(id=ctx[0], name=ctx[1], attempt=ctx[2], worker=ctx[3]))
+    try:
+        result = fn(*json.loads(args_json), **json.loads(kwargs_json))
+    except Exception as exc:  # noqa: BLE001 - the task's failure, reported to the worker
+        out = _failure(exc)
+        return json.dumps({"ok": False, "error": out.error, "types": list(out.error_types), "retry": out.retry,
+                           "retry_delay": out.retry_delay})
+    checked = _checked_result(name, result)
+    if not checked.ok:
+        return json.dumps({"ok": False, "error": checked.error, "types": [], "retry": False, "retry_delay": None})
+    return json.dumps({"ok": True, "result": result}, allow_nan=False)
 
 
 class _BodyTimeout(Exception):

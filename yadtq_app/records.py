@@ -5,7 +5,11 @@ can write (no Faust envelope)::
 
     {"task-id": "12345abc", "task": "multiply", "args": [4, 5], "kwargs": {}}
 
-keyed by the task id as UTF-8 bytes. :func:`parse_task_message` is the single place
+keyed by the task id as UTF-8 bytes. Optional per-submission fields:
+``max_retries`` (int ≥ 0), ``timeout`` (seconds > 0), and either ``countdown``
+(seconds from submission) or ``eta`` (ISO 8601 time, or Unix seconds) — the task
+starts no earlier. ``attempt`` is written only by yadtq's scheduler, on the message
+that starts a retry or a scheduled run. :func:`parse_task_message` is the single place
 that turns bytes into a :class:`TaskRequest`; the HTTP endpoint, the Python client,
 the Faust-producer path and the task agent all go through it or through
 :meth:`TaskRequest.to_wire`.
@@ -15,7 +19,9 @@ Status travels as :class:`TaskEvent` on the internal events topic and is folded 
 with :class:`Heartbeat`.
 """
 
+import datetime
 import json
+import math
 import time
 import uuid
 from typing import Any, Mapping, Optional
@@ -30,23 +36,47 @@ __all__ = [
     "TaskState",
     "Heartbeat",
     "DeadLetter",
+    "ScheduledRun",
     "parse_task_message",
     "task_request_from_json",
     "new_task_id",
     "QUEUED",
+    "SCHEDULED",
     "PROCESSING",
+    "RETRYING",
     "SUCCESS",
     "FAILED",
+    "CANCELLED",
     "STATUSES",
     "TERMINAL",
+    "WAITING",
+    "PROGRESS",
+    "CANCEL",
+    "REQUEUE",
+    "EXPIRE",
+    "EVENT_KINDS",
+    "parse_time",
 ]
 
-QUEUED = "queued"
-PROCESSING = "processing"
+# Statuses of a task.
+QUEUED = "queued"  # submitted, will run as soon as a worker gets to it
+SCHEDULED = "scheduled"  # waiting for its countdown / eta
+PROCESSING = "processing"  # an attempt is running
+RETRYING = "retrying"  # an attempt failed; the next starts at ``next_run_at``
 SUCCESS = "success"
 FAILED = "failed"
-STATUSES = (QUEUED, PROCESSING, SUCCESS, FAILED)
-TERMINAL = frozenset({SUCCESS, FAILED})
+CANCELLED = "cancelled"
+STATUSES = (QUEUED, SCHEDULED, PROCESSING, RETRYING, SUCCESS, FAILED, CANCELLED)
+TERMINAL = frozenset({SUCCESS, FAILED, CANCELLED})
+#: Not running, not finished: waiting for a worker or for its time.
+WAITING = frozenset({QUEUED, SCHEDULED, RETRYING})
+
+# Event kinds beyond the statuses themselves (see yadtq_app.state).
+PROGRESS = "progress"  # a running attempt reports how far it got
+CANCEL = "cancel"  # someone asked to cancel the task
+REQUEUE = "requeue"  # someone asked to run a failed/cancelled task again
+EXPIRE = "expire"  # a finished task's row is past the result TTL
+EVENT_KINDS = frozenset(STATUSES) | {PROGRESS, CANCEL, REQUEUE, EXPIRE}
 
 MAX_ID_LENGTH = 200
 
@@ -65,6 +95,13 @@ class TaskRequest(faust.Record, namespace="yadtq.TaskRequest", serializer="json"
     task_args: list = []  # noqa: RUF012 - faust copies defaults per instance
     task_kwargs: dict = {}  # noqa: RUF012
     submitted_at: Optional[float] = None
+    #: Per-submission overrides of the task's own settings.
+    max_retries: Optional[int] = None
+    timeout: Optional[float] = None
+    #: Unix time before which the task must not start.
+    eta: Optional[float] = None
+    #: Set by the scheduler only: the attempt this message starts.
+    attempt: Optional[int] = None
 
     def to_wire(self) -> dict[str, Any]:
         """The wire format (see module docs): what goes on the task topic."""
@@ -74,9 +111,17 @@ class TaskRequest(faust.Record, namespace="yadtq.TaskRequest", serializer="json"
             "args": list(self.task_args),
             "kwargs": dict(self.task_kwargs),
         }
-        if self.submitted_at is not None:
-            out["submitted_at"] = self.submitted_at
+        for name in ("submitted_at", "max_retries", "timeout", "eta", "attempt"):
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = value
         return out
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The overrides that were set, as kept in the status row."""
+        return {name: getattr(self, name) for name in ("max_retries", "timeout", "eta")
+                if getattr(self, name) is not None}
 
     def encode(self) -> bytes:
         """UTF-8 JSON bytes of :meth:`to_wire`."""
@@ -122,10 +167,60 @@ def task_request_from_json(obj: Any, *, default_id: Optional[str] = None) -> Tas
     if not isinstance(kwargs, dict):
         raise InvalidTask("'kwargs' must be a JSON object", reason="bad-field", task_id=task_id)
     submitted_at = obj.get("submitted_at")
-    if submitted_at is not None and (isinstance(submitted_at, bool) or not isinstance(submitted_at, (int, float))):
+    if submitted_at is not None and not _is_number(submitted_at):
         raise InvalidTask("'submitted_at' must be a number (Unix time)", reason="bad-field", task_id=task_id)
+    max_retries = obj.get("max_retries")
+    if max_retries is not None and (not isinstance(max_retries, int) or isinstance(max_retries, bool)
+                                    or not 0 <= max_retries <= 1000):
+        raise InvalidTask("'max_retries' must be an integer from 0 to 1000", reason="bad-field", task_id=task_id)
+    timeout = obj.get("timeout")
+    if timeout is not None and (not _is_number(timeout) or not 0 < timeout <= 7 * 86400):
+        raise InvalidTask("'timeout' must be a number of seconds, above 0 and at most a week",
+                          reason="bad-field", task_id=task_id)
+    attempt = obj.get("attempt")
+    if attempt is not None and (not isinstance(attempt, int) or isinstance(attempt, bool) or attempt < 1):
+        raise InvalidTask("'attempt' must be a positive integer", reason="bad-field", task_id=task_id)
+    eta = _eta(obj, task_id, submitted_at)
     return TaskRequest(id=task_id, task=name, task_args=args, task_kwargs=kwargs,
-                       submitted_at=float(submitted_at) if submitted_at is not None else None)
+                       submitted_at=float(submitted_at) if submitted_at is not None else None,
+                       max_retries=max_retries, timeout=float(timeout) if timeout is not None else None,
+                       eta=eta, attempt=attempt)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _eta(obj: Mapping[str, Any], task_id: str, submitted_at: Optional[float]) -> Optional[float]:
+    countdown, eta = obj.get("countdown"), obj.get("eta")
+    if countdown is not None and eta is not None:
+        raise InvalidTask("give 'countdown' or 'eta', not both", reason="bad-field", task_id=task_id)
+    if countdown is not None:
+        if not _is_number(countdown) or not 0 <= countdown <= 366 * 86400:
+            raise InvalidTask("'countdown' must be a number of seconds from 0 to a year",
+                              reason="bad-field", task_id=task_id)
+        return (submitted_at if submitted_at is not None else time.time()) + float(countdown)
+    if eta is None:
+        return None
+    try:
+        return parse_time(eta)
+    except ValueError as exc:
+        raise InvalidTask(f"'eta' {exc}", reason="bad-field", task_id=task_id) from None
+
+
+def parse_time(value: Any) -> float:
+    """Unix seconds from a number or an ISO 8601 string (no zone means UTC)."""
+    if _is_number(value):
+        return float(value)
+    if not isinstance(value, str):
+        raise ValueError("must be an ISO 8601 time or a number of Unix seconds")
+    try:
+        when = datetime.datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise ValueError(f"is not an ISO 8601 time: {value!r}") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.timezone.utc)
+    return when.timestamp()
 
 
 def parse_task_message(raw: Optional[bytes], *, max_bytes: int, default_id: Optional[str] = None) -> TaskRequest:
@@ -153,7 +248,7 @@ class TaskEvent(faust.Record, namespace="yadtq.TaskEvent", serializer="json"):
     """Something that happened to a task; the status agent folds these into rows."""
 
     id: str
-    kind: str  # one of STATUSES
+    kind: str  # one of EVENT_KINDS
     task: str
     task_args: list = []  # noqa: RUF012
     task_kwargs: dict = {}  # noqa: RUF012
@@ -163,6 +258,14 @@ class TaskEvent(faust.Record, namespace="yadtq.TaskEvent", serializer="json"):
     submitted_at: Optional[float] = None
     result: Any = None
     error: Optional[dict] = None
+    #: The submission's overrides (TaskRequest.options).
+    options: dict = {}  # noqa: RUF012
+    #: ``scheduled`` / ``retrying`` / ``queued`` with an eta: when the next attempt may start.
+    next_run_at: Optional[float] = None
+    #: ``progress``: ``{"fraction": 0.4, "message": "parsing"}``.
+    progress: Optional[dict] = None
+    #: When the attempt that this outcome ends started.
+    started_at: Optional[float] = None
 
 
 class TaskState(faust.Record, namespace="yadtq.TaskState", serializer="json"):
@@ -180,6 +283,19 @@ class TaskState(faust.Record, namespace="yadtq.TaskState", serializer="json"):
     submitted_at: Optional[float] = None
     started_at: Optional[float] = None
     finished_at: Optional[float] = None
+    #: The submission's overrides: ``max_retries``, ``timeout``, ``eta``.
+    options: dict = {}  # noqa: RUF012
+    #: When the next attempt may start (``scheduled``, ``retrying``, or requeued).
+    next_run_at: Optional[float] = None
+    #: The running attempt's last reported progress.
+    progress: Optional[dict] = None
+    cancel_requested: bool = False
+    #: Retries used since the task was (re)submitted.
+    retries: int = 0
+    #: How many times the task was resubmitted by ``POST /tasks/{id}/retry``.
+    generation: int = 0
+    #: One entry per finished attempt: attempt, worker, status, started/finished, error.
+    history: list = []  # noqa: RUF012
 
     def to_json(self) -> dict[str, Any]:
         """The HTTP representation (``task-id`` like the wire format)."""
@@ -192,11 +308,27 @@ class TaskState(faust.Record, namespace="yadtq.TaskState", serializer="json"):
             "result": self.result,
             "error": self.error,
             "attempts": self.attempts,
+            "retries": self.retries,
+            "max_retries": self.options.get("max_retries"),
+            "timeout": self.options.get("timeout"),
+            "eta": self.options.get("eta"),
+            "next_run_at": self.next_run_at,
+            "progress": self.progress,
+            "cancel_requested": self.cancel_requested,
             "worker": self.worker,
             "submitted_at": self.submitted_at,
             "started_at": self.started_at,
             "finished_at": self.finished_at,
+            "history": self.history,
         }
+
+
+class ScheduledRun(faust.Record, namespace="yadtq.ScheduledRun", serializer="json"):
+    """A waiting task's next start: send the message for ``attempt`` at ``due``."""
+
+    due: float
+    attempt: int
+    generation: int = 0
 
 
 class Heartbeat(faust.Record, namespace="yadtq.Heartbeat", serializer="json"):
@@ -252,6 +384,8 @@ class DeadLetter(faust.Record, namespace="yadtq.DeadLetter", serializer="json"):
     raw: Optional[str] = None
     key: Optional[str] = None
     worker: Optional[str] = None
+    #: For ``retries-exhausted``: every attempt (see TaskState.history).
+    history: list = []  # noqa: RUF012
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -267,4 +401,5 @@ class DeadLetter(faust.Record, namespace="yadtq.DeadLetter", serializer="json"):
             "raw": self.raw,
             "key": self.key,
             "worker": self.worker,
+            "history": self.history,
         }

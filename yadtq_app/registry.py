@@ -15,6 +15,22 @@ is usable (and tested) without Kafka.
     @task(name="reports.build", timeout=60)
     async def build_report(day):
         ...
+
+    @task(max_retries=5, retry_backoff=2.0, retry_on=(ConnectionError,))
+    def fetch(url):
+        ...
+
+    @task(process=True, timeout=30)     # CPU-bound: run in a process, killed at its limit
+    def crunch(n):
+        ...
+
+Options: ``timeout`` (seconds; default ``YADTQ_DEFAULT_TIMEOUT``), ``max_retries``
+(default ``YADTQ_DEFAULT_MAX_RETRIES``), ``retry_backoff`` / ``retry_backoff_max``
+(seconds; see :func:`yadtq_app.state.backoff_delay`), ``retry_on`` (exception classes
+that lead to a retry; by default any exception does once ``max_retries`` > 0 — list
+:class:`~yadtq_app.errors.TimeLimitExceeded` to retry timeouts when giving
+``retry_on``), and ``process`` (run a sync function in the worker's process pool, where
+the time limit kills it; the function must be importable at module level).
 """
 
 from __future__ import annotations
@@ -39,6 +55,21 @@ class TaskDef:
     fn: Callable[..., Any]
     #: Time limit in seconds; ``None`` means the worker's default.
     timeout: Optional[float] = None
+    #: Retries after a failure; ``None`` means the worker's default.
+    max_retries: Optional[int] = None
+    retry_backoff: Optional[float] = None
+    retry_backoff_max: Optional[float] = None
+    #: Exception classes that lead to a retry; ``None``: any exception.
+    retry_on: Optional[tuple[type[BaseException], ...]] = None
+    #: Run in the worker's process pool (sync functions only).
+    process: bool = False
+
+    def retries_on(self, error_types: tuple[str, ...]) -> bool:
+        """Whether a failure whose exception classes (qualified names, MRO) are
+        ``error_types`` is one this task retries on."""
+        if self.retry_on is None:
+            return True
+        return any(f"{cls.__module__}.{cls.__qualname__}" in error_types for cls in self.retry_on)
 
     @property
     def is_async(self) -> bool:
@@ -56,8 +87,10 @@ class TaskRegistry:
         self._tasks: dict[str, TaskDef] = {}
 
     def register(self, fn: Callable[..., Any], *, name: Optional[str] = None,
-                 timeout: Optional[float] = None) -> TaskDef:
-        """Register ``fn`` under ``name`` (its ``__name__`` by default)."""
+                 timeout: Optional[float] = None, max_retries: Optional[int] = None,
+                 retry_backoff: Optional[float] = None, retry_backoff_max: Optional[float] = None,
+                 retry_on: Optional[Iterable[type[BaseException]]] = None, process: bool = False) -> TaskDef:
+        """Register ``fn`` under ``name`` (its ``__name__`` by default); options in the module docs."""
         if not callable(fn):
             raise TaskRegistrationError(f"{fn!r} is not callable")
         task_name = name or getattr(fn, "__name__", None)
@@ -65,12 +98,31 @@ class TaskRegistry:
             raise TaskRegistrationError(f"cannot tell the name of {fn!r}; pass name=")
         if timeout is not None and timeout <= 0:
             raise TaskRegistrationError(f"task {task_name!r}: timeout must be positive")
+        if max_retries is not None and (not isinstance(max_retries, int) or max_retries < 0):
+            raise TaskRegistrationError(f"task {task_name!r}: max_retries must be a non-negative integer")
+        for label, value in (("retry_backoff", retry_backoff), ("retry_backoff_max", retry_backoff_max)):
+            if value is not None and value < 0:
+                raise TaskRegistrationError(f"task {task_name!r}: {label} must not be negative")
+        retry_types = None
+        if retry_on is not None:
+            retry_types = tuple(retry_on)
+            if not all(isinstance(c, type) and issubclass(c, BaseException) for c in retry_types):
+                raise TaskRegistrationError(f"task {task_name!r}: retry_on must list exception classes")
+        if process:
+            if inspect.iscoroutinefunction(fn):
+                raise TaskRegistrationError(f"task {task_name!r}: process=True is for sync functions")
+            qual = getattr(fn, "__qualname__", "")
+            if "<" in qual or "." in qual:
+                raise TaskRegistrationError(
+                    f"task {task_name!r}: process=True needs a module-level function (a process imports it by name)")
         existing = self._tasks.get(task_name)
         if existing is not None and existing.fn is not fn and not _same_definition(existing.fn, fn):
             raise TaskRegistrationError(
                 f"task name {task_name!r} is already registered to {_qualname(existing.fn)}"
             )
-        taskdef = TaskDef(name=task_name, fn=fn, timeout=timeout)
+        taskdef = TaskDef(name=task_name, fn=fn, timeout=timeout, max_retries=max_retries,
+                          retry_backoff=retry_backoff, retry_backoff_max=retry_backoff_max, retry_on=retry_types,
+                          process=process)
         self._tasks[task_name] = taskdef
         return taskdef
 
@@ -125,17 +177,22 @@ default_registry = TaskRegistry()
 @overload
 def task(fn: F) -> F: ...
 @overload
-def task(*, name: Optional[str] = None, timeout: Optional[float] = None,
+def task(*, name: Optional[str] = None, timeout: Optional[float] = None, max_retries: Optional[int] = None,
+         retry_backoff: Optional[float] = None, retry_backoff_max: Optional[float] = None,
+         retry_on: Optional[Iterable[type[BaseException]]] = None, process: bool = False,
          registry: Optional[TaskRegistry] = None) -> Callable[[F], F]: ...
 
 
 def task(fn: Optional[F] = None, *, name: Optional[str] = None, timeout: Optional[float] = None,
-         registry: Optional[TaskRegistry] = None) -> Any:
+         max_retries: Optional[int] = None, retry_backoff: Optional[float] = None,
+         retry_backoff_max: Optional[float] = None, retry_on: Optional[Iterable[type[BaseException]]] = None,
+         process: bool = False, registry: Optional[TaskRegistry] = None) -> Any:
     """Register a sync or async function as a task; the function itself is unchanged."""
     reg = registry if registry is not None else default_registry
 
     def decorate(f: F) -> F:
-        reg.register(f, name=name, timeout=timeout)
+        reg.register(f, name=name, timeout=timeout, max_retries=max_retries, retry_backoff=retry_backoff,
+                     retry_backoff_max=retry_backoff_max, retry_on=retry_on, process=process)
         return f
 
     return decorate(fn) if fn is not None else decorate

@@ -76,6 +76,17 @@ class Settings:
     #: Correct the embedded broker's wrong end offsets (see :mod:`yadtq_app.compat`);
     #: ``None`` means the broker profile's choice (on for ``embedded``, off for ``kafka``).
     fix_end_offsets: Optional[bool] = None
+    #: Retries for a task that sets none (per task: ``@task(max_retries=...)``).
+    default_max_retries: int = 0
+    #: Backoff before retry n: ``retry_backoff * 2**(n-1)`` seconds, capped at
+    #: ``retry_backoff_max``, plus up to ``retry_jitter`` of it at random.
+    retry_backoff: float = 1.0
+    retry_backoff_max: float = 300.0
+    retry_jitter: float = 0.25
+    #: Processes for tasks registered with ``process=True`` (killable at their time limit).
+    processes: int = 2
+    #: Seconds a finished task's status is kept; 0 keeps it forever.
+    result_ttl: float = 86_400.0
     #: How to reach the brokers (see :mod:`yadtq_app.security`): ``PLAINTEXT``, ``SSL``,
     #: ``SASL_PLAINTEXT`` or ``SASL_SSL``. Anything but ``PLAINTEXT`` implies the kafka profile.
     security_protocol: str = "PLAINTEXT"
@@ -105,6 +116,16 @@ class Settings:
             raise bad("default_timeout", "must be positive")
         if self.heartbeat_interval <= 0:
             raise bad("heartbeat_interval", "must be positive")
+        if self.default_max_retries < 0:
+            raise bad("default_max_retries", "must not be negative")
+        if self.retry_backoff < 0 or self.retry_backoff_max < 0:
+            raise bad("retry_backoff", "and YADTQ_RETRY_BACKOFF_MAX must not be negative")
+        if not 0 <= self.retry_jitter <= 10:
+            raise bad("retry_jitter", "must be between 0 and 10 (a fraction of the backoff)")
+        if self.processes < 1:
+            raise bad("processes", "must be at least 1")
+        if self.result_ttl < 0:
+            raise bad("result_ttl", "must not be negative (0 keeps results forever)")
         if not 0 < self.web_port < 65536:
             raise bad("web_port", "must be a TCP port (1-65535)")
         if not self.broker_url.startswith("kafka://"):
@@ -199,6 +220,7 @@ class Settings:
             self.task_topic: p,
             self.events_topic: p,
             f"{self.app_id}-task-status-changelog": p,
+            f"{self.app_id}-task-schedule-changelog": p,
             self.heartbeat_topic: 1,
             f"{self.app_id}-workers-changelog": 1,
             self.dead_letter_topic: 1,
@@ -281,6 +303,12 @@ ENV: dict[str, tuple[str, object]] = {
     "fetch_max_wait_ms": ("YADTQ_FETCH_MAX_WAIT_MS", int),
     "producer_linger_ms": ("YADTQ_PRODUCER_LINGER_MS", float),
     "fix_end_offsets": ("YADTQ_FIX_END_OFFSETS", _bool),
+    "default_max_retries": ("YADTQ_DEFAULT_MAX_RETRIES", int),
+    "retry_backoff": ("YADTQ_RETRY_BACKOFF", float),
+    "retry_backoff_max": ("YADTQ_RETRY_BACKOFF_MAX", float),
+    "retry_jitter": ("YADTQ_RETRY_JITTER", float),
+    "processes": ("YADTQ_PROCESSES", int),
+    "result_ttl": ("YADTQ_RESULT_TTL", float),
     "min_insync_replicas": ("YADTQ_MIN_INSYNC_REPLICAS", int),
     "security_protocol": ("YADTQ_SECURITY_PROTOCOL", _upper),
     "sasl_mechanism": ("YADTQ_SASL_MECHANISM", _upper),

@@ -1,78 +1,177 @@
-"""Pure status logic: fold a :class:`TaskEvent` into a :class:`TaskState`.
+"""Pure status logic: fold a :class:`TaskEvent` into a :class:`TaskState`, and decide
+what a task message should do given its row.
 
-Statuses only move forward: ``queued`` → ``processing`` → ``success`` | ``failed``.
+Statuses::
+
+    queued ──────────────┐
+    scheduled (eta) ─────┼─> processing ─> success | failed | cancelled
+    retrying (backoff) <─┘        │
+          ^───────────────────────┘ (a failed attempt with retries left)
+
+    failed | cancelled ── POST /tasks/{id}/retry ──> queued (a new generation)
+    queued | scheduled | retrying ── cancel ──> cancelled
+
 Events can arrive out of order (the ``queued`` event from the submitting worker may
 land after the executing worker's ``processing``), so:
 
-* a terminal row (``success``/``failed``) never changes again;
-* ``queued`` never overwrites ``processing``; it only fills in what is missing;
-* among ``processing`` events the higher attempt wins;
-* **fencing**: an outcome (``success``/``failed``) from an attempt older than the
-  row's is stale — a worker that was paused while its partition moved and another
-  worker re-ran the task — and is ignored, so it cannot overwrite the newer attempt;
-* the request fields (task, args, kwargs, submitted_at) are taken from whichever
+* a terminal row (``success``/``failed``/``cancelled``) changes only by ``requeue``;
+* ``queued`` never overwrites a later status; it only fills in what is missing;
+* **fencing**: anything an attempt reports (``processing``, ``progress``, an outcome)
+  is ignored once the row has moved to a later attempt — a worker that was paused
+  while its partition moved and another worker re-ran the task cannot overwrite the
+  newer attempt;
+* the request fields (task, args, kwargs, options, submitted_at) come from whichever
   event carries them first.
+
+A row whose ``next_run_at`` is set while it waits (``scheduled``, ``retrying``, or
+requeued) has an entry in the schedule table; the scheduler sends its task message
+when it is due (see :mod:`agents.schedule`). :func:`schedule_of` is that rule.
 """
 
 from __future__ import annotations
 
+import asyncio
+import random
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Any, NamedTuple, Optional
 
-from .records import FAILED, PROCESSING, QUEUED, SUCCESS, TERMINAL, TaskEvent, TaskState
+from .records import (
+    CANCEL,
+    CANCELLED,
+    EVENT_KINDS,
+    EXPIRE,
+    FAILED,
+    PROCESSING,
+    PROGRESS,
+    QUEUED,
+    REQUEUE,
+    RETRYING,
+    SCHEDULED,
+    SUCCESS,
+    TERMINAL,
+    WAITING,
+    TaskEvent,
+    TaskRequest,
+    TaskState,
+)
 
-__all__ = ["apply_event", "merge_rows", "RANK", "WorkerStats", "RecentlyFinished"]
+__all__ = [
+    "apply_event",
+    "merge_rows",
+    "schedule_of",
+    "decide",
+    "Decision",
+    "backoff_delay",
+    "RANK",
+    "MAX_HISTORY",
+    "WorkerStats",
+    "RecentlyFinished",
+    "RunningTasks",
+]
 
-RANK = {QUEUED: 0, PROCESSING: 1, SUCCESS: 2, FAILED: 2}
+RANK = {QUEUED: 0, SCHEDULED: 0, PROCESSING: 1, RETRYING: 2, SUCCESS: 3, FAILED: 3, CANCELLED: 3}
+#: Attempts kept in a row's history (the newest).
+MAX_HISTORY = 50
 
 
 def apply_event(state: Optional[TaskState], event: TaskEvent) -> TaskState:
     """The row after ``event``; ``state`` is the row before it (``None`` if none)."""
-    if event.kind not in RANK:
-        raise ValueError(f"unknown event kind {event.kind!r}")
+    kind = event.kind
+    if kind not in EVENT_KINDS or kind == EXPIRE:
+        raise ValueError(f"cannot fold a {kind!r} event into a row")
     if state is None:
         state = TaskState(id=event.id, task=event.task, status=QUEUED, task_args=list(event.task_args),
-                          task_kwargs=dict(event.task_kwargs), submitted_at=event.submitted_at)
+                          task_kwargs=dict(event.task_kwargs), submitted_at=event.submitted_at,
+                          options=dict(event.options))
     else:
         state = state.derive()
         if state.submitted_at is None and event.submitted_at is not None:
             state.submitted_at = event.submitted_at
+        if not state.options and event.options:
+            state.options = dict(event.options)
 
+    if kind == REQUEUE:
+        if state.status in (FAILED, CANCELLED):
+            state.status = QUEUED
+            state.generation += 1
+            state.retries = 0
+            state.next_run_at = event.at
+            state.result = state.error = state.progress = state.finished_at = None
+            state.cancel_requested = False
+        return state
     if state.status in TERMINAL:
         return state
-    if event.kind == QUEUED:
+    if kind == CANCEL:
+        if state.status in WAITING:
+            state.status = CANCELLED
+            state.finished_at = event.at
+            state.next_run_at = None
+            state.error = {"type": "Cancelled", "message": "cancelled before it started", "traceback": None}
+        elif state.status == PROCESSING:
+            state.cancel_requested = True
         return state
-    if event.kind == PROCESSING:
-        if state.status == PROCESSING and event.attempt < state.attempts:
-            return state  # a stale attempt
+    if kind in (QUEUED, SCHEDULED):
+        # A submission (queued, maybe with an eta) or the executor deferring it (scheduled).
+        if state.status in (QUEUED, SCHEDULED) and state.attempts == 0 and event.next_run_at is not None:
+            state.status = SCHEDULED
+            state.next_run_at = event.next_run_at
+        return state
+    stale = event.attempt < state.attempts or (event.attempt == state.attempts and state.status == RETRYING)
+    if kind == PROGRESS:
+        if state.status == PROCESSING and event.attempt == state.attempts:
+            state.progress = event.progress
+        return state
+    if stale:
+        return state  # fenced: an older attempt reporting late
+    if kind == PROCESSING:
+        if state.status == PROCESSING and event.attempt == state.attempts:
+            return state  # a repeat
         state.status = PROCESSING
-        state.attempts = max(state.attempts, event.attempt)
+        state.attempts = event.attempt
         state.worker = event.worker
         state.started_at = event.at
+        state.next_run_at = None
+        state.progress = None
         return state
-    # success / failed
-    if event.attempt < state.attempts:
-        return state  # fenced: a stale attempt's outcome
-    state.status = event.kind
+    # An attempt's outcome: retrying, success, failed, cancelled.
     state.attempts = max(state.attempts, event.attempt)
     state.worker = event.worker
+    started = event.started_at if event.started_at is not None else state.started_at
     if state.started_at is None:
         state.started_at = event.at
+    if event.attempt > 0:
+        state.history = ([*state.history, {
+            "attempt": event.attempt, "worker": event.worker, "status": kind, "started_at": started,
+            "finished_at": event.at, "error": _brief(event.error)}])[-MAX_HISTORY:]
+    if kind == RETRYING:
+        state.status = RETRYING
+        state.retries += 1
+        state.error = event.error
+        state.next_run_at = event.next_run_at if event.next_run_at is not None else event.at
+        return state
+    state.status = kind
     state.finished_at = event.at
-    if event.kind == SUCCESS:
+    state.next_run_at = None
+    if kind == SUCCESS:
         state.result, state.error = event.result, None
     else:
         state.result, state.error = None, event.error
     return state
 
 
+def _brief(error: Optional[dict[str, Any]]) -> Optional[dict[str, Any]]:
+    if not error:
+        return None
+    return {"type": error.get("type"), "message": error.get("message")}
+
+
 def _progress(row: TaskState) -> tuple[int, int, int]:
-    return (row.attempts, 1 if row.status in TERMINAL else 0, RANK.get(row.status, 0))
+    return (row.generation, row.attempts, RANK.get(row.status, 0))
 
 
 def merge_rows(current: Optional[TaskState], incoming: TaskState) -> TaskState:
-    """The more advanced of two versions of one row: higher attempt, then final, then later status.
+    """The more advanced of two versions of one row: later generation, attempt, then status.
 
     Used when a worker rebuilds its table from the changelog: a worker that was frozen
     can still flush writes it buffered before the freeze, landing *after* newer rows in
@@ -83,6 +182,83 @@ def merge_rows(current: Optional[TaskState], incoming: TaskState) -> TaskState:
     if current is None:
         return incoming
     return incoming if _progress(incoming) >= _progress(current) else current
+
+
+class ScheduleEntry(NamedTuple):
+    """When to send the message that starts ``attempt`` of a waiting task."""
+
+    due: float
+    attempt: int
+    generation: int
+
+
+def schedule_of(row: Optional[TaskState]) -> Optional[ScheduleEntry]:
+    """The schedule entry ``row`` needs, or ``None``: set exactly while it waits for a time."""
+    if row is None or row.status not in WAITING or row.next_run_at is None:
+        return None
+    return ScheduleEntry(due=row.next_run_at, attempt=row.attempts + 1, generation=row.generation)
+
+
+# -- what a task message should do --------------------------------------------------
+RUN, SKIP, DEFER, CANCEL_NOW = "run", "skip", "defer", "cancel"
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What to do with one task message: ``run`` (as ``attempt``), ``skip``, ``defer``
+    (wait for its eta: record it ``scheduled``) or ``cancel`` (a cancel arrived for an
+    attempt that died: end it ``cancelled``)."""
+
+    action: str
+    attempt: int = 0
+    why: str = ""
+
+
+def decide(row: Optional[TaskState], request: TaskRequest, *, finished: Optional[tuple[str, int]] = None,
+           now: float) -> Decision:
+    """Decide from the status row (and this worker's memory of what it finished).
+
+    A message without ``attempt`` is a submission and stands for attempt 1; the
+    scheduler's messages name the attempt they start. A message for an attempt the
+    row has already moved past is a stale duplicate (a redelivery, a second
+    submission of one id, a dispatch repeated after a crash) and is skipped — except
+    when the row says that very attempt is ``processing``: its worker died mid-task and
+    the message is redelivered, so it runs again (as the next attempt).
+    """
+    intended = request.attempt or 1
+    if finished is not None and finished[1] >= intended:
+        return Decision(SKIP, why=f"already {finished[0]}")
+    attempts = row.attempts if row is not None else 0
+    if row is not None:
+        if row.status in TERMINAL:
+            return Decision(SKIP, why=f"already {row.status}")
+        if row.cancel_requested:
+            return Decision(CANCEL_NOW, attempt=attempts, why="cancelled while its attempt ran")
+        if row.status == PROCESSING:
+            if intended < attempts:
+                return Decision(SKIP, why=f"stale message for attempt {intended}; row is at {attempts}")
+        elif intended <= attempts:
+            return Decision(SKIP, why=f"stale message for attempt {intended}; row is {row.status} after {attempts}")
+        elif request.attempt is None and row.status in (SCHEDULED, RETRYING) and row.next_run_at is not None \
+                and row.next_run_at > now:
+            return Decision(SKIP, why="waiting for its time; the scheduler will start it")
+    if request.attempt is None and request.eta is not None and request.eta > now:
+        return Decision(DEFER, why="eta in the future")
+    return Decision(RUN, attempt=max(attempts + 1, intended))
+
+
+def backoff_delay(retry: int, *, base: float, cap: float, jitter: float, rng: Optional[random.Random] = None) -> float:
+    """Seconds before retry number ``retry`` (1 = the first retry).
+
+    ``base * 2**(retry-1)``, capped at ``cap``, plus a random extra of up to ``jitter``
+    times that (so retries of many tasks failing together spread out, and no retry
+    comes sooner than the configured backoff), the total again capped at ``cap``.
+    """
+    if retry < 1:
+        raise ValueError("retry counts from 1")
+    delay = min(cap, base * (2.0 ** min(retry - 1, 62)))
+    extra = (rng or random).uniform(0.0, delay * jitter) if jitter > 0 else 0.0
+    return min(cap, delay + extra)
 
 
 @dataclass
@@ -99,7 +275,7 @@ class WorkerStats:
 
 
 class RecentlyFinished:
-    """The final status of the last ``size`` tasks this worker finished.
+    """The final status (and attempt) of the last ``size`` tasks this worker finished.
 
     The status table learns that a task finished only after its event has gone
     through Kafka and the status agent; until then a redelivered or duplicate message
@@ -109,16 +285,57 @@ class RecentlyFinished:
 
     def __init__(self, size: int = 100_000) -> None:
         self.size = size
-        self._items: OrderedDict[str, str] = OrderedDict()
+        self._items: OrderedDict[str, tuple[str, int]] = OrderedDict()
 
-    def add(self, task_id: str, status: str) -> None:
-        self._items[task_id] = status
+    def add(self, task_id: str, status: str, attempt: int = 1) -> None:
+        self._items[task_id] = (status, attempt)
         self._items.move_to_end(task_id)
         while len(self._items) > self.size:
             self._items.popitem(last=False)
 
-    def get(self, task_id: str) -> Optional[str]:
+    def get(self, task_id: str) -> Optional[tuple[str, int]]:
         return self._items.get(task_id)
+
+    def discard(self, task_id: str) -> None:
+        self._items.pop(task_id, None)
 
     def __len__(self) -> int:
         return len(self._items)
+
+
+class RunningTasks:
+    """The attempts running on this worker, so a cancel request can reach them."""
+
+    def __init__(self) -> None:
+        self._jobs: dict[str, asyncio.Future[Any]] = {}
+        self._cancelled: set[str] = set()
+
+    def add(self, task_id: str, job: "asyncio.Future[Any]") -> None:
+        self._jobs[task_id] = job
+        self._cancelled.discard(task_id)
+
+    def remove(self, task_id: str, job: "asyncio.Future[Any]") -> None:
+        if self._jobs.get(task_id) is job:
+            del self._jobs[task_id]
+
+    def cancel(self, task_id: str) -> bool:
+        """Cancel the running attempt of ``task_id``; False if none runs here."""
+        job = self._jobs.get(task_id)
+        if job is None or job.done():
+            return False
+        self._cancelled.add(task_id)
+        job.cancel()
+        return True
+
+    def was_cancelled(self, task_id: str) -> bool:
+        """Whether the last attempt of ``task_id`` was cancelled by :meth:`cancel`."""
+        return task_id in self._cancelled
+
+    def forget(self, task_id: str) -> None:
+        self._cancelled.discard(task_id)
+
+    def __len__(self) -> int:
+        return len(self._jobs)
+
+    def __contains__(self, task_id: object) -> bool:
+        return task_id in self._jobs

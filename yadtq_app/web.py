@@ -1,17 +1,30 @@
 """HTTP API, served by every worker (Faust web views).
 
-=======================  ==========================================================
-``POST /tasks``          submit; 202 ``{"task-id", "status": "queued"}``; 400 on bad input
-``GET /tasks/{id}``      the task's status row; 404 if never submitted
-``GET /workers``         every worker seen recently, alive or dead
-``GET /dead-letters``    task messages that will never run, with the reason
-``GET /health``          this worker answers (for health checks)
-=======================  ==========================================================
+============================  =====================================================
+``POST /tasks``               submit; 202 ``{"task-id", "status"}``; 400 on bad input;
+                              200 with the existing task if its id was taken
+``GET /tasks/{id}``           the task's status row; 404 if never submitted
+``POST /tasks/{id}/cancel``   cancel a waiting or running task; 409 if finished
+``POST /tasks/{id}/retry``    run a failed or cancelled task again; 409 otherwise
+``GET /workers``              every worker seen recently, alive or dead
+``GET /dead-letters``         tasks that will never run (invalid, or retries used up)
+``GET /health``               this worker answers (for health checks)
+============================  =====================================================
 
 Reads are routed to the worker that owns the row's partition, so every worker gives
 the same answer. A worker that is rebalancing or recovering its tables answers 503
 (with ``Retry-After``) rather than a possibly incomplete 404. Errors are JSON:
 ``{"error": "..."}``.
+
+Cancel and retry are requests, not table writes: the endpoint checks the row on the
+worker that owns it and sends a ``cancel``/``requeue`` event, which the status agent
+folds (:mod:`yadtq_app.state` decides what it does to the row). The answer is 202:
+the change shows in ``GET /tasks/{id}`` as soon as it is folded.
+
+Submitting an id that exists returns that task (200, ``"duplicate": true``) and
+sends nothing. The check is made where the row lives; if it cannot be made (the
+cluster is rebalancing) the task is sent anyway and the worker's one-run-per-id rule
+(:func:`yadtq_app.state.decide`) still keeps it from running twice.
 """
 
 from __future__ import annotations
@@ -32,15 +45,28 @@ from tables.task_status import get_status, task_status
 from tables.workers import latest_heartbeats, workers
 from yadtq_app.application import app, settings
 from yadtq_app.errors import InvalidTask
-from yadtq_app.records import QUEUED, TaskEvent, task_request_from_json
+from yadtq_app.records import (
+    CANCEL,
+    CANCELLED,
+    FAILED,
+    QUEUED,
+    REQUEUE,
+    SCHEDULED,
+    STATUSES,
+    TERMINAL,
+    TaskEvent,
+    TaskState,
+    task_request_from_json,
+)
 from yadtq_app.topics import events_topic, task_topic
 
-__all__ = ["TasksView", "TaskView", "WorkersView", "DeadLettersView", "HealthView"]
+__all__ = ["TasksView", "TaskView", "CancelView", "RetryView", "WorkersView", "DeadLettersView", "HealthView"]
 
 logger = logging.getLogger(__name__)
 
 ROUTED_HEADER = "X-Yadtq-Routed"
 Handler = Callable[..., Awaitable[Response]]
+STATUSES_NOT_FINISHED = frozenset(STATUSES) - TERMINAL
 
 
 def error(view: View, message: str, status: int, **extra: Any) -> Response:
@@ -92,9 +118,13 @@ async def _partition_of(topic: str, key: bytes) -> int:
 
 async def _forward(view: View, request: Request, owner: str) -> Response:
     url = f"{owner.rstrip('/')}{request.url.path}"
+    if request.query_string:
+        url += f"?{request.query_string}"
     headers = {ROUTED_HEADER: "1", "Accept": "application/json"}
+    body = await request.read() if request.method == "POST" else None
     try:
-        async with app.http_client.get(url, headers=headers, timeout=aiohttp.ClientTimeout(total=10)) as resp:
+        async with app.http_client.request(request.method, url, headers=headers, data=body,
+                                           timeout=aiohttp.ClientTimeout(total=10)) as resp:
             body = await resp.read()
             out = view.bytes(body, content_type="application/json", status=resp.status)
             if "Retry-After" in resp.headers:
@@ -119,20 +149,58 @@ class TasksView(View):
             return error(self, f"request body is not JSON: {exc}", 400)
         if body is None:
             return error(self, "request body must be a JSON object with a 'task' field", 400)
+        if isinstance(body, dict) and body.get("attempt") is not None:
+            return error(self, "'attempt' is set by yadtq's scheduler, not by submitters", 400, reason="bad-field")
+        now = time.time()
+        if isinstance(body, dict):
+            body = {**body, "submitted_at": now}  # the server's clock; a countdown counts from now
         try:
             req = task_request_from_json(body)
             app.registry.get(req.task)
         except InvalidTask as exc:
             return error(self, str(exc), 400, reason=exc.reason)
-        req.submitted_at = time.time()
         value = req.encode()
         if len(value) > settings.max_message_bytes:
             return error(self, f"task message exceeds {settings.max_message_bytes} bytes", 413)
+        if isinstance(body, dict) and ("task-id" in body or "task_id" in body):
+            existing = await _existing(req.id)
+            if existing is not None:
+                return self.json({"task-id": req.id, "status": existing.get("status"), "duplicate": True},
+                                 status=200)
+        waiting = req.eta is not None and req.eta > now
         queued = TaskEvent(id=req.id, kind=QUEUED, task=req.task, task_args=req.task_args,
-                           task_kwargs=req.task_kwargs, at=req.submitted_at, submitted_at=req.submitted_at)
+                           task_kwargs=req.task_kwargs, at=now, submitted_at=req.submitted_at,
+                           options=req.options, next_run_at=req.eta if waiting else None)
         sent = [await task_topic.send(key=req.key, value=value), await events_topic.send(key=req.key, value=queued)]
         await asyncio.gather(*sent)
-        return self.json({"task-id": req.id, "status": QUEUED}, status=202)
+        return self.json({"task-id": req.id, "status": SCHEDULED if waiting else QUEUED}, status=202)
+
+
+async def _existing(task_id: str) -> Optional[dict[str, Any]]:
+    """The status row of ``task_id`` as its owner has it; ``None`` if none or unknown."""
+    topic = task_status.changelog_topic.get_topic_name()
+    try:
+        partition = await _partition_of(topic, task_id.encode())
+    except (KeyError, TypeError, AttributeError):
+        return None
+    tp = TP(topic, partition)
+    owner = app.assignor._tps_url.get(tp)
+    if owner is None:
+        return None
+    if owner == str(app.conf.canonical_url):
+        if not app.assignor.is_active(tp) or app.rebalancing or app.in_recovery:
+            return None
+        state = get_status(task_id)
+        return state.to_json() if state is not None else None
+    url = f"{owner.rstrip('/')}/tasks/{task_id}"
+    try:
+        async with app.http_client.get(url, headers={ROUTED_HEADER: "1"},
+                                       timeout=aiohttp.ClientTimeout(total=5)) as resp:
+            if resp.status != 200:
+                return None
+            return await resp.json()  # type: ignore[no-any-return]
+    except (aiohttp.ClientError, asyncio.TimeoutError, ValueError):
+        return None
 
 
 @app.page("/tasks/{task_id}")
@@ -145,6 +213,35 @@ class TaskView(View):
         if state is None:
             return error(self, f"no task with id {task_id!r}", 404)
         return self.json(state.to_json())
+
+
+async def _request_change(view: View, task_id: str, kind: str, allowed: Any, verb: str) -> Response:
+    state: Optional[TaskState] = get_status(task_id)
+    if state is None:
+        return error(view, f"no task with id {task_id!r}", 404)
+    if state.status not in allowed:
+        return error(view, f"cannot {verb} task {task_id!r}: it is {state.status}", 409, task_status=state.status)
+    event = TaskEvent(id=task_id, kind=kind, task=state.task, at=time.time(), worker=settings.worker_id)
+    await (await events_topic.send(key=task_id.encode(), value=event))
+    return view.json({"task-id": task_id, "status": state.status, "requested": verb}, status=202)
+
+
+@app.page("/tasks/{task_id}/cancel")
+class CancelView(View):
+    """``POST /tasks/{id}/cancel``: a waiting task never starts; a running one is cancelled."""
+
+    @routed(task_status, match_info="task_id")
+    async def post(self, request: Request, task_id: str) -> Response:
+        return await _request_change(self, task_id, CANCEL, set(STATUSES_NOT_FINISHED), "cancel")
+
+
+@app.page("/tasks/{task_id}/retry")
+class RetryView(View):
+    """``POST /tasks/{id}/retry``: run a failed or cancelled task again (a fresh retry budget)."""
+
+    @routed(task_status, match_info="task_id")
+    async def post(self, request: Request, task_id: str) -> Response:
+        return await _request_change(self, task_id, REQUEUE, {FAILED, CANCELLED}, "retry")
 
 
 @app.page("/workers")

@@ -76,3 +76,96 @@ def _ledger(what: str, ctx: object) -> None:
         os.write(fd, line.encode())
     finally:
         os.close(fd)
+
+
+@task(name="tests.poison", max_retries=3, retry_backoff=0.3, retry_backoff_max=5)
+async def poison(message: str = "poison") -> None:
+    """Always raises, after writing its attempt to the ledger: dead-lettered after 4 attempts."""
+    from yadtq_app import current_task
+
+    _ledger("start", current_task())
+    raise RuntimeError(message)
+
+
+@task(name="tests.fail_until_file", max_retries=0)
+def fail_until_file(path: str) -> str:
+    """Fails until ``path`` exists, then succeeds: for resubmitting a failed task."""
+    import os
+
+    from yadtq_app import current_task
+
+    _ledger("start", current_task())
+    if not os.path.exists(path):
+        raise RuntimeError(f"{path} does not exist yet")
+    return "ok"
+
+
+@task(name="tests.retry_until", max_retries=5)
+async def retry_until(attempts: int, delay: float = 0.2) -> int:
+    """Asks to be retried (``Retry(delay)``) until its attempt number reaches ``attempts``."""
+    from yadtq_app import Retry, current_task
+
+    ctx = current_task()
+    _ledger("start", ctx)
+    if ctx.attempt < attempts:
+        raise Retry(delay=delay)
+    return ctx.attempt
+
+
+@task(name="tests.spin", process=True)
+def spin(seconds: float) -> int:
+    """CPU-bound and deaf to its time limit: only killing its process stops it."""
+    import os
+    import time
+
+    from yadtq_app import current_task
+
+    _ledger("start", current_task())
+    end = time.monotonic() + seconds
+    n = 0
+    while time.monotonic() < end:
+        n += 1
+    _ledger("end", current_task())
+    return os.getpid()
+
+
+@task(name="tests.slow_sync", retry_on=())
+def slow_sync(seconds: float) -> float:
+    """A thread task that sleeps; never retried (``retry_on=()``)."""
+    import time
+
+    time.sleep(seconds)
+    return seconds
+
+
+@task(name="tests.progress_until_file")
+async def progress_until_file(path: str) -> str:
+    """Reports progress, then waits for ``path`` to exist."""
+    import asyncio
+    import os
+
+    from yadtq_app import current_task
+
+    ctx = current_task()
+    _ledger("start", ctx)
+    ctx.progress(0.25, "started")
+    ctx.progress(0.5, "halfway")
+    while not os.path.exists(path):
+        await asyncio.sleep(0.02)
+    ctx.progress(1.0, "done")
+    return "done"
+
+
+@task(name="tests.ledgered_wait_file")
+async def ledgered_wait_file(path: str) -> str:
+    """Starts (in the ledger), then waits for ``path``: stays running until told."""
+    import asyncio
+    import os
+
+    from yadtq_app import current_task
+
+    _ledger("start", current_task())
+    while not os.path.exists(path):
+        await asyncio.sleep(0.02)
+    _ledger("end", current_task())
+    return "done"

@@ -72,7 +72,7 @@ async def test_async_timeout() -> None:
     t0 = time.monotonic()
     out = await run_task(td(slow), [], {}, timeout=0.05)
     assert time.monotonic() - t0 < 2
-    assert out.ok is False and out.error["type"] == "TaskTimeout"
+    assert out.ok is False and out.error["type"] == "TimeLimitExceeded"
     assert "0.05" in out.error["message"] and "slow" in out.error["message"]
 
 
@@ -86,7 +86,7 @@ async def test_sync_timeout() -> None:
         out = await run_task(td(blocking), [], {}, timeout=0.05, executor=pool)
         elapsed = time.monotonic() - t0
     assert elapsed < 0.25  # the caller is not held until the thread ends
-    assert out.ok is False and out.error["type"] == "TaskTimeout"
+    assert out.ok is False and out.error["type"] == "TimeLimitExceeded"
 
 
 @pytest.mark.parametrize("value", [object(), {1, 2}, b"bytes"])

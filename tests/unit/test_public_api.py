@@ -16,14 +16,18 @@ PUBLIC = [
     "Client",
     "ClientError",
     "ConfigurationError",
+    "Conflict",
     "InvalidTask",
+    "Retry",
     "Settings",
+    "TaskCancelled",
     "TaskContext",
     "TaskFailed",
     "TaskHandle",
     "TaskNotFound",
     "TaskRegistry",
     "TaskTimeout",
+    "TimeLimitExceeded",
     "UnknownTask",
     "YadtqError",
     "current_task",
@@ -43,7 +47,7 @@ def test_every_public_name_resolves(name: str) -> None:
 
 def test_errors_share_one_root() -> None:
     for name in ("ConfigurationError", "InvalidTask", "UnknownTask", "ClientError", "TaskNotFound",
-                 "TaskFailed", "TaskTimeout"):
+                 "TaskFailed", "TaskTimeout", "Retry", "TimeLimitExceeded", "Conflict", "TaskCancelled"):
         assert issubclass(getattr(yadtq_app, name), yadtq_app.YadtqError), name
     assert issubclass(yadtq_app.UnknownTask, yadtq_app.InvalidTask)
 
