@@ -1,13 +1,22 @@
 """``execute_tasks``: consume the task topic and run registered tasks.
 
 The agent is thin: decode with :func:`yadtq_app.records.parse_task_message`, decide
-with the status row, run with :func:`yadtq_app.execution.run_task`, and report each
-step as a :class:`~yadtq_app.records.TaskEvent`. Nothing escapes the loop: Faust acks
-a message whose handler raised, which would lose the task silently.
+with the status row (:func:`yadtq_app.state.decide`: run, skip a stale duplicate,
+defer to its eta, or end a cancelled attempt), run with
+:func:`yadtq_app.execution.run_task`, and report each step as a
+:class:`~yadtq_app.records.TaskEvent`. A failed attempt with retries left is reported
+``retrying`` with its next start; the scheduler (:mod:`agents.schedule`) sends the
+message for the next attempt when it is due. Nothing escapes the loop: Faust acks a
+message whose handler raised, which would lose the task silently.
 
 Its concurrency is ``YADTQ_CONCURRENCY``: that many actors share the topic's stream,
 so a slow task does not hold up the rest of its partition. Faust commits an offset
 only once every message before it is acked, so a crash redelivers unfinished work.
+
+Each attempt runs as its own asyncio task, registered in ``app.running`` before the
+first ``await`` after the status row was read: a ``cancel`` folded by the status agent
+either is seen in that row or finds the attempt and cancels it, so a cancelled task
+never starts.
 """
 
 from __future__ import annotations

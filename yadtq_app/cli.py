@@ -169,9 +169,11 @@ def cmd_submit(args: argparse.Namespace) -> int:
             raise YadtqError(f"--kwarg takes NAME=VALUE, not {item!r}")
         k, v = item.split("=", 1)
         kwargs[k] = _parse_value(v)
-    handle = client.submit(args.task, *[_parse_value(a) for a in args.args], task_id=args.task_id, **kwargs)
+    handle = client.send_task(args.task, [_parse_value(a) for a in args.args], kwargs, task_id=args.task_id,
+                              countdown=args.countdown, eta=args.eta, max_retries=args.max_retries,
+                              timeout=args.time_limit)
     if not args.wait:
-        print(json.dumps({"task-id": handle.id, "status": "queued"}) if args.json else handle.id)
+        print(json.dumps({"task-id": handle.id}) if args.json else handle.id)
         return 0
     info = handle.wait(timeout=args.timeout)
     if args.json:
@@ -189,12 +191,15 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
-    for key in ("task-id", "task", "args", "kwargs", "status", "result", "error", "attempts", "worker",
-                "submitted_at", "started_at", "finished_at"):
+    for key in ("task-id", "task", "args", "kwargs", "status", "result", "error", "attempts", "retries",
+                "max_retries", "progress", "worker", "submitted_at", "eta", "next_run_at", "started_at",
+                "finished_at"):
         value = info.get(key)
+        if value is None and key in ("max_retries", "progress", "eta", "next_run_at"):
+            continue
         if key == "error" and value:
             value = f"{value.get('type')}: {value.get('message')}"
-        elif key.endswith("_at") and value:
+        elif (key.endswith("_at") or key == "eta") and value:
             value = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(value)) + f".{int(value % 1 * 1000):03d}"
         elif not isinstance(value, str):
             value = json.dumps(value)
@@ -213,6 +218,34 @@ def cmd_workers(args: argparse.Namespace) -> int:
         rows.append((w["id"], str(w["pid"]), "yes" if w["alive"] else "NO", f"{now - w['last_heartbeat']:.1f}s ago",
                      str(w["tasks_done"]), str(w["tasks_failed"]), str(w["in_progress"]),
                      ",".join(str(p) for p in w.get("partitions", []))))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        print("  ".join(c.ljust(widths[i]) for i, c in enumerate(r)).rstrip())
+    return 0
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    answer = _client(args).cancel(args.task_id)
+    print(json.dumps(answer) if args.json else f"cancel requested for {args.task_id} (it was {answer['status']})")
+    return 0
+
+
+def cmd_retry(args: argparse.Namespace) -> int:
+    answer = _client(args).retry(args.task_id)
+    print(json.dumps(answer) if args.json else f"{args.task_id} queued again (it was {answer['status']})")
+    return 0
+
+
+def cmd_dead_letters(args: argparse.Namespace) -> int:
+    letters = _client(args).dead_letters(limit=args.limit)
+    if args.json:
+        print(json.dumps(letters, indent=2))
+        return 0
+    rows = [("WHEN", "ID", "TASK", "REASON", "ATTEMPTS", "ERROR")]
+    for d in letters:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(d["at"]))
+        rows.append((when, d["id"], d.get("task") or "-", d["reason"], str(len(d["history"])) if d.get("history") else "-",
+                     (d.get("error") or "")[:80]))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
         print("  ".join(c.ljust(widths[i]) for i, c in enumerate(r)).rstrip())
@@ -283,10 +316,29 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("args", nargs="*", help="arguments (JSON where they parse as JSON)")
     s.add_argument("--kwarg", action="append", metavar="NAME=VALUE")
     s.add_argument("--task-id")
+    s.add_argument("--countdown", type=float, metavar="SECONDS", help="start no earlier than this from now")
+    s.add_argument("--eta", metavar="TIME", help="start no earlier than this ISO 8601 time")
+    s.add_argument("--max-retries", type=int, metavar="N", help="retries after a failure (overrides the task's)")
+    s.add_argument("--time-limit", type=float, metavar="SECONDS", help="the task's time limit (overrides the task's)")
     s.add_argument("--wait", action="store_true", help="wait for the result and print it")
-    s.add_argument("--timeout", type=float, default=60.0)
+    s.add_argument("--timeout", type=float, default=60.0, help="how long --wait waits (seconds)")
     with_url(s)
     s.set_defaults(func=cmd_submit)
+
+    c = sub.add_parser("cancel", help="cancel a waiting or running task")
+    c.add_argument("task_id")
+    with_url(c)
+    c.set_defaults(func=cmd_cancel)
+
+    rt = sub.add_parser("retry", help="run a failed or cancelled task again")
+    rt.add_argument("task_id")
+    with_url(rt)
+    rt.set_defaults(func=cmd_retry)
+
+    dl = sub.add_parser("dead-letters", help="list tasks that will never run (invalid, or out of retries)")
+    dl.add_argument("--limit", type=int, default=100)
+    with_url(dl)
+    dl.set_defaults(func=cmd_dead_letters)
 
     st = sub.add_parser("status", help="show a task's status")
     st.add_argument("task_id")

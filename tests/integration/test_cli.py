@@ -86,6 +86,29 @@ def test_submit_status_workers_info(cluster_factory: Any) -> None:
     r = run(["workers", "--url", url])
     assert cluster.workers[0].worker_id in r.stdout and "yes" in r.stdout
 
+    # countdown, cancel
+    r = run(["submit", "add", "1", "2", "--countdown", "30", "--url", url])
+    later = r.stdout.strip()
+    r = run(["cancel", later, "--url", url])
+    assert r.returncode == 0 and "cancel requested" in r.stdout, r.stderr
+    wait_for(lambda: json.loads(run(["status", later, "--url", url, "--json"]).stdout)["status"] == "cancelled",
+             timeout=30, message="the countdown task to be cancelled")
+    r = run(["cancel", later, "--url", url])
+    assert r.returncode == 2 and "cancelled" in r.stderr
+
+    # retries used up: dead letter, listed; then resubmitted
+    r = run(["submit", "tests.poison", "cli", "--max-retries", "1", "--wait", "--url", url])
+    assert r.returncode == 1 and "RuntimeError" in r.stderr
+    wait_for(lambda: "retries-exhausted" in run(["dead-letters", "--url", url]).stdout, timeout=30,
+             message="the dead letter in `yadtq dead-letters`")
+    letters = json.loads(run(["dead-letters", "--url", url, "--json"]).stdout)
+    poisoned = next(d for d in letters if d["reason"] == "retries-exhausted")
+    assert len(poisoned["history"]) == 2
+    r = run(["retry", poisoned["task-id"], "--url", url])
+    assert r.returncode == 0 and "queued again" in r.stdout, r.stderr
+    wait_for(lambda: json.loads(run(["status", poisoned["task-id"], "--url", url, "--json"]).stdout)["attempts"] >= 3,
+             timeout=30, message="the resubmitted task to run again")
+
     r = run(["info", "--json"], env=env)
     info = json.loads(r.stdout)
     topics = {t["name"]: t for t in info["topics"]}
