@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test unit integration bench-failover clean
+.PHONY: install run test unit integration bench-failover bench clean
 
 install: $(STAMP)
 
@@ -28,6 +28,21 @@ integration: install
 
 bench-failover: install
 	$(BIN)/python bench/failover.py --rounds 5
+
+# Comparison with Celery and taskiq (bench/compare.py). The peers live in their own
+# virtualenv, bench/.venv; Redis is Debian's redis-server, installed with apt-get (as root)
+# when missing. `make bench BENCH_ARGS=--quick` for development sizes.
+bench: bench/.venv/.installed
+	@command -v redis-server >/dev/null || { \
+		echo "make bench: redis-server is missing; installing Debian's redis-server with apt-get (needs root)"; \
+		apt-get install -y redis-server || { apt-get update && apt-get install -y redis-server; }; }
+	timeout --kill-after=60 9000 bench/.venv/bin/python bench/compare.py $(BENCH_ARGS)
+
+bench/.venv/.installed: pyproject.toml
+	$(PYTHON) -m venv bench/.venv
+	bench/.venv/bin/pip install --quiet --upgrade pip
+	bench/.venv/bin/pip install --quiet -e '.[test,bench]'
+	touch $@
 
 clean:
 	rm -rf $(VENV) .yadtq .pytest_cache *.egg-info

@@ -1,0 +1,1 @@
+"""Benchmarks: failover time (failover.py) and the comparison with Celery and taskiq (compare.py)."""

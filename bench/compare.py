@@ -1,0 +1,279 @@
+"""Compare yadtq with Celery 5 and taskiq (both on Redis): throughput, latency, failover.
+
+Starts what it needs: an embedded broker and N ``yadtq worker`` processes per run
+(N = 1, 2, 4; tasks submitted over HTTP and through a Kafka producer), one
+``redis-server`` on a free loopback port for the peers, and their workers (Celery
+prefork with 2 processes, taskiq with 2 worker processes). Every figure is measured
+``--runs`` times; the table shows the median, min–max and yadtq ÷ peer ratios, and a
+full run appends it, dated, with the machine, to bench/RESULTS.md.
+
+    make bench                                        # full: 10,000 tasks, 200 round trips, 3 runs
+    bench/.venv/bin/python bench/compare.py --quick   # 500 tasks, 30 round trips, 1 run; prints only
+
+Runs from bench/.venv (``make bench`` creates it: yadtq editable plus the ``bench`` extra).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import functools
+import json
+import logging
+import os
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import FrameType
+from typing import Any, Callable, Iterator, Optional
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.common import CONCURRENCY, Reaper  # noqa: E402
+from bench.peer_targets import CeleryTarget, TaskiqTarget  # noqa: E402
+from bench.procs import BenchError, RedisServer  # noqa: E402
+from bench.report import METHOD, Results, append_results, machine_info, machine_line, percentiles, render_table  # noqa: E402
+from bench.yadtq_target import VIAS, YadtqTarget  # noqa: E402
+from tests.support.cluster import free_port  # noqa: E402
+
+logger = logging.getLogger("bench.compare")
+
+SYSTEMS = ("yadtq", "celery", "taskiq")
+PEER_LABELS = {"celery": "Celery", "taskiq": "taskiq"}
+VIA_LABELS = {"http": "HTTP", "kafka": "Kafka"}
+THROUGHPUT = "throughput (tasks/s)"
+FAILOVER = "failover (s)"
+
+
+class Interrupted(BaseException):
+    """SIGTERM, SIGINT or the time limit: stop what was started, then exit."""
+
+
+class Bench:
+    """One benchmark session: settings, deadline, scratch directory and the figures so far."""
+
+    def __init__(self, args: argparse.Namespace, workdir: Path) -> None:
+        self.args = args
+        self.workdir = workdir
+        self.deadline: float = time.monotonic() + float(args.time_limit)
+        self.results = Results()
+        self.raw: list[dict[str, Any]] = []
+        self.failures: list[str] = []
+
+    def remaining(self) -> float:
+        """Lifetime for processes started now: until the benchmark's own deadline, plus a margin."""
+        return max(1.0, self.deadline - time.monotonic()) + 30
+
+    def record_latency(self, system: str, run: int, samples: list[float]) -> None:
+        p = percentiles(samples)
+        for q, v in p.items():
+            self.results.add(f"latency {q} (ms)", system, v)
+        self.raw.append({"run": run, "system": system, "figure": "latency_ms", "samples": samples})
+        logger.info("%s run %d latency: p50 %.2f p95 %.2f p99 %.2f ms (%d round trips)", system, run + 1,
+                    p["p50"], p["p95"], p["p99"], len(samples))
+
+    def record_throughput(self, system: str, run: int, sample: Any) -> None:
+        self.results.add(THROUGHPUT, system, sample.tasks_per_s)
+        self.raw.append({"run": run, "system": system, "figure": "throughput", "n": sample.n,
+                         "submit_s": sample.submit_s, "total_s": sample.total_s, **sample.extra})
+        logger.info("%s run %d throughput: %.0f tasks/s (%d tasks: submitted in %.2f s, last done at %.2f s, "
+                    "all confirmed at %.2f s)", system, run + 1, sample.tasks_per_s, sample.n, sample.submit_s,
+                    sample.extra.get("last_done_s", float("nan")), sample.total_s)
+
+    def attempt(self, what: str, fn: Callable[[], None]) -> None:
+        """Run one system's run; a failure is reported and the rest of the benchmark goes on."""
+        try:
+            fn()
+        except BenchError as exc:
+            logger.error("%s failed: %s", what, exc)
+            self.failures.append(f"{what}: {str(exc)[:300]}")
+        except Exception as exc:  # noqa: BLE001 - any client's error ends this run, not the benchmark
+            logger.exception("%s failed", what)
+            self.failures.append(f"{what}: {type(exc).__name__}: {str(exc)[:300]}")
+
+    # -- systems ----------------------------------------------------------------------------------
+
+    def run_yadtq(self, run: int, n_workers: int) -> None:
+        a = self.args
+        target = YadtqTarget(n_workers, self.workdir / f"yadtq-r{run}-w{n_workers}", lifetime=self.remaining())
+        # Alternate which path goes first, so neither always meets a fuller status table.
+        vias = a.via if run % 2 == 0 else list(reversed(a.via))
+        try:
+            target.start()
+            target.warm_up()
+            for via in vias:
+                self.record_latency(f"yadtq {n_workers}w {VIA_LABELS[via]}", run, target.latency(a.round_trips, via))
+            for via in vias:
+                self.record_throughput(f"yadtq {n_workers}w {VIA_LABELS[via]}", run, target.throughput(a.tasks, via))
+        finally:
+            target.stop()
+
+    def run_peer(self, run: int, target: Any) -> None:
+        a = self.args
+        label = PEER_LABELS[target.name]
+        try:
+            target.start()
+            target.warm_up()
+            self.record_latency(label, run, target.latency(a.round_trips))
+            self.record_throughput(label, run, target.throughput(a.tasks))
+        finally:
+            target.stop()
+
+    def run_failover(self, rounds: int) -> None:
+        from bench.failover import one_round
+        from yadtq_app.broker import EmbeddedBroker
+
+        broker = EmbeddedBroker("127.0.0.1", free_port(), log_path=str(self.workdir / "failover-broker.log")).start()
+        assert broker.process is not None
+        reaper = Reaper("failover broker", [broker.process.pid], self.remaining()).start()
+        try:
+            for i in range(rounds):
+                with tempfile.TemporaryDirectory(dir=self.workdir) as d:
+                    r = one_round(broker.url, Path(d), {})
+                self.raw.append({"run": i, "system": "yadtq 3w", "figure": "failover", **r})
+                logger.info("failover round %d: %s", i + 1, json.dumps(r))
+                if r.get("ok") and r.get("failover_s") is not None:
+                    self.results.add(FAILOVER, "yadtq 3w kill -9", float(r["failover_s"]))  # type: ignore[arg-type]
+                else:
+                    self.failures.append(f"failover round {i + 1}: {r.get('error', 'no re-run measured')}")
+        finally:
+            reaper.stop()
+            broker.stop()
+
+
+def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true",
+                    help="development sizes (500 tasks, 30 round trips, 1 run); never writes RESULTS.md")
+    ap.add_argument("--runs", type=int, help="runs per figure (default 3; quick 1)")
+    ap.add_argument("--tasks", type=int, help="tasks per throughput run (default 10000; quick 500)")
+    ap.add_argument("--round-trips", type=int, help="round trips per latency run (default 200; quick 30)")
+    ap.add_argument("--workers", default="1,2,4", help="yadtq worker counts (default 1,2,4)")
+    ap.add_argument("--via", default="http,kafka", help="yadtq submission paths (default http,kafka)")
+    ap.add_argument("--systems", default=",".join(SYSTEMS), help="systems to measure (default all)")
+    ap.add_argument("--failover-rounds", type=int, help="yadtq failover rounds (default = runs; 0 skips)")
+    ap.add_argument("--taskiq-broker", choices=["stream", "list"], default="stream",
+                    help="taskiq-redis broker: RedisStreamBroker (acked, default) or ListQueueBroker")
+    ap.add_argument("--time-limit", type=float, help="stop everything after this many seconds "
+                    "(default 7200; quick 1500)")
+    ap.add_argument("--results", type=Path, default=ROOT / "bench" / "RESULTS.md")
+    ap.add_argument("--no-write", action="store_true", help="do not append to RESULTS.md")
+    ap.add_argument("--json", type=Path, help="also write every raw sample to this file")
+    ap.add_argument("--keep", type=Path, metavar="DIR",
+                    help="work in DIR and keep it (broker, worker, Redis logs); default a temporary directory")
+    ap.add_argument("--log-level", default="info")
+    args = ap.parse_args(argv)
+    quick = args.quick
+    args.runs = args.runs or (1 if quick else 3)
+    args.tasks = args.tasks or (500 if quick else 10_000)
+    args.round_trips = args.round_trips or (30 if quick else 200)
+    args.failover_rounds = args.runs if args.failover_rounds is None else args.failover_rounds
+    args.time_limit = args.time_limit or (1500 if quick else 7200)
+    args.workers = [int(w) for w in args.workers.split(",") if w]
+    args.via = [v for v in args.via.split(",") if v]
+    args.systems = [s for s in args.systems.split(",") if s]
+    for v in args.via:
+        if v not in VIAS:
+            ap.error(f"--via: {v!r} is not one of {', '.join(VIAS)}")
+    for s in args.systems:
+        if s not in SYSTEMS:
+            ap.error(f"--systems: {s!r} is not one of {', '.join(SYSTEMS)}")
+    if args.round_trips < 2:
+        ap.error("--round-trips must be at least 2")
+    return args
+
+
+def _interrupt(signum: int, frame: Optional[FrameType]) -> None:
+    raise Interrupted(signal.Signals(signum).name if signum != signal.SIGALRM else "time limit")
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=getattr(logging, args.log_level.upper(), logging.INFO),
+                        format="[%(asctime)s] %(levelname)s %(name)s: %(message)s")
+    for noisy in ("aiokafka", "kafka", "celery", "kombu", "taskiq", "httpx"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGALRM, _interrupt)
+    signal.alarm(int(args.time_limit))
+    logger.info("%s: %d run(s), %d tasks, %d round trips, yadtq workers %s via %s, systems %s, failover rounds %d",
+                "quick" if args.quick else "full", args.runs, args.tasks, args.round_trips, args.workers,
+                args.via, args.systems, args.failover_rounds)
+    peers = [s for s in args.systems if s != "yadtq"]
+    interrupted: Optional[str] = None
+    with _workdir(args.keep) as tmp:
+        bench = Bench(args, Path(tmp))
+        redis: Optional[RedisServer] = None
+        try:
+            if peers:
+                redis = RedisServer(free_port(), lifetime=bench.remaining(), workdir=Path(tmp)).start()
+                os.environ["BENCH_REDIS_URL"] = redis.url  # read by bench.peers.* on import
+                logger.info("redis-server %s on %s", redis.version(), redis.url)
+            for run in range(args.runs):
+                if "yadtq" in args.systems:
+                    for n in args.workers:
+                        bench.attempt(f"yadtq {n}w run {run + 1}", functools.partial(bench.run_yadtq, run, n))
+                for name in peers:
+                    assert redis is not None
+                    target: Any = (CeleryTarget(redis, Path(tmp), lifetime=bench.remaining()) if name == "celery"
+                                   else TaskiqTarget(redis, Path(tmp), lifetime=bench.remaining(),
+                                                     broker_kind=args.taskiq_broker))
+                    bench.attempt(f"{name} run {run + 1}", functools.partial(bench.run_peer, run, target))
+            if "yadtq" in args.systems and args.failover_rounds > 0:
+                bench.attempt("failover", functools.partial(bench.run_failover, args.failover_rounds))
+        except Interrupted as exc:
+            interrupted = str(exc)
+            logger.error("interrupted (%s): stopping everything started", interrupted)
+        finally:
+            signal.alarm(0)
+            if redis is not None:
+                redis.stop()
+        return report(args, bench, interrupted)
+
+
+@contextlib.contextmanager
+def _workdir(keep: Optional[Path]) -> Iterator[str]:
+    if keep is None:
+        with tempfile.TemporaryDirectory(prefix="yadtq-bench-") as tmp:
+            yield tmp
+    else:
+        keep.mkdir(parents=True, exist_ok=True)
+        logger.info("logs kept in %s", keep)
+        yield str(keep.resolve())
+
+
+def report(args: argparse.Namespace, bench: Bench, interrupted: Optional[str]) -> int:
+    info = machine_info()
+    if args.json:
+        args.json.write_text(json.dumps({"machine": info, "args": {k: str(v) for k, v in vars(args).items()},
+                                         "figures": bench.results.to_json(), "raw": bench.raw}, indent=1))
+    if not bench.results.figures:
+        logger.error("no figure was measured")
+        return 1
+    table = render_table(bench.results)
+    print(f"\n{'QUICK (development sizes, not recorded)' if args.quick else 'yadtq vs Celery vs taskiq'}: "
+          f"{args.runs} run(s), {args.tasks:,} tasks, {args.round_trips} round trips")
+    print(f"machine: {machine_line(info)}")
+    print(table)
+    for f in bench.failures:
+        print(f"FAILED: {f}")
+    method = METHOD.format(tasks=args.tasks, round_trips=args.round_trips, concurrency=CONCURRENCY,
+                           taskiq_broker=("RedisStreamBroker (acknowledged)" if args.taskiq_broker == "stream"
+                                          else "ListQueueBroker (no acks)"))
+    complete = not interrupted and not bench.failures
+    if args.quick or args.no_write:
+        logger.info("not written to %s (%s)", args.results, "--quick" if args.quick else "--no-write")
+    elif not complete:
+        logger.error("incomplete (%s): not written to %s", interrupted or "failures above", args.results)
+    else:
+        append_results(args.results, table, info, runs=args.runs, method=method)
+        logger.info("appended to %s", args.results)
+    return 0 if complete else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

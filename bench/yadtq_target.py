@@ -1,0 +1,237 @@
+"""yadtq under measurement: a fresh embedded broker and N real ``yadtq worker`` processes.
+
+The broker and workers start exactly as in the tests and ``bench/failover.py``
+(``yadtq_app.broker.EmbeddedBroker``, ``tests/support/cluster.Cluster``). Tasks are
+submitted over HTTP (``POST /tasks``, round-robin over the workers) or written by a
+Kafka producer (aiokafka) straight onto the task topic in the wire format, keyed by
+id; every status is read back through ``GET /tasks/{id}``, the real status API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import statistics
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Optional
+
+import aiohttp
+from aiokafka import AIOKafkaProducer
+from aiokafka.partitioner import murmur2
+
+from bench.common import CONCURRENCY, Reaper, ThroughputSample, bounded_gather
+from bench.procs import BenchError
+from tests.support.cluster import Cluster, free_port
+from yadtq_app.broker import EmbeddedBroker
+
+__all__ = ["YadtqTarget", "VIAS"]
+
+logger = logging.getLogger(__name__)
+
+VIAS = ("http", "kafka")
+TERMINAL = ("success", "failed", "cancelled")
+
+
+class YadtqTarget:
+    """One cluster of ``workers`` workers on its own embedded broker (a fresh, empty one)."""
+
+    def __init__(self, workers: int, workdir: Path, *, lifetime: float) -> None:
+        self.n_workers = workers
+        self.workdir = workdir
+        self.lifetime = lifetime
+        self.broker: Optional[EmbeddedBroker] = None
+        self.cluster: Optional[Cluster] = None
+        self.reaper: Optional[Reaper] = None
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    def start(self) -> "YadtqTarget":
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.broker = EmbeddedBroker("127.0.0.1", free_port(), log_path=str(self.workdir / "broker.log")).start()
+        # Workers log warnings only, as the peers' workers do.
+        self.cluster = Cluster(self.broker.url, self.workdir, extra_env={"YADTQ_LOG_LEVEL": "warn"})
+        self.cluster.add(self.n_workers)
+        assert self.broker.process is not None
+        self.reaper = Reaper(f"yadtq x{self.n_workers}", [self.broker.process.pid] + [w.pid for w in
+                             self.cluster.workers], self.lifetime).start()
+        for w in self.cluster.workers:
+            w.wait_healthy(90)
+        self.cluster.wait_settled(timeout=90)
+        logger.info("yadtq: %d worker(s) settled on %s", self.n_workers, self.broker.url)
+        return self
+
+    def stop(self) -> None:
+        if self.reaper is not None:
+            self.reaper.stop()
+            self.reaper = None
+        if self.cluster is not None:
+            self.cluster.stop()
+            self.cluster = None
+        if self.broker is not None:
+            self.broker.stop()
+            self.broker = None
+
+    @property
+    def urls(self) -> list[str]:
+        assert self.cluster is not None
+        return [w.url for w in self.cluster.running()]
+
+    @property
+    def bootstrap(self) -> str:
+        assert self.broker is not None
+        return self.broker.bootstrap
+
+    @property
+    def partitions(self) -> int:
+        assert self.cluster is not None
+        return self.cluster.partitions
+
+    @property
+    def topic(self) -> str:
+        assert self.cluster is not None
+        return self.cluster.task_topic
+
+    # -- measurements ------------------------------------------------------------------------------
+
+    def warm_up(self, n: int = 20) -> None:
+        for via in VIAS:
+            self.throughput(n, via)
+
+    def throughput(self, n: int, via: str) -> ThroughputSample:
+        return asyncio.run(self._throughput(n, via))
+
+    def latency(self, k: int, via: str, poll: float = 0.001) -> list[float]:
+        """``k`` sequential round trips (ms); where their time went is logged (:func:`_log_phases`)."""
+        samples, phases = asyncio.run(self._latency(k, via, poll))
+        _log_phases(via, phases)
+        return samples
+
+    async def _throughput(self, n: int, via: str) -> ThroughputSample:
+        urls = self.urls
+        tag = uuid.uuid4().hex[:8]
+        ids = [f"tp-{tag}-{i}" for i in range(n)]
+        deadline = time.monotonic() + max(120.0, n / 20)
+        async with _session() as session, _producer(self.bootstrap if via == "kafka" else None) as producer:
+            t0 = time.perf_counter()
+            if via == "http":
+                await bounded_gather(_post(session, urls[i % len(urls)], tid, i) for i, tid in enumerate(ids))
+            else:
+                assert producer is not None
+                sent = [await producer.send(self.topic, key=tid.encode(), value=_wire(tid, i))
+                        for i, tid in enumerate(ids)]
+                await asyncio.gather(*sent)
+            t_sub = time.perf_counter()
+            # A partition's tasks run in order, so its last task is (nearly) the last to
+            # finish: wait on those alone, then check every task once (polling again only
+            # those not finished). Polling all 10,000 at once would mostly ask about queued
+            # tasks and take CPU from the workers.
+            tails = _partition_tails(ids, self.partitions)
+            await asyncio.gather(*(_wait(session, urls[i % len(urls)], ids[i], 2 * i, 0.005, deadline)
+                                   for i in tails))
+            t_last = time.perf_counter()
+            await bounded_gather(_wait(session, urls[i % len(urls)], tid, 2 * i, 0.01, deadline)
+                                 for i, tid in enumerate(ids))
+            t1 = time.perf_counter()
+        return ThroughputSample(n, t_sub - t0, t1 - t0, extra={"last_done_s": t_last - t0})
+
+    async def _latency(self, k: int, via: str, poll: float) -> tuple[list[float], list[dict[str, float]]]:
+        url = self.urls[0]
+        tag = uuid.uuid4().hex[:8]
+        out: list[float] = []
+        phases: list[dict[str, float]] = []
+        async with _session() as session, _producer(self.bootstrap if via == "kafka" else None) as producer:
+            for i in range(k):
+                tid = f"rt-{tag}-{i}"
+                deadline = time.monotonic() + 30
+                t0, wall0 = time.perf_counter(), time.time()
+                if via == "http":
+                    await _post(session, url, tid, i)
+                else:
+                    assert producer is not None
+                    await producer.send_and_wait(self.topic, key=tid.encode(), value=_wire(tid, i))
+                wall_acked = time.time()
+                info = await _wait(session, url, tid, 2 * i, poll, deadline)
+                out.append((time.perf_counter() - t0) * 1000)
+                if info.get("started_at") and info.get("finished_at"):
+                    phases.append({"acked": wall_acked - wall0, "to_start": info["started_at"] - wall0,
+                                   "run": info["finished_at"] - info["started_at"],
+                                   "to_seen": time.time() - info["finished_at"]})
+        return out, phases
+
+
+def _log_phases(via: str, phases: list[dict[str, float]]) -> None:
+    """Median of each part of a round trip, from the status row's timestamps (same machine clock)."""
+    if not phases:
+        return
+    med = {k: statistics.median(p[k] for p in phases) * 1000 for k in phases[0]}
+    logger.info("yadtq %s round trip, medians: submit acknowledged %.1f ms; submit → started %.1f ms; "
+                "started → finished %.1f ms; finished → seen by the client %.1f ms", via, med["acked"],
+                med["to_start"], med["run"], med["to_seen"])
+
+
+def _partition_tails(ids: list[str], partitions: int) -> list[int]:
+    """Index of the last id per partition, by Kafka's default partitioner (murmur2 of the key)."""
+    last: dict[int, int] = {}
+    for i, tid in enumerate(ids):
+        last[(murmur2(tid.encode()) & 0x7FFFFFFF) % partitions] = i
+    return sorted(last.values())
+
+
+def _wire(tid: str, i: int) -> bytes:
+    """The task-topic wire format (yadtq_app/records.py), as any Kafka client writes it."""
+    return json.dumps({"task-id": tid, "task": "add", "args": [i, i], "kwargs": {}}).encode()
+
+
+def _session() -> aiohttp.ClientSession:
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=CONCURRENCY),
+                                 timeout=aiohttp.ClientTimeout(total=30))
+
+
+class _producer:
+    """An aiokafka producer with its defaults (acks=1, linger 0), or nothing."""
+
+    def __init__(self, bootstrap: Optional[str]) -> None:
+        self.bootstrap = bootstrap
+        self.producer: Optional[AIOKafkaProducer] = None
+
+    async def __aenter__(self) -> Optional[AIOKafkaProducer]:
+        if self.bootstrap is None:
+            return None
+        self.producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap)
+        await self.producer.start()
+        return self.producer
+
+    async def __aexit__(self, *exc: Any) -> None:
+        if self.producer is not None:
+            await self.producer.stop()
+
+
+async def _post(session: aiohttp.ClientSession, url: str, tid: str, i: int) -> None:
+    body = {"task-id": tid, "task": "add", "args": [i, i]}
+    async with session.post(f"{url}/tasks", json=body) as resp:
+        if resp.status >= 300:  # 202 accepted
+            raise BenchError(f"POST {url}/tasks: HTTP {resp.status}: {await resp.text()}")
+
+
+async def _wait(session: aiohttp.ClientSession, url: str, tid: str, expected: Any, poll: float,
+                deadline: float) -> dict[str, Any]:
+    """Poll ``GET /tasks/{tid}`` every ``poll`` s until it is final; it must be ``success``/``expected``.
+
+    Returns the final status row."""
+    while True:
+        async with session.get(f"{url}/tasks/{tid}") as resp:
+            if resp.status == 200:
+                info = await resp.json()
+                if info["status"] in TERMINAL:
+                    if info["status"] != "success" or info["result"] != expected:
+                        raise BenchError(f"task {tid}: {info['status']} {info.get('result')!r} "
+                                         f"{info.get('error')!r}, expected success {expected!r}")
+                    return dict(info)
+            elif resp.status not in (404, 503):  # 404: not folded in yet; 503: rebalancing
+                raise BenchError(f"GET {url}/tasks/{tid}: HTTP {resp.status}: {await resp.text()}")
+        if time.monotonic() > deadline:
+            raise BenchError(f"task {tid} not finished in time (last answer HTTP {resp.status})")
+        await asyncio.sleep(poll)
