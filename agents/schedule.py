@@ -65,7 +65,8 @@ async def dispatch_due() -> None:
         request = TaskRequest(id=row.id, task=row.task, task_args=list(row.task_args),
                               task_kwargs=dict(row.task_kwargs), submitted_at=row.submitted_at,
                               max_retries=row.options.get("max_retries"), timeout=row.options.get("timeout"),
-                              attempt=entry.attempt)
+                              ordering_key=row.options.get("ordering_key"), attempt=entry.attempt,
+                              sequenced=True if row.options.get("ordering_key") else None)
         await task_topic.send(key=key, value=request.encode())
         _dispatched[key] = (mark, now)
         logger.debug("task %s: attempt %d dispatched (%.3f s after due)", row.id, entry.attempt, now - entry.due)

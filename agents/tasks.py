@@ -30,6 +30,7 @@ from typing import Any, AsyncIterable, Optional
 
 from faust.types import EventT
 
+from agents.ordering import enqueue, send_done
 from agents.status import wait_caught_up
 from tables.task_status import get_status
 from yadtq_app.application import app, settings
@@ -45,6 +46,7 @@ from yadtq_app.records import (
     RETRYING,
     SCHEDULED,
     SUCCESS,
+    TERMINAL,
     DeadLetter,
     TaskEvent,
     TaskRequest,
@@ -107,6 +109,9 @@ async def handle_task_message(event: EventT) -> None:
         exc.task_id = request.id
         await reject(exc, msg.topic, msg.partition, msg.offset, raw=event.value, key=event.key, task=request.task)
         return
+    if request.ordering_key is not None and not request.sequenced:
+        await enqueue(request)  # its turn comes from the sequencer (yadtq_app.ordering)
+        return
     if not await app.may_act_on(msg.topic, msg.partition):
         logger.info("worker %s: task %s: partition %d moved to another worker; leaving it there",
                     settings.worker_id, request.id, msg.partition)
@@ -145,6 +150,9 @@ async def execute(request: TaskRequest, taskdef: TaskDef) -> None:
     decision = decide(state, request, finished=app.finished.get(request.id), now=time.time())
     if decision.action == SKIP:
         logger.info("task %s: not running it: %s", request.id, decision.why)
+        if request.ordering_key is not None and (app.finished.get(request.id) is not None
+                                                 or (state is not None and state.status in TERMINAL)):
+            await send_done(request)  # it was final: let the next of its key run (again, if need be)
         return
     if decision.action == DEFER:
         logger.debug("task %s: scheduled for %s", request.id, request.eta)
@@ -153,6 +161,7 @@ async def execute(request: TaskRequest, taskdef: TaskDef) -> None:
     if decision.action == CANCEL_NOW:
         await report(request, CANCELLED, attempt=decision.attempt, state=state, wait=True,
                      error={"type": "Cancelled", "message": "cancelled while running", "traceback": None})
+        await send_done(request)
         return
     await run_attempt(request, taskdef, decision.attempt, state)
 
@@ -204,12 +213,14 @@ async def finish_attempt(request: TaskRequest, taskdef: TaskDef, attempt: int, s
         logger.info("worker %s: task %s cancelled in attempt %d", settings.worker_id, request.id, attempt)
         await report(request, CANCELLED, attempt=attempt, state=state, started_at=started, wait=True,
                      error={"type": "Cancelled", "message": "cancelled while running", "traceback": None})
+        await send_done(request)
         return
     if outcome.ok:
         app.finished.add(request.id, SUCCESS, attempt)
         app.stats.tasks_done += 1
         await report(request, SUCCESS, attempt=attempt, state=state, result=outcome.result, started_at=started,
                      wait=True)
+        await send_done(request)
         return
     err = outcome.error or {}
     max_retries = options.get("max_retries")
@@ -237,6 +248,7 @@ async def finish_attempt(request: TaskRequest, taskdef: TaskDef, attempt: int, s
     if max_retries > 0 and outcome.retryable:
         await dead_letter_exhausted(request, attempt, state, outcome, started, max_retries)
     await failed
+    await send_done(request)
 
 
 def _or(value: Optional[float], default: float) -> float:

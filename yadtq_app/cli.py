@@ -255,6 +255,7 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
 def cmd_info(args: argparse.Namespace) -> int:
     from .admin import describe_topics
     from .registry import default_registry
+    from .security import client_options
     from .settings import Settings
 
     settings = Settings.from_env()
@@ -262,7 +263,8 @@ def cmd_info(args: argparse.Namespace) -> int:
     wanted = settings.topics()
     try:
         actual: Optional[dict[str, int]] = asyncio.run(
-            asyncio.wait_for(describe_topics(settings.bootstrap_servers, wanted), 10))
+            asyncio.wait_for(describe_topics(settings.bootstrap_servers, wanted,
+                                                client_options=client_options(settings)), 10))
     except Exception as exc:  # noqa: BLE001 - info still shows the configuration
         logger.debug("could not describe topics: %s", exc)
         actual = None

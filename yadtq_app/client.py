@@ -133,15 +133,16 @@ class Client:
     def send_task(self, task: str, args: Sequence[Any] = (), kwargs: Optional[dict[str, Any]] = None, *,
                   task_id: Optional[str] = None, countdown: Optional[float] = None,
                   eta: Union[datetime.datetime, float, str, None] = None, max_retries: Optional[int] = None,
-                  timeout: Optional[float] = None) -> TaskHandle:
+                  timeout: Optional[float] = None, ordering_key: Optional[str] = None) -> TaskHandle:
         """Submit with per-submission options: start no earlier than ``countdown`` seconds
         from now or than ``eta`` (an aware datetime, ISO 8601 text or Unix seconds), and
-        override the task's ``max_retries`` and ``timeout``."""
+        override the task's ``max_retries`` and ``timeout``. Tasks with the same
+        ``ordering_key`` run one at a time, in submission order."""
         body: dict[str, Any] = {"task": task, "args": list(args), "kwargs": dict(kwargs or {})}
         if isinstance(eta, datetime.datetime):
             eta = eta.isoformat()
         for name, value in (("task-id", task_id), ("countdown", countdown), ("eta", eta),
-                            ("max_retries", max_retries), ("timeout", timeout)):
+                            ("max_retries", max_retries), ("timeout", timeout), ("ordering_key", ordering_key)):
             if value is not None:
                 body[name] = value
         return self.submit_json(body)

@@ -262,6 +262,9 @@ def _transport_with(*, fetch_max_wait_ms: int, fix_end_offsets: bool) -> type:
                 never = [tp for tp, offset in committed.items() if not offset and tp.topic not in changelogs]
                 if never:
                     await consumer.seek_to_beginning(*never)
+                    committed = dict(committed)
+                    for tp in never:  # where reading starts: the floor commits must not pass
+                        committed[tp] = await consumer.position(tp)
             return committed
 
         async def _highwaters(self, partitions: List[TP]) -> Mapping[TP, int]:
@@ -274,14 +277,48 @@ def _transport_with(*, fetch_max_wait_ms: int, fix_end_offsets: bool) -> type:
             return await true_end_offsets(_join(servers), listed, client_options=auth)
 
     class Consumer(faust_aiokafka.Consumer):
+        """Faust's consumer with a correct commit point (see :func:`head_unacked`)."""
+
         def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
             return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+        async def perform_seek(self) -> None:
+            await super().perform_seek()
+            floor = self.__dict__.setdefault("_yadtq_floor", {})
+            for tp, offset in self._read_offset.items():
+                if offset is not None and offset >= 0:
+                    floor[tp] = offset
+
+        def _new_offset(self, tp: TP) -> Optional[int]:
+            committed = self._committed_offset[tp]
+            if committed is None:
+                committed = self.__dict__.get("_yadtq_floor", {}).get(tp)
+            if head_unacked(committed, self._acked[tp], self._acked_index[tp], self._gap[tp]):
+                return None
+            return super()._new_offset(tp)  # type: ignore[no-any-return]
 
     class Transport(faust_aiokafka.Transport):
         pass
 
     Transport.Consumer = Consumer
     return Transport
+
+
+def head_unacked(committed: Optional[int], acked: Any, acked_index: Any, gap: Any) -> bool:
+    """Whether the next offset to commit from (``committed``) is still unacked.
+
+    Faust 0.15.3's ``Consumer._new_offset`` commits the first run of consecutive acked
+    offsets, checking only that the run starts *more than one* offset above the
+    committed one (and not at all while nothing was committed, or the committed
+    offset is 0). With agent concurrency that is a lost task: the message at the
+    committed offset is still running while the ones behind it finish, Faust commits
+    past it, and a crash now skips it for good. The commit must wait until the message
+    at the committed offset is acked (or is a known gap, such as a transaction marker).
+    A Faust defect, not a broker one: the fix applies on every broker.
+    """
+    if committed is None or not acked:
+        return False
+    return committed not in acked_index and not gap.at(committed)
 
 
 def _join(servers: Iterable[str] | str) -> str:

@@ -100,8 +100,12 @@ class TaskRequest(faust.Record, namespace="yadtq.TaskRequest", serializer="json"
     timeout: Optional[float] = None
     #: Unix time before which the task must not start.
     eta: Optional[float] = None
+    #: Tasks with the same ordering key run one at a time, in order (yadtq_app.ordering).
+    ordering_key: Optional[str] = None
     #: Set by the scheduler only: the attempt this message starts.
     attempt: Optional[int] = None
+    #: Set by the sequencer only: this ordered task's turn has come.
+    sequenced: Optional[bool] = None
 
     def to_wire(self) -> dict[str, Any]:
         """The wire format (see module docs): what goes on the task topic."""
@@ -111,7 +115,7 @@ class TaskRequest(faust.Record, namespace="yadtq.TaskRequest", serializer="json"
             "args": list(self.task_args),
             "kwargs": dict(self.task_kwargs),
         }
-        for name in ("submitted_at", "max_retries", "timeout", "eta", "attempt"):
+        for name in ("submitted_at", "max_retries", "timeout", "eta", "ordering_key", "attempt", "sequenced"):
             value = getattr(self, name)
             if value is not None:
                 out[name] = value
@@ -120,7 +124,7 @@ class TaskRequest(faust.Record, namespace="yadtq.TaskRequest", serializer="json"
     @property
     def options(self) -> dict[str, Any]:
         """The overrides that were set, as kept in the status row."""
-        return {name: getattr(self, name) for name in ("max_retries", "timeout", "eta")
+        return {name: getattr(self, name) for name in ("max_retries", "timeout", "eta", "ordering_key")
                 if getattr(self, name) is not None}
 
     def encode(self) -> bytes:
@@ -180,11 +184,19 @@ def task_request_from_json(obj: Any, *, default_id: Optional[str] = None) -> Tas
     attempt = obj.get("attempt")
     if attempt is not None and (not isinstance(attempt, int) or isinstance(attempt, bool) or attempt < 1):
         raise InvalidTask("'attempt' must be a positive integer", reason="bad-field", task_id=task_id)
+    ordering_key = obj.get("ordering_key")
+    if ordering_key is not None and (not isinstance(ordering_key, str) or not ordering_key
+                                     or len(ordering_key) > MAX_ID_LENGTH):
+        raise InvalidTask(f"'ordering_key' must be a non-empty string of at most {MAX_ID_LENGTH} characters",
+                          reason="bad-field", task_id=task_id)
+    sequenced = obj.get("sequenced")
+    if sequenced is not None and not isinstance(sequenced, bool):
+        raise InvalidTask("'sequenced' must be true or false", reason="bad-field", task_id=task_id)
     eta = _eta(obj, task_id, submitted_at)
     return TaskRequest(id=task_id, task=name, task_args=args, task_kwargs=kwargs,
                        submitted_at=float(submitted_at) if submitted_at is not None else None,
                        max_retries=max_retries, timeout=float(timeout) if timeout is not None else None,
-                       eta=eta, attempt=attempt)
+                       eta=eta, ordering_key=ordering_key, attempt=attempt, sequenced=sequenced or None)
 
 
 def _is_number(value: Any) -> bool:
@@ -283,7 +295,7 @@ class TaskState(faust.Record, namespace="yadtq.TaskState", serializer="json"):
     submitted_at: Optional[float] = None
     started_at: Optional[float] = None
     finished_at: Optional[float] = None
-    #: The submission's overrides: ``max_retries``, ``timeout``, ``eta``.
+    #: The submission's overrides: ``max_retries``, ``timeout``, ``eta``, ``ordering_key``.
     options: dict = {}  # noqa: RUF012
     #: When the next attempt may start (``scheduled``, ``retrying``, or requeued).
     next_run_at: Optional[float] = None
@@ -312,6 +324,7 @@ class TaskState(faust.Record, namespace="yadtq.TaskState", serializer="json"):
             "max_retries": self.options.get("max_retries"),
             "timeout": self.options.get("timeout"),
             "eta": self.options.get("eta"),
+            "ordering_key": self.options.get("ordering_key"),
             "next_run_at": self.next_run_at,
             "progress": self.progress,
             "cancel_requested": self.cancel_requested,

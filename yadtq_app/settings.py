@@ -206,6 +206,10 @@ class Settings:
         return f"{self.app_id}-dead-letters"
 
     @property
+    def sequencer_topic(self) -> str:
+        return f"{self.app_id}-sequencer"
+
+    @property
     def heartbeat_topic(self) -> str:
         return f"{self.app_id}-heartbeats"
 
@@ -221,6 +225,8 @@ class Settings:
             self.events_topic: p,
             f"{self.app_id}-task-status-changelog": p,
             f"{self.app_id}-task-schedule-changelog": p,
+            self.sequencer_topic: p,
+            f"{self.app_id}-key-queues-changelog": p,
             self.heartbeat_topic: 1,
             f"{self.app_id}-workers-changelog": 1,
             self.dead_letter_topic: 1,

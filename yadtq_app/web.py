@@ -58,7 +58,8 @@ from yadtq_app.records import (
     TaskState,
     task_request_from_json,
 )
-from yadtq_app.topics import events_topic, task_topic
+from yadtq_app.ordering import ENQUEUE, SequencerMessage
+from yadtq_app.topics import events_topic, sequencer_topic, task_topic
 
 __all__ = ["TasksView", "TaskView", "CancelView", "RetryView", "WorkersView", "DeadLettersView", "HealthView"]
 
@@ -149,8 +150,9 @@ class TasksView(View):
             return error(self, f"request body is not JSON: {exc}", 400)
         if body is None:
             return error(self, "request body must be a JSON object with a 'task' field", 400)
-        if isinstance(body, dict) and body.get("attempt") is not None:
-            return error(self, "'attempt' is set by yadtq's scheduler, not by submitters", 400, reason="bad-field")
+        if isinstance(body, dict) and (body.get("attempt") is not None or body.get("sequenced") is not None):
+            return error(self, "'attempt' and 'sequenced' are set by yadtq itself, not by submitters", 400,
+                         reason="bad-field")
         now = time.time()
         if isinstance(body, dict):
             body = {**body, "submitted_at": now}  # the server's clock; a countdown counts from now
@@ -171,8 +173,12 @@ class TasksView(View):
         queued = TaskEvent(id=req.id, kind=QUEUED, task=req.task, task_args=req.task_args,
                            task_kwargs=req.task_kwargs, at=now, submitted_at=req.submitted_at,
                            options=req.options, next_run_at=req.eta if waiting else None)
-        sent = [await task_topic.send(key=req.key, value=value), await events_topic.send(key=req.key, value=queued)]
-        await asyncio.gather(*sent)
+        if req.ordering_key is not None:
+            message = SequencerMessage(kind=ENQUEUE, key=req.ordering_key, task_id=req.id, wire=req.to_wire())
+            first = await sequencer_topic.send(key=req.ordering_key.encode(), value=message)
+        else:
+            first = await task_topic.send(key=req.key, value=value)
+        await asyncio.gather(first, await events_topic.send(key=req.key, value=queued))
         return self.json({"task-id": req.id, "status": SCHEDULED if waiting else QUEUED}, status=202)
 
 

@@ -50,3 +50,16 @@ def read_all(bootstrap: str, topic: str, timeout: float = 10.0) -> list[Any]:
             await consumer.stop()
 
     return asyncio.run(run())
+
+
+def committed_offset(bootstrap: str, group: str, topic: str, partition: int) -> int | None:
+    """The offset ``group`` has committed for one partition (``None`` if none)."""
+    async def run() -> int | None:
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+        await consumer.start()
+        try:
+            return await consumer.committed(TopicPartition(topic, partition))  # type: ignore[no-any-return]
+        finally:
+            await consumer.stop()
+
+    return asyncio.run(run())

@@ -151,3 +151,25 @@ def test_kafka_transport_when_remedies_requested() -> None:
 def test_kafka_transport_honours_zero_fetch_wait() -> None:
     t = profile_for(Settings(broker_url=KAFKA, fetch_max_wait_ms=0)).transport_class()
     assert remedies(t) == (0, False)
+
+
+def test_commit_waits_for_the_message_at_the_committed_offset() -> None:
+    from intervaltree import IntervalTree
+
+    from yadtq_app.compat import head_unacked
+
+    gap = IntervalTree()
+    # offset 3 still running, 4..13 acked: Faust 0.15.3 alone would commit 14
+    assert head_unacked(3, list(range(4, 14)), set(range(4, 14)), gap)
+    assert head_unacked(0, [1, 2], {1, 2}, gap)  # and from 0, which Faust skips checking
+    assert not head_unacked(3, [3, 4, 5], {3, 4, 5}, gap)
+    assert not head_unacked(None, [4], {4}, gap)
+    assert not head_unacked(3, [], set(), gap)
+    gap.addi(3, 4)  # a known hole (e.g. a transaction marker) counts as done
+    assert not head_unacked(3, [4], {4}, gap)
+
+
+def test_the_consumer_uses_the_commit_fix_on_every_profile() -> None:
+    for settings in (Settings(), Settings(broker_url=KAFKA)):
+        consumer = profile_for(settings).transport_class().Consumer
+        assert consumer._new_offset is not faust_aiokafka.Consumer._new_offset

@@ -132,7 +132,7 @@ def test_task_state_to_json_keys() -> None:
     out = row.to_json()
     assert set(out) == {"task-id", "task", "args", "kwargs", "status", "result", "error", "attempts",
                         "worker", "submitted_at", "started_at", "finished_at", "retries", "max_retries",
-                        "timeout", "eta", "next_run_at", "progress", "cancel_requested", "history"}
+                        "timeout", "eta", "ordering_key", "next_run_at", "progress", "cancel_requested", "history"}
     assert out["task-id"] == "a" and out["args"] == [4, 5] and out["result"] == 20
     assert out["finished_at"] == 3.0
     json.dumps(out)
