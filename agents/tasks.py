@@ -28,10 +28,11 @@ import logging
 import time
 from typing import Any, AsyncIterable, Optional
 
+import faust
 from faust.types import EventT
 
 from agents.ordering import enqueue, send_done
-from agents.status import wait_caught_up
+from agents.status import fold, wait_caught_up
 from tables.task_status import get_status
 from yadtq_app.application import app, settings
 from yadtq_app.context import ProgressReporter, TaskContext
@@ -296,17 +297,50 @@ async def reject(exc: InvalidTask, topic: str, partition: int, offset: int, *, r
     await letter_sent
 
 
+#: What the executing worker writes into the status table itself (see ``report``).
+OWN_KINDS = frozenset({SCHEDULED, PROCESSING, RETRYING, SUCCESS, FAILED, CANCELLED})
+
+
 async def report(request: TaskRequest, kind: str, *, attempt: int, state: Optional[TaskState] = None,
                  result: Any = None, error: Optional[dict[str, Any]] = None, at: Optional[float] = None,
                  started_at: Optional[float] = None, next_run_at: Optional[float] = None,
                  progress: Optional[dict[str, Any]] = None, wait: bool = False) -> None:
-    """Send a status event for ``request``; with ``wait``, until the broker has it."""
+    """Record a status event for ``request``.
+
+    The worker running a task owns its status row (the task topic, events topic and
+    status table are co-partitioned), so inside the task agent the event is folded
+    straight into the table: the status is visible at once, with no trip through the
+    events topic. The changelog write is durable before the task's offset is committed
+    (Faust flushes the producer before every commit), so a crash in between redelivers
+    the task rather than losing its status. Anywhere else — a progress report from a
+    background task, or a worker whose partition moved while it ran — the event goes
+    through the events topic (with ``wait``, until the broker has it) and the owner's
+    status agent folds it, fenced by attempt.
+    """
     options = state.options if state is not None and state.options else request.options
     event = TaskEvent(id=request.id, kind=kind, task=request.task, task_args=list(request.task_args),
                       task_kwargs=dict(request.task_kwargs), attempt=attempt, worker=settings.worker_id,
                       at=time.time() if at is None else at, submitted_at=request.submitted_at, result=result,
                       error=error, options=options, next_run_at=next_run_at, progress=progress,
                       started_at=started_at)
+    if kind in OWN_KINDS and await _owns_current_partition(request):
+        try:
+            fold(event)
+            return
+        except Exception:  # noqa: BLE001 - fall back to the events topic
+            logger.exception("task %s: could not record %s locally; sending it as an event", request.id, kind)
     fut = await events_topic.send(key=request.key, value=event)
     if wait:
         await fut
+
+
+async def _owns_current_partition(request: TaskRequest) -> bool:
+    """Inside the task agent, on the task's own partition (keyed by its id, not a stray
+    record from another producer), which this worker still owns."""
+    current = faust.current_event()
+    if current is None or current.message.topic != _TASK_TOPIC or current.message.key != request.key:
+        return False
+    return await app.may_act_on(current.message.topic, current.message.partition)
+
+
+_TASK_TOPIC = task_topic.get_topic_name()

@@ -79,6 +79,18 @@ def cmd_broker(args: argparse.Namespace) -> int:
     return 0
 
 
+#: Faust's worker takes these level names only; accept the logging module's too.
+_FAUST_LEVELS = {"critical": "crit", "fatal": "crit", "warning": "warn"}
+
+
+def _faust_level(level: str) -> str:
+    name = level.strip().lower()
+    name = _FAUST_LEVELS.get(name, name)
+    if name not in ("crit", "error", "warn", "info", "debug"):
+        raise YadtqError(f"YADTQ_LOG_LEVEL={level!r}: use debug, info, warning, error or critical")
+    return name
+
+
 def cmd_worker(args: argparse.Namespace) -> int:
     if args.web_port is not None:
         os.environ["YADTQ_WEB_PORT"] = str(args.web_port)
@@ -86,7 +98,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         os.environ["YADTQ_DATA_DIR"] = args.data_dir
     from .application import app, settings
 
-    argv = ["yadtq", "worker", "--loglevel", settings.log_level, "--web-port", str(settings.web_port),
+    argv = ["yadtq", "worker", "--loglevel", _faust_level(settings.log_level), "--web-port", str(settings.web_port),
             "--web-host", settings.web_host]
     sys.argv = argv
     app.main()

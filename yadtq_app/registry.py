@@ -35,6 +35,7 @@ the time limit kills it; the function must be importable at module level).
 
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
 from dataclasses import dataclass
@@ -77,7 +78,11 @@ class TaskDef:
 
     def check_arguments(self, args: list[Any], kwargs: dict[str, Any]) -> None:
         """Raise ``TypeError`` if the function cannot be called with these arguments."""
-        inspect.signature(self.fn).bind(*args, **kwargs)
+        self._signature.bind(*args, **kwargs)
+
+    @functools.cached_property
+    def _signature(self) -> inspect.Signature:
+        return inspect.signature(self.fn)
 
 
 class TaskRegistry:

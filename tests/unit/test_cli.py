@@ -78,3 +78,19 @@ def test_status_against_closed_port_fails_cleanly() -> None:
     assert proc.stderr.startswith("yadtq:"), proc.stderr
     assert url in proc.stderr and "Traceback" not in proc.stderr
     assert proc.stdout == ""
+
+
+@pytest.mark.parametrize("level,expected", [("warning", "warn"), ("WARNING", "warn"), ("critical", "crit"),
+                                            ("info", "info"), ("debug", "debug"), ("error", "error")])
+def test_log_levels_are_translated_for_faust(level: str, expected: str) -> None:
+    from yadtq_app.cli import _faust_level
+
+    assert _faust_level(level) == expected
+
+
+def test_unknown_log_level_is_a_clear_error() -> None:
+    from yadtq_app.cli import _faust_level
+    from yadtq_app.errors import YadtqError
+
+    with pytest.raises(YadtqError, match="YADTQ_LOG_LEVEL"):
+        _faust_level("loud")
