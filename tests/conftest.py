@@ -39,6 +39,28 @@ def cluster_factory(broker: EmbeddedBroker, tmp_path: Path, request: pytest.Fixt
         c.stop()
 
 
+@pytest.fixture(scope="session")
+def _shared(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    workdir = tmp_path_factory.mktemp("shared")
+    cluster = Cluster(broker.url, workdir / "cluster",
+                      extra_env={"YADTQ_TEST_LEDGER": str(workdir / "ledger.jsonl")})
+    try:
+        cluster.start(2)
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def shared_cluster(_shared: Cluster, request: pytest.FixtureRequest) -> Cluster:
+    """Two workers shared by every test that neither stops them nor needs special
+    settings (a cluster start costs seconds). Such tests use their own task ids; the
+    workers write the execution ledger at ``shared_cluster.ledger_path``."""
+    request.node.yadtq_clusters = [_shared]  # worker logs in the report of a failed test
+    assert len(_shared.running()) == 2, "a test stopped a shared worker"
+    return _shared
+
+
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> object:
     """On a failed test, show the tails of its workers' logs."""

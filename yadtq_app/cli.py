@@ -230,10 +230,14 @@ def cmd_workers(args: argparse.Namespace) -> int:
         rows.append((w["id"], str(w["pid"]), "yes" if w["alive"] else "NO", f"{now - w['last_heartbeat']:.1f}s ago",
                      str(w["tasks_done"]), str(w["tasks_failed"]), str(w["in_progress"]),
                      ",".join(str(p) for p in w.get("partitions", []))))
+    _print_table(rows)
+    return 0
+
+
+def _print_table(rows: list[tuple[str, ...]]) -> None:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
         print("  ".join(c.ljust(widths[i]) for i, c in enumerate(r)).rstrip())
-    return 0
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
@@ -258,9 +262,7 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(d["at"]))
         rows.append((when, d["id"], d.get("task") or "-", d["reason"], str(len(d["history"])) if d.get("history") else "-",
                      (d.get("error") or "")[:80]))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for r in rows:
-        print("  ".join(c.ljust(widths[i]) for i, c in enumerate(r)).rstrip())
+    _print_table(rows)
     return 0
 
 
@@ -339,25 +341,18 @@ def build_parser() -> argparse.ArgumentParser:
     with_url(s)
     s.set_defaults(func=cmd_submit)
 
-    c = sub.add_parser("cancel", help="cancel a waiting or running task")
-    c.add_argument("task_id")
-    with_url(c)
-    c.set_defaults(func=cmd_cancel)
-
-    rt = sub.add_parser("retry", help="run a failed or cancelled task again")
-    rt.add_argument("task_id")
-    with_url(rt)
-    rt.set_defaults(func=cmd_retry)
+    for name, func, text in (("cancel", cmd_cancel, "cancel a waiting or running task"),
+                             ("retry", cmd_retry, "run a failed or cancelled task again"),
+                             ("status", cmd_status, "show a task's status")):
+        by_id = sub.add_parser(name, help=text)
+        by_id.add_argument("task_id")
+        with_url(by_id)
+        by_id.set_defaults(func=func)
 
     dl = sub.add_parser("dead-letters", help="list tasks that will never run (invalid, or out of retries)")
     dl.add_argument("--limit", type=int, default=100)
     with_url(dl)
     dl.set_defaults(func=cmd_dead_letters)
-
-    st = sub.add_parser("status", help="show a task's status")
-    st.add_argument("task_id")
-    with_url(st)
-    st.set_defaults(func=cmd_status)
 
     ws = sub.add_parser("workers", help="list workers")
     with_url(ws)

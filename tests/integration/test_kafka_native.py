@@ -28,8 +28,8 @@ def producer(broker: Any) -> Any:
     return KafkaProducer(bootstrap_servers=broker.bootstrap)
 
 
-def test_key_missing_or_different_from_the_id(cluster_factory: Any, broker: Any) -> None:
-    cluster = cluster_factory().start(2)
+def test_key_missing_or_different_from_the_id(shared_cluster: Any, broker: Any) -> None:
+    cluster = shared_cluster
     kp = producer(broker)
     # No key, no task-id: the id is derived from where the record landed.
     meta = kp.send(cluster.task_topic, value=b'{"task": "add", "args": [1, 2]}').get(timeout=10)
@@ -184,12 +184,12 @@ def test_same_id_written_twice_runs_once(cluster_factory: Any, broker: Any, tmp_
     assert {t: len(runs[t]) for t in ids} == {t: 1 for t in ids}
 
 
-def test_readme_python_example_as_written(cluster_factory: Any, tmp_path: Path) -> None:
+def test_readme_python_example_as_written(shared_cluster: Any, tmp_path: Path) -> None:
     """The README's first example (define, submit, read), run as written against a worker."""
     import subprocess
     import sys
 
-    cluster = cluster_factory().start(1)
+    cluster = shared_cluster
     text = (ROOT / "README.md").read_text()
     code = re.search(r"```python\n(.*?)```", text, re.S).group(1)  # the first Python block
     assert "@task" in code and ".submit(" in code and ".result(" in code

@@ -15,8 +15,8 @@ from yadtq_app import producer
 pytestmark = pytest.mark.integration
 
 
-def test_submit_through_a_faust_producer(cluster_factory: Any, broker: Any) -> None:
-    cluster = cluster_factory().start(1)
+def test_submit_through_a_faust_producer(shared_cluster: Any, broker: Any) -> None:
+    cluster = shared_cluster
 
     async def send() -> list[str]:
         app = faust.App(f"submitter-{cluster.tag}", broker=broker.url)
@@ -31,11 +31,11 @@ def test_submit_through_a_faust_producer(cluster_factory: Any, broker: Any) -> N
     assert [done[t]["result"] for t in ids] == [i * 3 for i in range(10)]
 
 
-def test_plain_kafka_client_writes_seed_format(cluster_factory: Any, broker: Any) -> None:
+def test_plain_kafka_client_writes_seed_format(shared_cluster: Any, broker: Any) -> None:
     """kafka-python, no yadtq code: the seed's producer."""
     from kafka import KafkaProducer
 
-    cluster = cluster_factory().start(2)
+    cluster = shared_cluster
     kp = KafkaProducer(bootstrap_servers=broker.bootstrap, value_serializer=lambda v: json.dumps(v).encode())
     ids = []
     kinds = {"add": lambda a, b: a + b, "subtract": lambda a, b: a - b, "multiply": lambda a, b: a * b}

@@ -151,6 +151,15 @@ class Cluster:
         self.wait_settled(timeout=timeout)
         return self
 
+    @property
+    def ledger_path(self) -> Path:
+        """Where ``tests.ledgered`` tasks write (``YADTQ_TEST_LEDGER``)."""
+        return Path(self.env["YADTQ_TEST_LEDGER"])
+
+    def log_size(self) -> list[int]:
+        """How long each worker's log is now (to read only what a test added)."""
+        return [len(w.log_text()) if w.log_path.exists() else 0 for w in self.workers]
+
     def running(self) -> list[WorkerProcess]:
         return [w for w in self.workers if w.alive]
 
