@@ -221,8 +221,17 @@ class TaskView(View):
         return self.json(state.to_json())
 
 
+#: How long a cancel/retry waits for the row of a task submitted a moment ago.
+NEW_ROW_GRACE = 2.0
+
+
 async def _request_change(view: View, task_id: str, kind: str, allowed: Any, verb: str) -> Response:
     state: Optional[TaskState] = get_status(task_id)
+    deadline = time.monotonic() + NEW_ROW_GRACE
+    while state is None and time.monotonic() < deadline:
+        # A task accepted a moment ago has its queued event on the way to this table.
+        await asyncio.sleep(0.01)
+        state = get_status(task_id)
     if state is None:
         return error(view, f"no task with id {task_id!r}", 404)
     if state.status not in allowed:
