@@ -1,9 +1,13 @@
-"""``record_status``: the one writer of the ``task-status`` and ``task-schedule`` tables.
+"""``record_status`` and :func:`fold`: how events reach the ``task-status`` and
+``task-schedule`` tables.
 
-Folds every :class:`~yadtq_app.records.TaskEvent` into its row with the pure
-:func:`yadtq_app.state.apply_event`, and keeps the task's schedule entry in step
-with the row (:func:`yadtq_app.state.schedule_of`). Concurrency 1: a table has one
-writer. Side effects of a fold on this worker, which owns the task's partition: a
+:func:`fold` applies one :class:`~yadtq_app.records.TaskEvent` to its row with the pure
+:func:`yadtq_app.state.apply_event` and keeps the task's schedule entry in step with
+the row (:func:`yadtq_app.state.schedule_of`). It is the only code that writes these
+tables, and it never awaits, so its read-modify-write is atomic on the event loop. It
+runs in the status agent for events that arrive through the events topic (submissions,
+cancel/retry requests, progress, other workers), and in the task agent for the tasks
+that worker runs (see ``agents.tasks.report``). Side effects of a fold on this worker, which owns the task's partition: a
 ``cancel`` for a running attempt cancels it here; an ``expire`` deletes a finished
 row past the result TTL.
 

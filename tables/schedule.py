@@ -3,7 +3,7 @@
 A row here exists exactly while the task's status row waits for a time — a countdown
 or eta (``scheduled``), a retry's backoff (``retrying``), or a resubmission
 (``queued`` by ``POST /tasks/{id}/retry``) — see :func:`yadtq_app.state.schedule_of`.
-Written only by :func:`agents.status.record_status`, in the same step that writes the
+Written only by :func:`agents.status.fold`, in the same step that writes the
 status row, so the two cannot disagree; co-partitioned with the task and events
 topics (raw-bytes keys), so the worker that owns a task's status also owns its
 schedule and runs it. Read by the scheduler timer in :mod:`agents.schedule`.

@@ -3,8 +3,9 @@
 RocksDB-backed and changelog-backed. Keyed by the task id as raw UTF-8 bytes, the
 same bytes that key the task and events topics, so a row lives in the partition of
 its task message and Faust's router (which hashes the table's serialized key) sends
-``GET /tasks/{id}`` to the worker that owns it. Written only by
-:func:`agents.status.record_status`.
+``GET /tasks/{id}`` to the worker that owns it. Written only through
+:func:`agents.status.fold`: by the status agent, and by the task agent for the tasks it
+runs (same partition, same process, no await inside a fold).
 """
 
 from __future__ import annotations

@@ -14,6 +14,10 @@ pytestmark = pytest.mark.integration
 
 def test_workers_beyond_the_partition_count_stand_by_and_take_over(cluster_factory: Any) -> None:
     cluster = cluster_factory(partitions=2).start(3)
+    # Every worker has joined the group (a worker still in its first join also shows no
+    # partitions, but is not a standby yet).
+    wait_for(lambda: all("Joined group" in w.log_text() for w in cluster.workers), timeout=60,
+             message="all three workers to join the group")
     view = cluster.wait_settled()
     busy = [w for w in view if w["partitions"]]
     idle = [w for w in view if not w["partitions"]]

@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 from typing import Any, Optional
@@ -187,9 +188,18 @@ class Cluster:
 
         return wait_for(settled, timeout=timeout, interval=0.2, message="the cluster to settle")
 
-    def stop(self) -> None:
-        for w in self.workers:
-            w.stop()
+    def stop(self, timeout: float = 30.0) -> None:
+        """SIGTERM every running worker at once, then wait; SIGKILL what outlives ``timeout``."""
+        running = [w for w in self.workers if w.alive]
+        for w in running:
+            w.signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for w in running:
+            assert w.proc is not None
+            try:
+                w.proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                w.kill()
 
     def dump_logs(self) -> str:
         return "\n\n".join(f"--- worker {w.index} ({w.worker_id}) ---\n{w.tail(80)}" for w in self.workers)
