@@ -54,10 +54,12 @@ from yadtq_app.records import (
     TaskState,
     parse_task_message,
 )
-from yadtq_app.state import CANCEL_NOW, DEFER, SKIP, backoff_delay, decide
+from yadtq_app.state import CANCEL_NOW, DEFER, SKIP, attempt_record, backoff_delay, cancelled_error, decide
 from yadtq_app.topics import dead_letter_topic, events_topic, task_topic
 
 logger = logging.getLogger(__name__)
+
+_TASK_TOPIC = task_topic.get_topic_name()
 
 #: Tasks running on this worker: id → done. A second message with the same id waits
 #: for the first to finish, then is skipped (one execution per id).
@@ -148,10 +150,11 @@ async def run_once(request: TaskRequest, taskdef: TaskDef) -> None:
 async def execute(request: TaskRequest, taskdef: TaskDef) -> None:
     """Decide from the status row (:func:`yadtq_app.state.decide`), then act."""
     state = get_status(request.id)
-    decision = decide(state, request, finished=app.finished.get(request.id), now=time.time())
+    finished = app.finished.get(request.id)
+    decision = decide(state, request, finished=finished, now=time.time())
     if decision.action == SKIP:
         logger.info("task %s: not running it: %s", request.id, decision.why)
-        if request.ordering_key is not None and (app.finished.get(request.id) is not None
+        if request.ordering_key is not None and (finished is not None
                                                  or (state is not None and state.status in TERMINAL)):
             await send_done(request)  # it was final: let the next of its key run (again, if need be)
         return
@@ -161,7 +164,7 @@ async def execute(request: TaskRequest, taskdef: TaskDef) -> None:
         return
     if decision.action == CANCEL_NOW:
         await report(request, CANCELLED, attempt=decision.attempt, state=state, wait=True,
-                     error={"type": "Cancelled", "message": "cancelled while running", "traceback": None})
+                     error=cancelled_error("cancelled while running"))
         await send_done(request)
         return
     await run_attempt(request, taskdef, decision.attempt, state)
@@ -213,7 +216,7 @@ async def finish_attempt(request: TaskRequest, taskdef: TaskDef, attempt: int, s
         app.finished.add(request.id, CANCELLED, attempt)
         logger.info("worker %s: task %s cancelled in attempt %d", settings.worker_id, request.id, attempt)
         await report(request, CANCELLED, attempt=attempt, state=state, started_at=started, wait=True,
-                     error={"type": "Cancelled", "message": "cancelled while running", "traceback": None})
+                     error=cancelled_error("cancelled while running"))
         await send_done(request)
         return
     if outcome.ok:
@@ -260,9 +263,8 @@ async def dead_letter_exhausted(request: TaskRequest, attempt: int, state: Optio
                                 started: float, max_retries: int) -> None:
     """A task that used up its retries: into the dead-letter topic, with every attempt."""
     err = outcome.error or {}
-    history = list(state.history if state is not None else [])
-    history.append({"attempt": attempt, "worker": settings.worker_id, "status": FAILED, "started_at": started,
-                    "finished_at": time.time(), "error": {"type": err.get("type"), "message": err.get("message")}})
+    history = [*(state.history if state is not None else []),
+               attempt_record(attempt, settings.worker_id, FAILED, started, time.time(), outcome.error)]
     letter = DeadLetter(
         id=request.id, reason="retries-exhausted", task_id=request.id, task=request.task,
         error=f"{err.get('type')}: {err.get('message')} (after {max_retries} retries)",
@@ -342,5 +344,3 @@ async def _owns_current_partition(request: TaskRequest) -> bool:
         return False
     return await app.may_act_on(current.message.topic, current.message.partition)
 
-
-_TASK_TOPIC = task_topic.get_topic_name()

@@ -58,6 +58,8 @@ from .records import (
 
 __all__ = [
     "apply_event",
+    "attempt_record",
+    "cancelled_error",
     "merge_rows",
     "schedule_of",
     "decide",
@@ -107,7 +109,7 @@ def apply_event(state: Optional[TaskState], event: TaskEvent) -> TaskState:
             state.status = CANCELLED
             state.finished_at = event.at
             state.next_run_at = None
-            state.error = {"type": "Cancelled", "message": "cancelled before it started", "traceback": None}
+            state.error = cancelled_error("cancelled before it started")
         elif state.status == PROCESSING:
             state.cancel_requested = True
         return state
@@ -141,9 +143,8 @@ def apply_event(state: Optional[TaskState], event: TaskEvent) -> TaskState:
     if state.started_at is None:
         state.started_at = event.at
     if event.attempt > 0:
-        state.history = ([*state.history, {
-            "attempt": event.attempt, "worker": event.worker, "status": kind, "started_at": started,
-            "finished_at": event.at, "error": _brief(event.error)}])[-MAX_HISTORY:]
+        entry = attempt_record(event.attempt, event.worker, kind, started, event.at, event.error)
+        state.history = [*state.history, entry][-MAX_HISTORY:]
     if kind == RETRYING:
         state.status = RETRYING
         state.retries += 1
@@ -160,10 +161,17 @@ def apply_event(state: Optional[TaskState], event: TaskEvent) -> TaskState:
     return state
 
 
-def _brief(error: Optional[dict[str, Any]]) -> Optional[dict[str, Any]]:
-    if not error:
-        return None
-    return {"type": error.get("type"), "message": error.get("message")}
+def attempt_record(attempt: int, worker: Optional[str], status: str, started_at: Optional[float],
+                   finished_at: float, error: Optional[dict[str, Any]]) -> dict[str, Any]:
+    """One entry of a row's ``history`` (and of a dead letter's): how an attempt ended."""
+    brief = {"type": error.get("type"), "message": error.get("message")} if error else None
+    return {"attempt": attempt, "worker": worker, "status": status, "started_at": started_at,
+            "finished_at": finished_at, "error": brief}
+
+
+def cancelled_error(message: str) -> dict[str, Any]:
+    """The ``error`` of a cancelled task."""
+    return {"type": "Cancelled", "message": message, "traceback": None}
 
 
 def _progress(row: TaskState) -> tuple[int, int, int]:

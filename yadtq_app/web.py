@@ -89,16 +89,12 @@ def routed(table: Any, *, match_info: Optional[str] = None, exact_key: Optional[
         @wraps(fun)
         async def handler(view: View, request: Request, *args: Any, **kwargs: Any) -> Response:
             key = exact_key if exact_key is not None else request.match_info[match_info or ""]
-            serialized = table.changelog_topic.prepare_key(key, None)[0]
             try:
-                partition = await _partition_of(topic, serialized)
-            except KeyError:
-                return error(view, "the cluster is rebalancing; retry", 503)
-            owner = app.assignor._tps_url.get(TP(topic, partition))
-            if owner is None:
-                return error(view, "no worker holds this partition right now; retry", 503)
+                tp, owner = await _locate(topic, table.changelog_topic.prepare_key(key, None)[0])
+            except _Unroutable as exc:
+                return error(view, str(exc), 503)
             if owner == str(app.conf.canonical_url) or request.headers.get(ROUTED_HEADER):
-                if not app.assignor.is_active(TP(topic, partition)) or app.rebalancing or app.in_recovery:
+                if not _answers_locally(tp):
                     return error(view, "this worker is rebalancing; retry", 503)
                 return await fun(view, request, *args, **kwargs)
             return await _forward(view, request, owner)
@@ -106,6 +102,27 @@ def routed(table: Any, *, match_info: Optional[str] = None, exact_key: Optional[
         return handler
 
     return decorate
+
+
+class _Unroutable(Exception):
+    """No owner can be named for a key right now (the message says why; a 503)."""
+
+
+async def _locate(topic: str, key: bytes) -> tuple[TP, str]:
+    """The partition of ``key`` in ``topic`` and the URL of the worker that owns it."""
+    try:
+        tp = TP(topic, await _partition_of(topic, key))
+    except KeyError:
+        raise _Unroutable("the cluster is rebalancing; retry") from None
+    owner = app.assignor._tps_url.get(tp)
+    if owner is None:
+        raise _Unroutable("no worker holds this partition right now; retry")
+    return tp, owner
+
+
+def _answers_locally(tp: TP) -> bool:
+    """This worker holds ``tp`` as active and its tables are complete."""
+    return bool(app.assignor.is_active(tp)) and not app.rebalancing and not app.in_recovery
 
 
 async def _partition_of(topic: str, key: bytes) -> int:
@@ -184,17 +201,12 @@ class TasksView(View):
 
 async def _existing(task_id: str) -> Optional[dict[str, Any]]:
     """The status row of ``task_id`` as its owner has it; ``None`` if none or unknown."""
-    topic = task_status.changelog_topic.get_topic_name()
     try:
-        partition = await _partition_of(topic, task_id.encode())
-    except (KeyError, TypeError, AttributeError):
-        return None
-    tp = TP(topic, partition)
-    owner = app.assignor._tps_url.get(tp)
-    if owner is None:
+        tp, owner = await _locate(task_status.changelog_topic.get_topic_name(), task_id.encode())
+    except (_Unroutable, TypeError, AttributeError):
         return None
     if owner == str(app.conf.canonical_url):
-        if not app.assignor.is_active(tp) or app.rebalancing or app.in_recovery:
+        if not _answers_locally(tp):
             return None
         state = get_status(task_id)
         return state.to_json() if state is not None else None
