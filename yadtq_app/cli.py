@@ -204,10 +204,10 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(json.dumps(info, indent=2))
         return 0
     for key in ("task-id", "task", "args", "kwargs", "status", "result", "error", "attempts", "retries",
-                "max_retries", "progress", "worker", "submitted_at", "eta", "next_run_at", "started_at",
+                "max_retries", "timeout", "ordering_key", "progress", "worker", "submitted_at", "eta", "next_run_at", "started_at",
                 "finished_at"):
         value = info.get(key)
-        if value is None and key in ("max_retries", "progress", "eta", "next_run_at"):
+        if value is None and key in ("max_retries", "timeout", "ordering_key", "progress", "eta", "next_run_at"):
             continue
         if key == "error" and value:
             value = f"{value.get('type')}: {value.get('message')}"
