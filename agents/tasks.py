@@ -167,11 +167,12 @@ async def execute(request: TaskRequest, taskdef: TaskDef) -> None:
                      error=cancelled_error("cancelled while running"))
         await send_done(request)
         return
-    await run_attempt(request, taskdef, decision.attempt, state)
+    if await run_attempt(request, taskdef, decision.attempt, state):
+        await send_done(request)  # final: the next task of its ordering key may run
 
 
-async def run_attempt(request: TaskRequest, taskdef: TaskDef, attempt: int, state: Optional[TaskState]) -> None:
-    """Run one attempt and report its outcome: success, failed, retrying or cancelled."""
+async def run_attempt(request: TaskRequest, taskdef: TaskDef, attempt: int, state: Optional[TaskState]) -> bool:
+    """Run one attempt and report its outcome; True if the task is final (not retrying)."""
     options = {**(state.options if state is not None else {}), **request.options}
     timeout = options.get("timeout") or taskdef.timeout or settings.default_timeout
     stats = app.stats
@@ -205,27 +206,25 @@ async def run_attempt(request: TaskRequest, taskdef: TaskDef, attempt: int, stat
         reporter.close()
         app.running.remove(request.id, job)
         stats.in_progress -= 1
-    await finish_attempt(request, taskdef, attempt, state, options, outcome, started)
+    return await finish_attempt(request, taskdef, attempt, state, options, outcome, started)
 
 
 async def finish_attempt(request: TaskRequest, taskdef: TaskDef, attempt: int, state: Optional[TaskState],
-                         options: dict[str, Any], outcome: Optional[Outcome], started: float) -> None:
-    """Report an attempt's end; ``outcome`` is ``None`` when it was cancelled."""
+                         options: dict[str, Any], outcome: Optional[Outcome], started: float) -> bool:
+    """Report an attempt's end (``outcome`` ``None``: cancelled); True if the task is final."""
     app.running.forget(request.id)
     if outcome is None:
         app.finished.add(request.id, CANCELLED, attempt)
         logger.info("worker %s: task %s cancelled in attempt %d", settings.worker_id, request.id, attempt)
         await report(request, CANCELLED, attempt=attempt, state=state, started_at=started, wait=True,
                      error=cancelled_error("cancelled while running"))
-        await send_done(request)
-        return
+        return True
     if outcome.ok:
         app.finished.add(request.id, SUCCESS, attempt)
         app.stats.tasks_done += 1
         await report(request, SUCCESS, attempt=attempt, state=state, result=outcome.result, started_at=started,
                      wait=True)
-        await send_done(request)
-        return
+        return True
     err = outcome.error or {}
     max_retries = options.get("max_retries")
     if max_retries is None:
@@ -242,7 +241,7 @@ async def finish_attempt(request: TaskRequest, taskdef: TaskDef, attempt: int, s
                     retries_used + 1, max_retries, delay)
         await report(request, RETRYING, attempt=attempt, state=state, error=outcome.error, started_at=started,
                      next_run_at=time.time() + delay, wait=True)
-        return
+        return False
     app.finished.add(request.id, FAILED, attempt)
     app.stats.tasks_failed += 1
     logger.info("worker %s: task %s (%s) failed: %s: %s", settings.worker_id, request.id, request.task,
@@ -252,7 +251,7 @@ async def finish_attempt(request: TaskRequest, taskdef: TaskDef, attempt: int, s
     if max_retries > 0 and outcome.retryable:
         await dead_letter_exhausted(request, attempt, state, outcome, started, max_retries)
     await failed
-    await send_done(request)
+    return True
 
 
 def _or(value: Optional[float], default: float) -> float:

@@ -199,39 +199,40 @@ async def test_running_tasks_cancel_only_what_runs() -> None:
 
 
 # -- progress -------------------------------------------------------------------------
-async def test_progress_reports_are_coalesced_and_the_latest_wins() -> None:
+def reporting_context(interval: float) -> tuple[TaskContext, ProgressReporter, list[dict[str, Any]]]:
+    """A task context whose progress reports land in the returned list."""
     sent: list[dict[str, Any]] = []
 
     async def send(value: dict[str, Any]) -> None:
         sent.append(value)
 
-    reporter = ProgressReporter(send, asyncio.get_running_loop(), interval=0.1)
-    ctx = TaskContext(id="t", name="n", attempt=1, worker="w", reporter=reporter)
+    reporter = ProgressReporter(send, asyncio.get_running_loop(), interval=interval)
+    return TaskContext(id="t", name="n", attempt=1, worker="w", reporter=reporter), reporter, sent
+
+
+async def until(condition: Any, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+
+
+async def test_progress_reports_are_coalesced_and_the_latest_wins() -> None:
+    ctx, reporter, sent = reporting_context(0.1)
     for i in range(1, 101):
         ctx.progress(i / 100, f"step {i}")
-    deadline = time.monotonic() + 5
-    while (not sent or sent[-1]["fraction"] != 1.0) and time.monotonic() < deadline:
-        await asyncio.sleep(0.01)
+    await until(lambda: sent and sent[-1]["fraction"] == 1.0)
     assert sent[-1]["fraction"] == 1.0 and sent[-1]["message"] == "step 100"
     assert len(sent) <= 3
     reporter.close()
     ctx.progress(0.5)
-    await asyncio.sleep(0.15)
+    await asyncio.sleep(0.15)  # a closed reporter sends nothing more: nothing to wait for
     assert sent[-1]["fraction"] == 1.0
 
 
 async def test_progress_from_a_thread_reaches_the_loop() -> None:
-    sent: list[dict[str, Any]] = []
-
-    async def send(value: dict[str, Any]) -> None:
-        sent.append(value)
-
-    reporter = ProgressReporter(send, asyncio.get_running_loop(), interval=0.0)
-    ctx = TaskContext(id="t", name="n", attempt=1, worker="w", reporter=reporter)
+    ctx, _, sent = reporting_context(0.0)
     await asyncio.get_running_loop().run_in_executor(None, ctx.progress, 0.3, "from a thread")
-    deadline = time.monotonic() + 5
-    while not sent and time.monotonic() < deadline:
-        await asyncio.sleep(0.01)
+    await until(lambda: sent)
     assert sent and sent[0]["fraction"] == 0.3 and sent[0]["message"] == "from a thread"
 
 
