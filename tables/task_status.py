@@ -13,10 +13,10 @@ from __future__ import annotations
 import logging
 from typing import Any, Iterable, Optional
 
-import faust
 from faust.types import EventT
 
 from yadtq_app.application import app, settings
+from yadtq_app.fencing import FencedTable
 from yadtq_app.records import TaskState
 from yadtq_app.state import merge_rows
 
@@ -25,7 +25,7 @@ __all__ = ["task_status", "get_status", "StatusTable"]
 logger = logging.getLogger(__name__)
 
 
-class StatusTable(faust.Table):
+class StatusTable(FencedTable):
     """A table whose changelog recovery merges row versions instead of overwriting.
 
     See :func:`yadtq_app.state.merge_rows`: a stale row flushed late into the

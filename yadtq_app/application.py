@@ -22,7 +22,7 @@ from faust.types import TP
 
 from .admin import TopicSpec, ensure_topics, topic_specs
 from .compat import BrokerProfile, profile_for
-from .fencing import FreezeGuard
+from .fencing import FencedTable, FreezeGuard
 from .registry import TaskRegistry, default_registry
 from .security import broker_credentials, client_options
 from .settings import Settings
@@ -170,6 +170,7 @@ def faust_options(settings: Settings) -> dict[str, Any]:
         "table_standby_replicas": 0,
         "web_cors_options": None,
         "Worker": Worker,
+        "Table": FencedTable,
         "producer_linger": settings.producer_linger_ms / 1000.0 if settings.producer_linger_ms is not None else None,
     }
     opts.update(profile_for(settings).faust_options())

@@ -12,15 +12,31 @@ broker has none and yadtq must be correct without them.
 again (the normal outcome of an eviction) or ``hold`` seconds pass with no rebalance
 (the pause was short enough that the group kept us). Pure logic with an injectable
 clock; the agents tick it and ask it before acting.
+
+The guard cannot stop what the frozen worker had already handed to its producer: once
+it resumes, those changelog records are sent, and land *after* the rows the new owner
+wrote meanwhile. Faust records the offset of each of its own changelog writes as the
+point up to which the local store is complete (the *persisted offset*); a stale write
+landing late would move that point past the new owner's rows, which this store never
+saw, and when the partition comes back the next recovery reads on from there: the
+newer rows are skipped for good and the stale ones answer (seen: a task that had
+finished elsewhere read ``queued`` again). :class:`FencedTable` records a write's
+offset only when it directly follows the last one (:func:`contiguous`); after a gap it
+leaves the persisted offset where the store is known complete, so the next recovery
+replays the changelog from there, and the status table's merge
+(:func:`yadtq_app.state.merge_rows`) keeps the newest row.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from typing import Callable
+from typing import Any, Callable, Optional
 
-__all__ = ["FreezeGuard"]
+import faust
+from faust.types import TP
+
+__all__ = ["FreezeGuard", "FencedTable", "contiguous"]
 
 logger = logging.getLogger(__name__)
 
@@ -55,3 +71,40 @@ class FreezeGuard:
         """A rebalance finished: what we hold now is ours."""
         self.closed_until = 0.0
         self.last_tick = self.clock()
+
+
+def contiguous(last: Optional[int], offset: int) -> bool:
+    """Whether a changelog write at ``offset`` directly follows ``last``, the persisted
+    offset (``None``: the store holds nothing of the partition yet).
+
+    The partition's owner is its changelog's only writer, so its writes land at
+    consecutive offsets, the first one right after what recovery read. Anything else
+    means records this store never applied lie in between.
+    """
+    return offset == (0 if last is None else last + 1)
+
+
+class FencedTable(faust.Table):
+    """A Faust table whose persisted offset never skips records (see the module docs)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._gapped: set[TP] = set()
+
+    def _on_changelog_sent(self, fut: Any) -> None:
+        if not self.app.in_transaction:  # transactions fence zombies themselves
+            res = fut.result()
+            tp = res.topic_partition
+            try:
+                last = self.data.persisted_offset(tp)
+            except NotImplementedError:  # a memory store persists nothing
+                return
+            if not contiguous(last, res.offset):
+                if tp not in self._gapped:
+                    self._gapped.add(tp)
+                    logger.warning("%s-%d: write landed at offset %d after %s: another writer's records lie "
+                                   "in between; the local store stays marked complete up to %s, so the next "
+                                   "recovery replays from there", tp.topic, tp.partition, res.offset, last, last)
+                return
+            self._gapped.discard(tp)
+        super()._on_changelog_sent(fut)

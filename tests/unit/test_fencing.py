@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from yadtq_app.fencing import FreezeGuard
+from types import SimpleNamespace
+from typing import Any, Optional
+
+from faust.types import TP
+
+from yadtq_app.fencing import FencedTable, FreezeGuard, contiguous
 
 
 class Clock:
@@ -52,3 +57,57 @@ def test_a_freeze_noticed_by_any_caller_closes_for_all() -> None:
     clock.now += 5.0
     g.tick()  # the timer notices first
     assert not g.is_open()  # an agent asking right after is refused too
+
+
+# -- FencedTable: a stale write landing late must not move the persisted offset --------
+
+
+class Offsets:
+    """Stands in for the table's store: only the persisted offsets, per partition."""
+
+    def __init__(self) -> None:
+        self.persisted: dict[Any, int] = {}
+
+    def persisted_offset(self, tp: Any) -> Optional[int]:
+        return self.persisted.get(tp)
+
+    def set_persisted_offset(self, tp: Any, offset: int) -> None:
+        self.persisted[tp] = offset
+
+
+class Sent:
+    """A changelog send that has completed at ``offset``."""
+
+    def __init__(self, tp: TP, offset: int) -> None:
+        self.meta = SimpleNamespace(topic_partition=tp, offset=offset)
+
+    def result(self) -> Any:
+        return self.meta
+
+
+def test_contiguous() -> None:
+    assert contiguous(None, 0)
+    assert not contiguous(None, 3)
+    assert contiguous(7, 8)
+    assert not contiguous(7, 7)
+    assert not contiguous(7, 12)
+
+
+def test_fenced_table_keeps_the_persisted_offset_below_a_gap(monkeypatch: Any) -> None:
+    from tables.schedule import task_schedule
+
+    assert isinstance(task_schedule, FencedTable)
+    offsets = Offsets()
+    monkeypatch.setattr(task_schedule, "_data", offsets)
+    tp = TP(task_schedule.changelog_topic.get_topic_name(), 3)
+    for offset in (0, 1, 2):  # the owner's own writes
+        task_schedule._on_changelog_sent(Sent(tp, offset))
+    assert offsets.persisted[tp] == 2
+    # Another worker wrote offsets 3 and 4 (this store never applied them); ours land after.
+    task_schedule._on_changelog_sent(Sent(tp, 5))
+    task_schedule._on_changelog_sent(Sent(tp, 6))
+    assert offsets.persisted[tp] == 2, "the next recovery must replay 3 and 4"
+    # Recovery replays up to the end (Faust sets the persisted offset as it applies).
+    offsets.set_persisted_offset(tp, 6)
+    task_schedule._on_changelog_sent(Sent(tp, 7))
+    assert offsets.persisted[tp] == 7
