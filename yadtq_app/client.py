@@ -36,6 +36,8 @@ __all__ = ["Client", "TaskHandle"]
 #: How long after an accepted submission a 404 still means "accepted, not yet recorded".
 ACCEPT_GRACE_SECONDS = 10.0
 FINISHED = ("success", "failed", "cancelled")
+#: Ids per ``POST /tasks/status`` request (the server takes at most 1,000).
+BATCH_IDS = 1000
 
 
 class TaskHandle:
@@ -159,6 +161,55 @@ class Client:
     def get_task(self, task_id: str) -> dict[str, Any]:
         """The status row of ``task_id``; :class:`TaskNotFound` if there is none."""
         return self._request("GET", f"/tasks/{task_id}")  # type: ignore[no-any-return]
+
+    def statuses(self, task_ids: Sequence[str]) -> dict[str, Optional[dict[str, Any]]]:
+        """The status rows of many tasks at once (``POST /tasks/status``, up to
+        :data:`BATCH_IDS` ids per request): id → row, or ``None`` for an id never
+        submitted. Ids whose owner is rebalancing are asked again; :class:`ClientError`
+        if some still cannot be answered."""
+        out: dict[str, Optional[dict[str, Any]]] = {}
+        ids = list(dict.fromkeys(task_ids))
+        for start in range(0, len(ids), BATCH_IDS):
+            todo = ids[start:start + BATCH_IDS]
+            for attempt in range(21):
+                data = self._request("POST", "/tasks/status", json={"ids": todo})
+                out.update(data["tasks"])
+                todo = data["unavailable"]
+                if not todo:
+                    break
+                time.sleep(min(0.05 * (attempt + 1), 0.5))
+            if todo:
+                raise ClientError(f"no answer for {len(todo)} task(s) (their workers are rebalancing); retry",
+                                  status=503)
+        return out
+
+    def wait_all(self, task_ids: Sequence[str], timeout: float = 60.0, poll: float = 0.02) -> dict[str, dict[str, Any]]:
+        """Wait until every task finishes; id → status row. :class:`TaskTimeout` if some do not.
+
+        Asks only about the tasks not yet finished, in batches; an id with no row yet
+        counts as queued (its submission may not be recorded yet)."""
+        deadline = time.monotonic() + timeout
+        done: dict[str, dict[str, Any]] = {}
+        pending = list(dict.fromkeys(task_ids))
+        delay = poll
+        while True:
+            try:
+                rows = self.statuses(pending)
+            except ClientError as exc:
+                if exc.status != 503:
+                    raise
+                rows = {}
+            for task_id, row in rows.items():
+                if row is not None and row.get("status") in FINISHED:
+                    done[task_id] = row
+            pending = [t for t in pending if t not in done]
+            if not pending:
+                return done
+            if time.monotonic() >= deadline:
+                raise TaskTimeout(f"{len(pending)} of {len(done) + len(pending)} tasks did not finish within "
+                                  f"{timeout:g} s (e.g. {pending[0]})")
+            time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+            delay = min(delay * 1.5, 0.5)
 
     def cancel(self, task_id: str) -> dict[str, Any]:
         """Ask to cancel ``task_id``: a waiting task never starts, a running one is cancelled."""

@@ -4,6 +4,8 @@
 ``POST /tasks``               submit; 202 ``{"task-id", "status"}``; 400 on bad input;
                               200 with the existing task if its id was taken
 ``GET /tasks/{id}``           the task's status row; 404 if never submitted
+``POST /tasks/status``        many rows at once: ``{"ids": [...]}`` (at most 1,000) →
+                              ``{"tasks": {id: row or null}, "unavailable": [...]}``
 ``POST /tasks/{id}/cancel``   cancel a waiting or running task; 409 if finished
 ``POST /tasks/{id}/retry``    run a failed or cancelled task again; 409 otherwise
 ``GET /workers``              every worker seen recently, alive or dead
@@ -12,7 +14,11 @@
 ============================  =====================================================
 
 Reads are routed to the worker that owns the row's partition, so every worker gives
-the same answer. A worker that is rebalancing or recovering its tables answers 503
+the same answer. A batch read (``POST /tasks/status``) is split by owner: one request
+per owning worker, in parallel; ``null`` means no such task (a 404 for one id) and ids
+listed under ``unavailable`` could not be answered now (their owner is rebalancing or
+did not answer: a 503 for one id) and are worth asking again. ``GET /tasks/status`` is
+still the task whose id is ``status``. A worker that is rebalancing or recovering its tables answers 503
 (with ``Retry-After``) rather than a possibly incomplete 404. Errors are JSON:
 ``{"error": "..."}``.
 
@@ -61,7 +67,7 @@ from yadtq_app.records import (
 from yadtq_app.ordering import ENQUEUE, SequencerMessage
 from yadtq_app.topics import events_topic, sequencer_topic, task_topic
 
-__all__ = ["TasksView", "TaskView", "CancelView", "RetryView", "WorkersView", "DeadLettersView", "HealthView"]
+__all__ = ["TasksView", "TaskView", "TaskStatusesView", "CancelView", "RetryView", "WorkersView", "DeadLettersView", "HealthView"]
 
 logger = logging.getLogger(__name__)
 
@@ -231,6 +237,70 @@ class TaskView(View):
         if state is None:
             return error(self, f"no task with id {task_id!r}", 404)
         return self.json(state.to_json())
+
+
+#: The most ids one ``POST /tasks/status`` may ask about.
+MAX_BATCH_IDS = 1000
+
+
+@app.page("/tasks/status")
+class TaskStatusesView(View):
+    """``POST /tasks/status``: the status rows of many tasks, each from its owner."""
+
+    async def post(self, request: Request) -> Response:
+        try:
+            body = json.loads(await request.read() or b"null")
+        except (UnicodeDecodeError, ValueError) as exc:
+            return error(self, f"request body is not JSON: {exc}", 400)
+        ids = body.get("ids") if isinstance(body, dict) else None
+        if not isinstance(ids, list) or not all(isinstance(i, str) and i for i in ids):
+            return error(self, "request body must be {\"ids\": [task id, ...]}", 400, reason="bad-field")
+        if len(ids) > MAX_BATCH_IDS:
+            return error(self, f"at most {MAX_BATCH_IDS} ids per request, got {len(ids)}", 400, reason="too-many")
+        tasks, unavailable = await _statuses(list(dict.fromkeys(ids)), routed=bool(request.headers.get(ROUTED_HEADER)))
+        return self.json({"tasks": tasks, "unavailable": unavailable})
+
+
+async def _statuses(ids: list[str], *, routed: bool) -> tuple[dict[str, Any], list[str]]:
+    """Rows for ``ids``: answered here where this worker owns them, the rest asked of
+    their owners, one request per owner, concurrently."""
+    topic = task_status.changelog_topic.get_topic_name()
+    me = str(app.conf.canonical_url)
+    tasks: dict[str, Any] = {}
+    unavailable: list[str] = []
+    elsewhere: dict[str, list[str]] = {}
+    for task_id in ids:
+        try:
+            tp, owner = await _locate(topic, task_id.encode())
+        except _Unroutable:
+            unavailable.append(task_id)
+            continue
+        if owner == me or routed:
+            if _answers_locally(tp):
+                state = get_status(task_id)
+                tasks[task_id] = state.to_json() if state is not None else None
+            else:
+                unavailable.append(task_id)
+        else:
+            elsewhere.setdefault(owner, []).append(task_id)
+    for got, missed in await asyncio.gather(*(_ask_owner(o, i) for o, i in elsewhere.items())):
+        tasks.update(got)
+        unavailable.extend(missed)
+    return tasks, unavailable
+
+
+async def _ask_owner(owner: str, ids: list[str]) -> tuple[dict[str, Any], list[str]]:
+    url = f"{owner.rstrip('/')}/tasks/status"
+    try:
+        async with app.http_client.post(url, json={"ids": ids}, headers={ROUTED_HEADER: "1"},
+                                        timeout=aiohttp.ClientTimeout(total=10)) as resp:
+            if resp.status != 200:
+                return {}, ids
+            data = await resp.json()
+            return data["tasks"], data["unavailable"]
+    except (aiohttp.ClientError, asyncio.TimeoutError, ValueError, KeyError, TypeError) as exc:
+        logger.warning("could not reach %s for %d statuses: %s", owner, len(ids), exc)
+        return {}, ids
 
 
 #: How long a cancel/retry waits for the row of a task submitted a moment ago.

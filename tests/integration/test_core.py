@@ -173,3 +173,43 @@ def test_seed_format_and_client_round_trip(shared_cluster: Any) -> None:
     assert c.submit("sleep", 0.2).result(timeout=10) == 0.2
     assert c.submit("echo", value={"a": [1, 2]}).result(timeout=10) == {"a": [1, 2]}
     assert c.submit("tests.concat", "a", b="b").result(timeout=10) == "ab"
+
+
+def test_batch_status_read_matches_single_reads_on_every_worker(shared_cluster: Any) -> None:
+    cluster = shared_cluster
+    expected = submit_mixed(cluster, 60)
+    ids = list(expected)
+    unknown = f"never-submitted-{cluster.tag}"
+    client = Client(cluster.workers[1].url)
+    done = client.wait_all(ids, timeout=60)
+    assert set(done) == set(ids)
+    assert {tid: row["result"] for tid, row in done.items()} == {tid: e[2] for tid, e in expected.items()}
+    for w in cluster.workers:
+        # One request: rows owned here are answered locally, the rest by their owners.
+        r = httpx.post(f"{w.url}/tasks/status", json={"ids": [*ids, unknown, ids[0]]}, timeout=10)
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["unavailable"] == []
+        assert body["tasks"][unknown] is None
+        assert set(body["tasks"]) == {*ids, unknown}
+        for tid in ids[:10]:
+            assert body["tasks"][tid] == get_all(cluster, tid)[0]
+    assert Client(cluster.workers[0].url).statuses([unknown, ids[0]])[unknown] is None
+
+
+@pytest.mark.parametrize("body, reason", [
+    ({"ids": "abc"}, "bad-field"),
+    ({"ids": [1, 2]}, "bad-field"),
+    ({"ids": [""]}, "bad-field"),
+    ([], "bad-field"),
+    ({"ids": [f"t{i}" for i in range(1001)]}, "too-many"),
+])
+def test_batch_status_read_rejects_bad_requests(shared_cluster: Any, body: Any, reason: str) -> None:
+    r = httpx.post(f"{shared_cluster.workers[0].url}/tasks/status", json=body, timeout=10)
+    assert r.status_code == 400
+    assert r.json()["reason"] == reason and r.json()["error"]
+
+
+def test_batch_status_read_of_a_malformed_body_is_400(shared_cluster: Any) -> None:
+    r = httpx.post(f"{shared_cluster.workers[0].url}/tasks/status", content=b"{not json", timeout=10)
+    assert r.status_code == 400 and "not JSON" in r.json()["error"]
