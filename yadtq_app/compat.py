@@ -67,6 +67,13 @@ its tables were dropped, so without a seek they are never read again: the tasks 
 newly assigned, never-committed partition were silently lost (seen when a worker died
 within its first commit interval). :class:`ConsumerThread` seeks those partitions to
 their beginning, as ``auto_offset_reset="earliest"`` promises.
+
+And two fixes to what Faust commits, also on every broker (:class:`Consumer`): a commit
+waits for the message at the committed offset (:func:`head_unacked`), and acks that
+belong to an earlier consumer-group generation, or were recorded before the seek back
+to the committed offsets that follows every rebalance, never count (:func:`stale_ack`).
+Without them a commit could pass a task that was still running, or that a stream
+dropped unprocessed at a rebalance, and a crash then lost it.
 """
 
 from __future__ import annotations
@@ -79,13 +86,16 @@ import aiokafka
 from aiokafka.protocol.group import JoinGroupRequest
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
+from faust.types.tuples import ack_lock
+from mode.utils.futures import notify
 
 from .errors import ConfigurationError
 
 if TYPE_CHECKING:  # pragma: no cover
     from .settings import Settings
 
-__all__ = ["BrokerProfile", "EmbeddedProfile", "profile_for", "true_end_offsets", "EmbeddedTransport"]
+__all__ = ["BrokerProfile", "EmbeddedProfile", "profile_for", "true_end_offsets", "EmbeddedTransport", "head_unacked",
+           "stale_ack"]
 
 UNKNOWN_MEMBER_ID = JoinGroupRequest.UNKNOWN_MEMBER_ID
 
@@ -277,7 +287,8 @@ def _transport_with(*, fetch_max_wait_ms: int, fix_end_offsets: bool) -> type:
             return await true_end_offsets(_join(servers), listed, client_options=auth)
 
     class Consumer(faust_aiokafka.Consumer):
-        """Faust's consumer with a correct commit point (see :func:`head_unacked`)."""
+        """Faust's consumer with a correct commit point (see :func:`head_unacked` and
+        :func:`stale_ack`)."""
 
         def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
             return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
@@ -288,6 +299,22 @@ def _transport_with(*, fetch_max_wait_ms: int, fix_end_offsets: bool) -> type:
             for tp, offset in self._read_offset.items():
                 if offset is not None and offset >= 0:
                     floor[tp] = offset
+            # Reading starts again at the committed offsets: what was acked or taken
+            # for a gap before the seek says nothing about the messages read from here.
+            with ack_lock:
+                for tp in self.assignment():
+                    self._acked.pop(tp, None)
+                    self._acked_index.pop(tp, None)
+                    self._gap.pop(tp, None)
+
+        def ack(self, message: Any) -> bool:
+            if stale_ack(message.generation_id, self.app.consumer_generation_id):
+                with ack_lock:
+                    message.acked = True
+                    self._unacked_messages.discard(message)
+                    notify(self._waiting_for_ack)
+                return False
+            return super().ack(message)  # type: ignore[no-any-return]
 
         def _new_offset(self, tp: TP) -> Optional[int]:
             committed = self._committed_offset[tp]
@@ -319,6 +346,24 @@ def head_unacked(committed: Optional[int], acked: Any, acked_index: Any, gap: An
     if committed is None or not acked:
         return False
     return committed not in acked_index and not gap.at(committed)
+
+
+def stale_ack(message_generation: Optional[int], current_generation: Optional[int]) -> bool:
+    """Whether an ack is of a message fetched in an earlier consumer-group generation.
+
+    Faust acks a message when its stream is done with it, and also when the stream
+    *drops* it unprocessed because a rebalance began (flow control off, or the
+    generation changed: ``Stream._c_aiter``'s skipped value). An ack that lands after
+    the rebalance counted towards the new generation's commits, which could then move
+    past a message nobody processed, or one still running: lost if the worker then
+    dies. Such messages are read again from the committed offset after the rebalance,
+    so their old acks are dropped, and :class:`Consumer` forgets, when it seeks back to
+    the committed offsets, every ack and read gap recorded before the seek (Faust
+    records a gap when a read skips offsets, counting the skipped offsets — and the
+    message just read — as acked).
+    """
+    return message_generation is not None and current_generation is not None \
+        and message_generation != current_generation
 
 
 def _join(servers: Iterable[str] | str) -> str:

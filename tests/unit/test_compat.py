@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+from typing import Any
 
 import pytest
 from faust.transport.drivers import aiokafka as faust_aiokafka
@@ -173,3 +174,30 @@ def test_the_consumer_uses_the_commit_fix_on_every_profile() -> None:
     for settings in (Settings(), Settings(broker_url=KAFKA)):
         consumer = profile_for(settings).transport_class().Consumer
         assert consumer._new_offset is not faust_aiokafka.Consumer._new_offset
+
+
+def test_acks_of_an_earlier_generation_do_not_count_towards_commits(monkeypatch: Any) -> None:
+    from faust.types import TP
+    from faust.types.tuples import ConsumerMessage
+
+    from yadtq_app.application import app
+    from yadtq_app.compat import stale_ack
+
+    assert stale_ack(3, 4) and not stale_ack(4, 4) and not stale_ack(None, 4)
+    consumer = app.consumer
+    tp = TP(app.settings.task_topic, 5)
+    monkeypatch.setattr(app, "consumer_generation_id", 7)
+    # In a worker the task agent subscribes the topic with acks on; here nothing does.
+    monkeypatch.setattr(app.topics, "acks_enabled_for", lambda topic: topic == tp.topic)
+
+    def message(offset: int, generation: int) -> ConsumerMessage:
+        return ConsumerMessage(topic=tp.topic, partition=tp.partition, offset=offset, timestamp=0.0,
+                               timestamp_type=0, headers=[], key=b"k", value=b"{}", checksum=None,
+                               generation_id=generation)
+
+    old, new = message(10, 6), message(11, 7)
+    consumer._unacked_messages.update({old, new})
+    assert consumer.ack(old) is False  # dropped at the rebalance: read again, not committed
+    assert old.acked and old not in consumer._unacked_messages
+    assert consumer.ack(new) is True
+    assert consumer._acked[tp] == [11] and 10 not in consumer._acked_index[tp]
