@@ -13,6 +13,10 @@ Its concurrency is ``YADTQ_CONCURRENCY``: that many actors share the topic's str
 so a slow task does not hold up the rest of its partition. Faust commits an offset
 only once every message before it is acked, so a crash redelivers unfinished work.
 
+A message fetched before the latest rebalance is not acted on: it is read again from
+the committed offset by the partition's owner in the new generation (a worker frozen
+past its session would otherwise run what it had fetched, a second time).
+
 Each attempt runs as its own asyncio task, registered in ``app.running`` before the
 first ``await`` after the status row was read: a ``cancel`` folded by the status agent
 either is seen in that row or finds the attempt and cancels it, so a cancelled task
@@ -35,6 +39,7 @@ from agents.ordering import enqueue, send_done
 from agents.status import fold, wait_caught_up
 from tables.task_status import get_status
 from yadtq_app.application import app, settings
+from yadtq_app.compat import stale_ack
 from yadtq_app.context import ProgressReporter, TaskContext
 from yadtq_app.errors import InvalidTask, UnknownTask
 from yadtq_app.execution import Outcome, run_task
@@ -149,6 +154,12 @@ async def run_once(request: TaskRequest, taskdef: TaskDef) -> None:
 
 async def execute(request: TaskRequest, taskdef: TaskDef) -> None:
     """Decide from the status row (:func:`yadtq_app.state.decide`), then act."""
+    if _fetched_before_rebalance():
+        # A rebalance since this message was fetched (e.g. the worker was frozen) means
+        # it is read again from the committed offset, by whichever worker owns its
+        # partition now; its ack is not counted (yadtq_app.compat.stale_ack).
+        logger.info("task %s: fetched before the last rebalance; leaving it to be read again", request.id)
+        return
     state = get_status(request.id)
     finished = app.finished.get(request.id)
     decision = decide(state, request, finished=finished, now=time.time())
@@ -333,6 +344,13 @@ async def report(request: TaskRequest, kind: str, *, attempt: int, state: Option
     fut = await events_topic.send(key=request.key, value=event)
     if wait:
         await fut
+
+
+def _fetched_before_rebalance() -> bool:
+    current = faust.current_event()
+    if current is None or current.message.topic != _TASK_TOPIC:
+        return False
+    return stale_ack(current.message.generation_id, app.consumer_generation_id)
 
 
 async def _owns_current_partition(request: TaskRequest) -> bool:

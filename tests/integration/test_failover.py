@@ -78,8 +78,7 @@ def test_sigstop_past_the_session_then_sigcont(cluster_factory: Any, tmp_path: P
         raise AssertionError([(w.worker_id, t[:8], r.status_code, r.text[:300]) for w in cluster.workers
                               for t in ids for r in [httpx.get(f"{w.url}/tasks/{t}", timeout=10)]
                               if r.status_code != 200 or r.json()["status"] != "success"]) from None
-    figures = check(ledger.read(), after, faulty=victim.worker_id, fault_at=stopped_at, allow_stale_finish=True,
-                    strict_reruns=False)
+    figures = check(ledger.read(), after, faulty=victim.worker_id, fault_at=stopped_at, allow_stale_finish=True)
     assert figures["in_flight"] >= 2
     # A stale outcome did not overwrite the newer attempt.
     for t in ids:

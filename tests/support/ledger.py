@@ -55,16 +55,14 @@ class Ledger:
 
 
 def check(ledger: Ledger, statuses: dict[str, dict[str, Any]], *, faulty: str, fault_at: float,
-          allow_stale_finish: bool = False, strict_reruns: bool = True) -> dict[str, Any]:
+          allow_stale_finish: bool = False) -> dict[str, Any]:
     """Assert the failover invariants; return figures about the re-runs.
 
     - lost 0: every task ended ``success``;
     - stuck 0: none is left ``processing``/``queued``;
     - double completion 0: each task completed (an ``end`` in the ledger) once, except,
       with ``allow_stale_finish``, a paused worker finishing what it had in flight;
-    - re-executions only for tasks in flight on the faulty worker at the fault
-      (``strict_reruns``; a paused worker that resumes mid-rebalance may also re-run
-      what it had fetched before the pause: then each task still completes at most twice).
+    - re-executions only for tasks in flight on the faulty worker at the fault.
     """
     lost = [t for t, s in statuses.items() if s["status"] != "success"]
     assert not lost, f"lost/stuck tasks: {[(t, statuses[t]['status']) for t in lost][:10]}"
@@ -74,11 +72,10 @@ def check(ledger: Ledger, statuses: dict[str, dict[str, Any]], *, faulty: str, f
     assert not missing, f"never executed: {missing[:10]}"
     rerun = {t for t, exs in runs.items() if len(exs) > 1}
     unexpected = rerun - in_flight
-    if strict_reruns:
-        assert not unexpected, f"re-executed although not in flight at the fault: {sorted(unexpected)[:10]}"
+    assert not unexpected, f"re-executed although not in flight at the fault: {sorted(unexpected)[:10]}"
     for t, exs in runs.items():
         ends = [e for e in exs if e.end is not None]
-        if allow_stale_finish and (t in in_flight or not strict_reruns):
+        if allow_stale_finish and t in in_flight:
             assert len(ends) <= 2, (t, exs)
         else:
             assert len(ends) == 1, f"task {t} completed {len(ends)} times: {exs}"
