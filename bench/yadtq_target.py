@@ -125,15 +125,15 @@ class YadtqTarget:
                 await asyncio.gather(*sent)
             t_sub = time.perf_counter()
             # A partition's tasks run in order, so its last task is (nearly) the last to
-            # finish: wait on those alone, then check every task once (polling again only
-            # those not finished). Polling all 10,000 at once would mostly ask about queued
-            # tasks and take CPU from the workers.
+            # finish: wait on those alone, then read every status once, in batches
+            # (POST /tasks/status), asking again only about those not finished. Polling all
+            # 10,000 from the start would mostly ask about queued tasks and take CPU from
+            # the workers.
             tails = _partition_tails(ids, self.partitions)
-            await asyncio.gather(*(_wait(session, urls[i % len(urls)], ids[i], 2 * i, 0.005, deadline)
-                                   for i in tails))
+            expected = {tid: 2 * i for i, tid in enumerate(ids)}
+            await _wait_batch(session, urls, [ids[i] for i in tails], expected, 0.005, deadline)
             t_last = time.perf_counter()
-            await bounded_gather(_wait(session, urls[i % len(urls)], tid, 2 * i, 0.01, deadline)
-                                 for i, tid in enumerate(ids))
+            await _wait_batch(session, urls, ids, expected, 0.01, deadline)
             t1 = time.perf_counter()
         return ThroughputSample(n, t_sub - t0, t1 - t0, extra={"last_done_s": t_last - t0})
 
@@ -214,6 +214,45 @@ async def _post(session: aiohttp.ClientSession, url: str, tid: str, i: int) -> N
     async with session.post(f"{url}/tasks", json=body) as resp:
         if resp.status >= 300:  # 202 accepted
             raise BenchError(f"POST {url}/tasks: HTTP {resp.status}: {await resp.text()}")
+
+
+#: Ids per ``POST /tasks/status`` (the server's limit).
+BATCH = 1000
+
+
+async def _wait_batch(session: aiohttp.ClientSession, urls: list[str], ids: list[str], expected: dict[str, Any],
+                      poll: float, deadline: float) -> None:
+    """Read the statuses of ``ids`` in batches (``POST /tasks/status``, round-robin over the
+    workers, several batches in flight) until every one is final; each must be
+    ``success`` with its ``expected`` result."""
+    pending = list(ids)
+    while pending:
+        chunks = [pending[k:k + BATCH] for k in range(0, len(pending), BATCH)]
+        answers = await bounded_gather((_statuses(session, urls[k % len(urls)], chunk)
+                                        for k, chunk in enumerate(chunks)), limit=4)
+        still: list[str] = []
+        for chunk, rows in zip(chunks, answers):
+            for tid in chunk:
+                row = rows.get(tid)
+                if row is None or row["status"] not in TERMINAL:
+                    still.append(tid)  # not recorded yet, not finished, or its owner rebalancing
+                elif row["status"] != "success" or row["result"] != expected[tid]:
+                    raise BenchError(f"task {tid}: {row['status']} {row.get('result')!r} {row.get('error')!r}, "
+                                     f"expected success {expected[tid]!r}")
+        pending = still
+        if pending:
+            if time.monotonic() > deadline:
+                raise BenchError(f"{len(pending)} tasks not finished in time (e.g. {pending[0]})")
+            await asyncio.sleep(poll)
+
+
+async def _statuses(session: aiohttp.ClientSession, url: str, ids: list[str]) -> dict[str, Any]:
+    async with session.post(f"{url}/tasks/status", json={"ids": ids}) as resp:
+        if resp.status == 503:
+            return {}
+        if resp.status != 200:
+            raise BenchError(f"POST {url}/tasks/status: HTTP {resp.status}: {await resp.text()}")
+        return dict((await resp.json())["tasks"])
 
 
 async def _wait(session: aiohttp.ClientSession, url: str, tid: str, expected: Any, poll: float,
