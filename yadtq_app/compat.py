@@ -50,8 +50,12 @@ every bootstrap host is a loopback address and no TLS/SASL is configured):
       partition and takes the high watermark of a *fetch* response, which is right.
       Producer batching stays on (``producer_max_batch_size=1`` would also fix it but
       caps a producer near 2,200 messages/s).
-    * **The first group join waits session_timeout / 2.** Short session (3 s) and
-      heartbeat (0.5 s) timeouts.
+    * **The first group join waits session_timeout / 2.** Short session (2 s) and
+      heartbeat (0.5 s) timeouts. The session is also how long a crashed worker's
+      tasks wait: kill -9 to the first re-run measured 3.7 s median at 2 s (6.2 s at
+      3 s; bench/RESULTS.md). Heartbeats come from Faust's consumer thread, so busy
+      task code does not delay them; ``YADTQ_SESSION_TIMEOUT`` raises it for a
+      machine too loaded to heartbeat within 2 s.
     * **Fetch long-poll does not wake when data arrives.** Faust hard-codes
       ``fetch_max_wait_ms=1500`` for its worker consumer, which on Tansu means up to
       1.5 s per fetch. The embedded profile waits 10 ms (1–2 ms makes consumers crawl
@@ -168,9 +172,9 @@ class EmbeddedProfile(BrokerProfile):
     """Tansu, the embedded development broker (see the module docs)."""
 
     name = "embedded"
-    session_timeout = 3.0
+    session_timeout = 2.0
     heartbeat_interval = 0.5
-    rebalance_timeout = 3.0
+    rebalance_timeout = 2.0
     fetch_max_wait_ms = 10
 
     def faust_options(self) -> dict[str, Any]:

@@ -35,9 +35,9 @@ def test_default_settings_get_embedded_profile() -> None:
     p = profile_for(Settings())
     assert type(p) is EmbeddedProfile and p.name == "embedded"
     opts = p.faust_options()
-    assert opts["broker_session_timeout"] == 3.0
+    assert opts["broker_session_timeout"] == 2.0
     assert opts["broker_heartbeat_interval"] == 0.5
-    assert opts["broker_rebalance_timeout"] == 3.0
+    assert opts["broker_rebalance_timeout"] == 2.0
     assert opts["producer_acks"] == -1
     assert opts["topic_partitions"] == 8 and opts["topic_replication_factor"] == 1
 
@@ -46,7 +46,7 @@ def test_kafka_profile_options() -> None:
     p = profile_for(Settings(broker_url=KAFKA))
     assert type(p) is BrokerProfile and p.name == "kafka"
     assert p.faust_options() == {
-        # Apache Kafka's consumer defaults since 3.0 (KIP-735), not the embedded broker's 3 s / 0.5 s.
+        # Apache Kafka's consumer defaults since 3.0 (KIP-735), not the embedded broker's 2 s / 0.5 s.
         "broker_session_timeout": 45.0, "broker_heartbeat_interval": 3.0,
         "broker_rebalance_timeout": 60.0,  # Faust's default
         "producer_acks": -1,  # acks=all
