@@ -7,9 +7,12 @@ the row (:func:`yadtq_app.state.schedule_of`). It is the only code that writes t
 tables, and it never awaits, so its read-modify-write is atomic on the event loop. It
 runs in the status agent for events that arrive through the events topic (submissions,
 cancel/retry requests, progress, other workers), and in the task agent for the tasks
-that worker runs (see ``agents.tasks.report``). Side effects of a fold on this worker, which owns the task's partition: a
-``cancel`` for a running attempt cancels it here; an ``expire`` deletes a finished
-row past the result TTL.
+that worker runs (see ``agents.tasks.report``); an attempt's ``processing`` event is
+held for a moment first (``agents.tasks.record_start``), and written by whichever
+comes first: a timer, the attempt's outcome, or any other event for the task. Side
+effects of a fold on this worker, which owns the task's partition: a ``cancel`` for a
+running attempt cancels it here; an ``expire`` deletes a finished row past the result
+TTL.
 
 It also tracks how far it has folded each events partition, so the task agent can
 wait, after a rebalance, until every event already written for a partition is in the
@@ -30,11 +33,25 @@ from faust.types import TP
 from tables.schedule import task_schedule
 from tables.task_status import task_status
 from yadtq_app.application import app, settings
-from yadtq_app.records import CANCEL, CANCELLED, EXPIRE, REQUEUE, TERMINAL, ScheduledRun, TaskEvent
+from yadtq_app.records import (
+    CANCEL,
+    CANCELLED,
+    EXPIRE,
+    FAILED,
+    REQUEUE,
+    RETRYING,
+    SUCCESS,
+    TERMINAL,
+    ScheduledRun,
+    TaskEvent,
+)
 from yadtq_app.state import apply_event, schedule_of
 from yadtq_app.topics import events_topic
 
 logger = logging.getLogger(__name__)
+
+#: The events that end an attempt.
+OUTCOMES = frozenset({SUCCESS, FAILED, RETRYING, CANCELLED})
 
 #: events partition → offset after the last event folded into the table.
 _folded: dict[int, int] = {}
@@ -57,7 +74,19 @@ async def record_status(stream: AsyncIterable[Any]) -> None:
 
 
 def fold(event: TaskEvent) -> None:
-    """Apply one event to the tables (inside the agent: Faust needs the current event)."""
+    """Apply one event to the tables (inside the agent: Faust needs the current event).
+
+    An attempt running here whose ``processing`` event is still held
+    (``agents.tasks.record_start``) is recorded first, unless ``event`` is that
+    attempt's own outcome, which records its start with it.
+    """
+    start = app.running.take_start(event.id)
+    if start is not None and not (event.kind in OUTCOMES and event.attempt == start.attempt):
+        _fold(start)
+    _fold(event)
+
+
+def _fold(event: TaskEvent) -> None:
     key = event.id.encode()
     before = task_status.get(key)
     if event.kind == EXPIRE:

@@ -18,7 +18,7 @@ from faust.types import EventT
 from yadtq_app.application import app, settings
 from yadtq_app.fencing import FencedTable
 from yadtq_app.records import TaskState
-from yadtq_app.state import merge_rows
+from yadtq_app.state import apply_event, merge_rows
 
 __all__ = ["task_status", "get_status", "StatusTable"]
 
@@ -67,5 +67,8 @@ task_status: Any = app.tables.add(StatusTable(
 
 
 def get_status(task_id: str) -> Optional[TaskState]:
-    """The local row for ``task_id`` (``None`` if this worker holds none)."""
-    return task_status.get(task_id.encode())
+    """The local row for ``task_id`` (``None`` if this worker holds none), including an
+    attempt that runs here but whose start is not written yet (``agents.tasks.record_start``)."""
+    row = task_status.get(task_id.encode())
+    start = app.running.unrecorded_start(task_id)
+    return apply_event(row, start) if start is not None else row

@@ -131,6 +131,13 @@ class YadtqApp(faust.App):
             if self.freeze_guard.is_open():
                 break
             await asyncio.sleep(0.05)
+        return self._holds(topic, partition)
+
+    def may_act_now(self, topic: str, partition: int) -> bool:
+        """:meth:`may_act_on` without waiting: False while the freeze guard is closed."""
+        return not self.membership_lost() and self.freeze_guard.is_open() and self._holds(topic, partition)
+
+    def _holds(self, topic: str, partition: int) -> bool:
         assigned = self._assigned
         if assigned is None:
             try:

@@ -140,7 +140,9 @@ def apply_event(state: Optional[TaskState], event: TaskEvent) -> TaskState:
     state.attempts = max(state.attempts, event.attempt)
     state.worker = event.worker
     started = event.started_at if event.started_at is not None else state.started_at
-    if state.started_at is None:
+    if event.started_at is not None:  # the attempt's start may not have been recorded
+        state.started_at = event.started_at
+    elif state.started_at is None:
         state.started_at = event.at
     if event.attempt > 0:
         entry = attempt_record(event.attempt, event.worker, kind, started, event.at, event.error)
@@ -312,11 +314,26 @@ class RecentlyFinished:
 
 
 class RunningTasks:
-    """The attempts running on this worker, so a cancel request can reach them."""
+    """The attempts running on this worker, so a cancel request can reach them, and the
+    ``processing`` events of those whose start is not in the status table yet."""
 
     def __init__(self) -> None:
         self._jobs: dict[str, asyncio.Future[Any]] = {}
         self._cancelled: set[str] = set()
+        self._starts: dict[str, TaskEvent] = {}
+
+    def defer_start(self, event: TaskEvent) -> None:
+        """Hold the ``processing`` event of an attempt that just started (see
+        ``agents.tasks.record_start``)."""
+        self._starts[event.id] = event
+
+    def take_start(self, task_id: str) -> Optional[TaskEvent]:
+        """The held ``processing`` event of ``task_id``, no longer held (``None`` if none)."""
+        return self._starts.pop(task_id, None)
+
+    def unrecorded_start(self, task_id: str) -> Optional[TaskEvent]:
+        """The held ``processing`` event of ``task_id``, if any (it stays held)."""
+        return self._starts.get(task_id)
 
     def add(self, task_id: str, job: "asyncio.Future[Any]") -> None:
         self._jobs[task_id] = job

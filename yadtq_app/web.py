@@ -67,7 +67,8 @@ from yadtq_app.records import (
 from yadtq_app.ordering import ENQUEUE, SequencerMessage
 from yadtq_app.topics import events_topic, sequencer_topic, task_topic
 
-__all__ = ["TasksView", "TaskView", "TaskStatusesView", "CancelView", "RetryView", "WorkersView", "DeadLettersView", "HealthView"]
+__all__ = ["TasksView", "TaskView", "TaskStatusesView", "CancelView", "RetryView", "WorkersView", "DeadLettersView",
+           "HealthView"]
 
 logger = logging.getLogger(__name__)
 

@@ -93,6 +93,27 @@ def test_success_without_processing_sets_started_at() -> None:
     assert (s.status, s.started_at, s.finished_at, s.attempts, s.worker) == ("success", 3.0, 3.0, 1, "w1")
 
 
+def test_an_outcome_carries_the_start_that_was_not_recorded() -> None:
+    # The executing worker writes no processing row for a task that finishes quickly.
+    s = fold(QUEUED, ev("success", attempt=1, worker="w1", at=3.0, started_at=2.5, result=20))
+    assert (s.status, s.started_at, s.finished_at, s.attempts, s.worker) == ("success", 2.5, 3.0, 1, "w1")
+    assert s.history[-1]["started_at"] == 2.5
+    # With the start recorded, the outcome agrees with it.
+    s = fold(QUEUED, PROC1, ev("success", attempt=1, worker="w1", at=3.0, started_at=2.0, result=20))
+    assert (s.started_at, s.finished_at) == (2.0, 3.0)
+
+
+def test_running_tasks_hold_an_unrecorded_start() -> None:
+    from yadtq_app.state import RunningTasks
+
+    running = RunningTasks()
+    assert running.unrecorded_start("t1") is None and running.take_start("t1") is None
+    running.defer_start(PROC1)
+    assert running.unrecorded_start("t1") is PROC1  # peeking keeps it held
+    assert running.take_start("t1") is PROC1
+    assert running.unrecorded_start("t1") is None and running.take_start("t1") is None
+
+
 def test_unknown_kind_raises() -> None:
     with pytest.raises(ValueError, match="bogus"):
         apply_event(None, ev("bogus"))
