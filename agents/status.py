@@ -9,7 +9,7 @@ runs in the status agent for events that arrive through the events topic (submis
 cancel/retry requests, progress, other workers), and in the task agent for the tasks
 that worker runs (see ``agents.tasks.report``); an attempt's ``processing`` event is
 held for a moment first (``agents.tasks.record_start``), and written by whichever
-comes first: a timer, the attempt's outcome, or any other event for the task. Side
+comes first: a timer, the attempt's outcome, or a cancel or progress event. Side
 effects of a fold on this worker, which owns the task's partition: a ``cancel`` for a
 running attempt cancels it here; an ``expire`` deletes a finished row past the result
 TTL.
@@ -38,6 +38,7 @@ from yadtq_app.records import (
     CANCELLED,
     EXPIRE,
     FAILED,
+    PROGRESS,
     REQUEUE,
     RETRYING,
     SUCCESS,
@@ -52,6 +53,10 @@ logger = logging.getLogger(__name__)
 
 #: The events that end an attempt.
 OUTCOMES = frozenset({SUCCESS, FAILED, RETRYING, CANCELLED})
+#: The events whose effect depends on whether the attempt has started: a held start is
+#: recorded before them (any other event applies to the row as written and leaves the
+#: held start held).
+NEEDS_START = frozenset({CANCEL, PROGRESS})
 
 #: events partition → offset after the last event folded into the table.
 _folded: dict[int, int] = {}
@@ -77,12 +82,17 @@ def fold(event: TaskEvent) -> None:
     """Apply one event to the tables (inside the agent: Faust needs the current event).
 
     An attempt running here whose ``processing`` event is still held
-    (``agents.tasks.record_start``) is recorded first, unless ``event`` is that
-    attempt's own outcome, which records its start with it.
+    (``agents.tasks.record_start``) is recorded before a cancel or progress event;
+    its own outcome records the start with it.
     """
-    start = app.running.take_start(event.id)
-    if start is not None and not (event.kind in OUTCOMES and event.attempt == start.attempt):
-        _fold(start)
+    if event.kind in NEEDS_START:
+        start = app.running.take_start(event.id)
+        if start is not None:
+            _fold(start)
+    elif event.kind in OUTCOMES:
+        start = app.running.unrecorded_start(event.id)
+        if start is not None and start.attempt == event.attempt:
+            app.running.take_start(event.id)  # recorded with its outcome
     _fold(event)
 
 
@@ -93,6 +103,8 @@ def _fold(event: TaskEvent) -> None:
         expire(key, before, event)
         return
     row = apply_event(before, event)
+    if row == before:
+        return  # e.g. a submission's queued event arriving after the task finished: nothing to write
     task_status[key] = row
     entry, had = schedule_of(row), schedule_of(before)
     if entry is not None:
