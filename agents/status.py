@@ -90,9 +90,9 @@ def fold(event: TaskEvent) -> None:
         if start is not None:
             _fold(start)
     elif event.kind in OUTCOMES:
-        start = app.running.unrecorded_start(event.id)
-        if start is not None and start.attempt == event.attempt:
-            app.running.take_start(event.id)  # recorded with its outcome
+        start = app.running.take_start(event.id)
+        if start is not None and (start.attempt, start.worker) != (event.attempt, event.worker):
+            _fold(start)  # not this attempt's own outcome: the start must be known to fence it
     _fold(event)
 
 

@@ -338,7 +338,9 @@ async def record_start(request: TaskRequest, attempt: int, state: Optional[TaskS
     """
     event = _event(request, PROCESSING, attempt=attempt, state=state, at=started)
     if not await _owns_current_partition(request):
-        await events_topic.send(key=request.key, value=event)
+        # The partition moved away (a rebalance, a freeze): the new owner runs the task
+        # again; this attempt's outcome, if it comes, is fenced there
+        # (yadtq_app.state.apply_event).
         return
     app.running.defer_start(event)
     asyncio.get_running_loop().call_later(START_RECORD_DELAY, _write_start, request.id, attempt,
@@ -352,13 +354,12 @@ def _write_start(task_id: str, attempt: int) -> None:
         return
     app.running.take_start(task_id)
     current = faust.current_event()
-    if current is not None and app.may_act_now(current.message.topic, current.message.partition):
-        try:
-            fold(start)
-            return
-        except Exception:  # noqa: BLE001 - fall back to the events topic
-            logger.exception("task %s: could not record its start locally; sending it as an event", task_id)
-    asyncio.ensure_future(events_topic.send(key=start.id.encode(), value=start))
+    if current is None or not app.may_act_now(current.message.topic, current.message.partition):
+        return  # the partition moved away meanwhile: see record_start
+    try:
+        fold(start)
+    except Exception:  # noqa: BLE001 - the outcome will record the start
+        logger.exception("task %s: could not record its start", task_id)
 
 
 def _event(request: TaskRequest, kind: str, *, attempt: int, state: Optional[TaskState] = None,

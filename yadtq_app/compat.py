@@ -312,7 +312,11 @@ def _transport_with(*, fetch_max_wait_ms: int, fix_end_offsets: bool) -> type:
                     self._gap.pop(tp, None)
 
         def ack(self, message: Any) -> bool:
-            if stale_ack(message.generation_id, self.app.consumer_generation_id):
+            # While flow control is off (a rebalance is under way, until its seek back to
+            # the committed offsets is done), Faust's streams drop what they read and ack
+            # it unprocessed; those messages are read again once the flow resumes.
+            if stale_ack(message.generation_id, self.app.consumer_generation_id) \
+                    or not self.app.flow_control.is_active():
                 with ack_lock:
                     message.acked = True
                     self._unacked_messages.discard(message)
@@ -361,10 +365,13 @@ def stale_ack(message_generation: Optional[int], current_generation: Optional[in
     the rebalance counted towards the new generation's commits, which could then move
     past a message nobody processed, or one still running: lost if the worker then
     dies. Such messages are read again from the committed offset after the rebalance,
-    so their old acks are dropped, and :class:`Consumer` forgets, when it seeks back to
-    the committed offsets, every ack and read gap recorded before the seek (Faust
-    records a gap when a read skips offsets, counting the skipped offsets — and the
-    message just read — as acked).
+    so :class:`Consumer` drops acks of an earlier generation and every ack made while
+    flow control is off, and forgets, when it seeks back to the committed offsets,
+    every ack and read gap recorded before the seek (Faust records a gap when a read
+    skips offsets, counting the skipped offsets — and the message just read — as
+    acked). Seen: a worker given a partition at a rebalance read its first message
+    while its flow was still off, the stream dropped and acked it, and the commit that
+    followed skipped that task for good.
     """
     return message_generation is not None and current_generation is not None \
         and message_generation != current_generation

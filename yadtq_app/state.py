@@ -119,9 +119,10 @@ def apply_event(state: Optional[TaskState], event: TaskEvent) -> TaskState:
             state.status = SCHEDULED
             state.next_run_at = event.next_run_at
         return state
-    stale = event.attempt < state.attempts or (event.attempt == state.attempts and state.status == RETRYING)
+    stale = event.attempt < state.attempts or (event.attempt == state.attempts and state.status == RETRYING) \
+        or _other_workers_attempt(state, event)
     if kind == PROGRESS:
-        if state.status == PROCESSING and event.attempt == state.attempts:
+        if state.status == PROCESSING and event.attempt == state.attempts and not stale:
             state.progress = event.progress
         return state
     if stale:
@@ -222,6 +223,17 @@ class Decision:
     action: str
     attempt: int = 0
     why: str = ""
+
+
+def _other_workers_attempt(state: TaskState, event: TaskEvent) -> bool:
+    """An event about the attempt the row says is running, from a worker that is not
+    running it: a worker that lost the task's partition (it froze, or died) before its
+    start was recorded, while the new owner runs the task again under the same attempt
+    number. Its report is stale. A cancel completed by the partition's new owner for
+    the attempt its dead worker was running is not."""
+    if state.status != PROCESSING or event.attempt != state.attempts or event.worker == state.worker:
+        return False
+    return not (event.kind == CANCELLED and state.cancel_requested)
 
 
 def decide(row: Optional[TaskState], request: TaskRequest, *, finished: Optional[tuple[str, int]] = None,

@@ -195,9 +195,22 @@ def test_acks_of_an_earlier_generation_do_not_count_towards_commits(monkeypatch:
                                timestamp_type=0, headers=[], key=b"k", value=b"{}", checksum=None,
                                generation_id=generation)
 
+    was_active = app.flow_control.is_active()
+    app.flow_control.resume()  # as in a worker between rebalances
     old, new = message(10, 6), message(11, 7)
     consumer._unacked_messages.update({old, new})
     assert consumer.ack(old) is False  # dropped at the rebalance: read again, not committed
     assert old.acked and old not in consumer._unacked_messages
     assert consumer.ack(new) is True
     assert consumer._acked[tp] == [11] and 10 not in consumer._acked_index[tp]
+    # While a rebalance has the flow off, streams drop what they read and ack it: not counted.
+    dropped = message(12, 7)
+    app.flow_control.suspend()
+    try:
+        assert consumer.ack(dropped) is False
+    finally:
+        app.flow_control.resume()
+    assert consumer._acked[tp] == [11]
+    assert consumer.ack(message(13, 7)) is True
+    if not was_active:
+        app.flow_control.suspend()

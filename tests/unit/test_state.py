@@ -103,6 +103,28 @@ def test_an_outcome_carries_the_start_that_was_not_recorded() -> None:
     assert (s.started_at, s.finished_at) == (2.0, 3.0)
 
 
+def test_a_lost_workers_report_on_a_rerun_attempt_of_the_same_number_is_fenced() -> None:
+    # w1 started attempt 1 but froze before recording it; w0 (the partition's new owner)
+    # runs the task again, also as attempt 1, and records its start.
+    rerun = fold(QUEUED, ev("processing", attempt=1, worker="w0", at=5.0))
+    for late in (ev("failed", attempt=1, worker="w1", at=6.0, error={"type": "X", "message": "x"}),
+                 ev("retrying", attempt=1, worker="w1", at=6.0, next_run_at=9.0),
+                 ev("success", attempt=1, worker="w1", at=6.0, result=1),
+                 ev("progress", attempt=1, worker="w1", at=6.0, progress={"fraction": 0.5}),
+                 ev("processing", attempt=1, worker="w1", at=6.0)):
+        assert fold(late, state=rerun) == rerun, late.kind
+    done = fold(ev("success", attempt=1, worker="w0", at=7.0, result=20), state=rerun)
+    assert (done.status, done.worker, done.result) == ("success", "w0", 20)
+
+
+def test_the_new_owner_completes_a_cancel_of_its_dead_workers_attempt() -> None:
+    running = fold(QUEUED, PROC1, ev("cancel", at=2.5))
+    assert running.cancel_requested and running.worker == "w1"
+    s = fold(ev("cancelled", attempt=1, worker="w2", at=3.0, error={"type": "TaskCancelled", "message": "c"}),
+             state=running)
+    assert s.status == "cancelled"
+
+
 def test_running_tasks_hold_an_unrecorded_start() -> None:
     from yadtq_app.state import RunningTasks
 
