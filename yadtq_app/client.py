@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import datetime
 import time
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Callable, Optional, Sequence, TypeVar, Union
 
 import httpx
 
@@ -33,11 +33,34 @@ from .errors import (
 
 __all__ = ["Client", "TaskHandle"]
 
+T = TypeVar("T")
+
 #: How long after an accepted submission a 404 still means "accepted, not yet recorded".
 ACCEPT_GRACE_SECONDS = 10.0
 FINISHED = ("success", "failed", "cancelled")
 #: Ids per ``POST /tasks/status`` request (the server takes at most 1,000).
 BATCH_IDS = 1000
+
+
+def _poll(step: Callable[[], Optional[T]], *, timeout: float, poll: float, timed_out: Callable[[], str]) -> T:
+    """Call ``step`` until it returns something, waiting ``poll`` s at first and up to
+    0.5 s between calls (a 503, a worker rebalancing, counts as nothing yet);
+    :class:`TaskTimeout` with ``timed_out()`` after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    delay = poll
+    while True:
+        try:
+            value = step()
+        except ClientError as exc:
+            if exc.status != 503:
+                raise
+            value = None
+        if value is not None:
+            return value
+        if time.monotonic() >= deadline:
+            raise TaskTimeout(timed_out())
+        time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+        delay = min(delay * 1.5, 0.5)
 
 
 class TaskHandle:
@@ -80,22 +103,15 @@ class TaskHandle:
 
     def wait(self, timeout: float = 30.0, poll: float = 0.02) -> dict[str, Any]:
         """Wait until the task finishes; its status row. :class:`TaskTimeout` if it does not."""
-        deadline = time.monotonic() + timeout
-        delay = poll
-        while True:
-            try:
-                info = self.info()
-            except ClientError as exc:
-                if exc.status != 503:
-                    raise
-                info = {}
-            if info.get("status") in FINISHED:
-                return info
-            if time.monotonic() >= deadline:
-                raise TaskTimeout(f"task {self.id} did not finish within {timeout:g} s "
-                                  f"(status {info.get('status', 'unknown')})")
-            time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
-            delay = min(delay * 1.5, 0.5)
+        last: dict[str, Any] = {}
+
+        def finished() -> Optional[dict[str, Any]]:
+            last.update(self.info())
+            return last if last.get("status") in FINISHED else None
+
+        return _poll(finished, timeout=timeout, poll=poll,
+                     timed_out=lambda: f"task {self.id} did not finish within {timeout:g} s "
+                                       f"(status {last.get('status', 'unknown')})")
 
     def result(self, timeout: float = 30.0) -> Any:
         """The task's result; :class:`TaskFailed` if it failed (:class:`TaskCancelled` if
@@ -188,28 +204,20 @@ class Client:
 
         Asks only about the tasks not yet finished, in batches; an id with no row yet
         counts as queued (its submission may not be recorded yet)."""
-        deadline = time.monotonic() + timeout
         done: dict[str, dict[str, Any]] = {}
         pending = list(dict.fromkeys(task_ids))
-        delay = poll
-        while True:
-            try:
-                rows = self.statuses(pending)
-            except ClientError as exc:
-                if exc.status != 503:
-                    raise
-                rows = {}
-            for task_id, row in rows.items():
+
+        def all_finished() -> Optional[dict[str, dict[str, Any]]]:
+            nonlocal pending
+            for task_id, row in self.statuses(pending).items():
                 if row is not None and row.get("status") in FINISHED:
                     done[task_id] = row
             pending = [t for t in pending if t not in done]
-            if not pending:
-                return done
-            if time.monotonic() >= deadline:
-                raise TaskTimeout(f"{len(pending)} of {len(done) + len(pending)} tasks did not finish within "
-                                  f"{timeout:g} s (e.g. {pending[0]})")
-            time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
-            delay = min(delay * 1.5, 0.5)
+            return done if not pending else None
+
+        return _poll(all_finished, timeout=timeout, poll=poll,
+                     timed_out=lambda: f"{len(pending)} of {len(done) + len(pending)} tasks did not finish "
+                                       f"within {timeout:g} s (e.g. {pending[0]})")
 
     def cancel(self, task_id: str) -> dict[str, Any]:
         """Ask to cancel ``task_id``: a waiting task never starts, a running one is cancelled."""
