@@ -55,7 +55,12 @@ every bootstrap host is a loopback address and no TLS/SASL is configured):
       tasks wait: kill -9 to the first re-run measured 3.7 s median at 2 s (6.2 s at
       3 s; bench/RESULTS.md). Heartbeats come from Faust's consumer thread, so busy
       task code does not delay them; ``YADTQ_SESSION_TIMEOUT`` raises it for a
-      machine too loaded to heartbeat within 2 s.
+      machine too loaded to heartbeat within 2 s. The join delay does not depend on
+      the *rebalance* timeout (measured), which is 10 s: how long a rebalance waits
+      for the living members to rejoin. Faust rejoins only once the tasks in flight
+      on the partitions it gives up have finished, so a shorter one (it was the
+      session timeout) dropped a busy but healthy worker from the group and its
+      running tasks ran a second time elsewhere (seen with 2 s tasks at 2 s).
     * **Fetch long-poll does not wake when data arrives.** Faust hard-codes
       ``fetch_max_wait_ms=1500`` for its worker consumer, which on Tansu means up to
       1.5 s per fetch. The embedded profile waits 10 ms (1–2 ms makes consumers crawl
@@ -174,13 +179,8 @@ class EmbeddedProfile(BrokerProfile):
     name = "embedded"
     session_timeout = 2.0
     heartbeat_interval = 0.5
-    rebalance_timeout = 2.0
+    rebalance_timeout = 10.0
     fetch_max_wait_ms = 10
-
-    def faust_options(self) -> dict[str, Any]:
-        opts = super().faust_options()
-        opts["broker_rebalance_timeout"] = opts["broker_session_timeout"]
-        return opts
 
     def topic_config(self) -> dict[str, str]:
         return {}  # one node: nothing is replicated, so min.insync.replicas means nothing
