@@ -84,6 +84,10 @@ class YadtqApp(faust.App):
         super().__init__(settings.app_id, **options)
         self.on_partitions_revoked.connect(self._forget_assignment)
         self.on_partitions_assigned.connect(self._forget_assignment)
+        #: Topics whose messages may be read twice (the task agent decides from the status
+        #: row): a message a stream dropped unprocessed at a rebalance is read again
+        #: (yadtq_app.compat.stale_ack).
+        self.rereadable_topics = frozenset({settings.task_topic})
 
     def _new_transport(self) -> Any:
         return self.profile.transport_class()(self.conf.broker_consumer, self)

@@ -87,6 +87,7 @@ dropped unprocessed at a rebalance, and a crash then lost it.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import TYPE_CHECKING, Any, Iterable, List, Mapping, Optional
@@ -117,6 +118,9 @@ FAUST_REBALANCE_TIMEOUT = 60.0
 #: heartbeat.interval.ms, in seconds.
 KAFKA_SESSION_TIMEOUT = 45.0
 KAFKA_HEARTBEAT_INTERVAL = 3.0
+
+#: How often a seek back to dropped messages is tried while a rebalance is under way (s).
+REREAD_DELAY = 0.1
 
 logger = logging.getLogger(__name__)
 
@@ -321,8 +325,37 @@ def _transport_with(*, fetch_max_wait_ms: int, fix_end_offsets: bool) -> type:
                     message.acked = True
                     self._unacked_messages.discard(message)
                     notify(self._waiting_for_ack)
+                if message.topic in getattr(self.app, "rereadable_topics", ()):
+                    self.loop.call_soon_threadsafe(self._reread_later, message.tp, message.offset)
                 return False
             return super().ack(message)  # type: ignore[no-any-return]
+
+        def _reread_later(self, tp: TP, offset: int) -> None:
+            """Make sure a message acked without counting is read again (see :func:`stale_ack`)."""
+            pending = self.__dict__.setdefault("_yadtq_reread", {})
+            pending[tp] = min(offset, pending.get(tp, offset))
+            task = self.__dict__.get("_yadtq_reread_task")
+            if task is None or task.done():
+                self.__dict__["_yadtq_reread_task"] = asyncio.ensure_future(self._reread())
+
+        async def _reread(self) -> None:
+            pending: dict[TP, int] = self.__dict__["_yadtq_reread"]
+            while pending:
+                await asyncio.sleep(REREAD_DELAY)
+                if self.app.rebalancing or not self.app.flow_control.is_active() or not self.flow_active:
+                    continue  # the rebalance's own seek comes first
+                todo = dict(pending)
+                pending.clear()
+                try:
+                    assigned = self.assignment()
+                    for tp, offset in todo.items():
+                        committed = self._committed_offset.get(tp)
+                        if tp in assigned and (committed is None or offset >= committed):
+                            logger.info("%s-%d: reading again from offset %d, which a stream dropped "
+                                        "unprocessed", tp.topic, tp.partition, offset)
+                            await self.seek(tp, offset)
+                except Exception:  # noqa: BLE001 - the next rebalance seeks anyway
+                    logger.exception("could not seek back to messages dropped unprocessed: %s", todo)
 
         def _new_offset(self, tp: TP) -> Optional[int]:
             committed = self._committed_offset[tp]
@@ -371,7 +404,13 @@ def stale_ack(message_generation: Optional[int], current_generation: Optional[in
     skips offsets, counting the skipped offsets — and the message just read — as
     acked). Seen: a worker given a partition at a rebalance read its first message
     while its flow was still off, the stream dropped and acked it, and the commit that
-    followed skipped that task for good.
+    followed skipped that task for good. Not counting the ack keeps the commit from
+    passing it, but the worker that dropped it would still never read it again if the
+    rebalance's seek had already happened (seen too: the new owner of a crashed
+    worker's partition went on from the message after the task it should have re-run).
+    So for the topics the app names in ``rereadable_topics`` (the task topic, whose
+    messages the task agent handles idempotently) the consumer seeks back to a message
+    dropped that way once the flow is on again.
     """
     return message_generation is not None and current_generation is not None \
         and message_generation != current_generation

@@ -215,3 +215,47 @@ def test_acks_of_an_earlier_generation_do_not_count_towards_commits(monkeypatch:
     assert consumer.ack(message(13, 7)) is True
     if not was_active:
         app.flow_control.suspend()
+
+
+async def test_a_task_message_dropped_at_a_rebalance_is_read_again(monkeypatch: Any) -> None:
+    import asyncio
+
+    from faust.types import TP
+    from faust.types.tuples import ConsumerMessage
+
+    from yadtq_app import compat
+    from yadtq_app.application import app
+
+    consumer = app.consumer
+    tp = TP(app.settings.task_topic, 2)
+    seeks: list[tuple[TP, int]] = []
+
+    async def seek(partition: TP, offset: int) -> None:  # the broker side of a seek
+        seeks.append((partition, offset))
+
+    monkeypatch.setattr(consumer, "seek", seek)
+    monkeypatch.setattr(consumer, "assignment", lambda: {tp})
+    monkeypatch.setattr(consumer, "loop", asyncio.get_running_loop())
+    monkeypatch.setattr(consumer, "flow_active", True)
+    monkeypatch.setattr(compat, "REREAD_DELAY", 0.01)
+    monkeypatch.setattr(app, "consumer_generation_id", 3)
+    monkeypatch.setattr(app.topics, "acks_enabled_for", lambda topic: True)
+    was_active = app.flow_control.is_active()
+    app.flow_control.suspend()  # a rebalance began: the stream drops what it reads
+    try:
+        for offset in (7, 8):
+            dropped = ConsumerMessage(topic=tp.topic, partition=tp.partition, offset=offset, timestamp=0.0,
+                                      timestamp_type=0, headers=[], key=b"k", value=b"{}", checksum=None,
+                                      generation_id=3)
+            assert consumer.ack(dropped) is False
+        await asyncio.sleep(0.05)
+        assert seeks == []  # not while the rebalance is under way: its own seek comes first
+        app.flow_control.resume()
+        for _ in range(100):
+            if seeks:
+                break
+            await asyncio.sleep(0.01)
+        assert seeks == [(tp, 7)]  # once, from the first message dropped
+    finally:
+        if not was_active:
+            app.flow_control.suspend()
