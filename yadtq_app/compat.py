@@ -105,7 +105,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .settings import Settings
 
 __all__ = ["BrokerProfile", "EmbeddedProfile", "profile_for", "true_end_offsets", "EmbeddedTransport", "head_unacked",
-           "stale_ack"]
+           "stale_ack", "ReadOffsets"]
 
 UNKNOWN_MEMBER_ID = JoinGroupRequest.UNKNOWN_MEMBER_ID
 
@@ -298,15 +298,22 @@ def _transport_with(*, fetch_max_wait_ms: int, fix_end_offsets: bool) -> type:
         """Faust's consumer with a correct commit point (see :func:`head_unacked` and
         :func:`stale_ack`)."""
 
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self._read_offset = ReadOffsets()
+
         def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
             return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
         async def perform_seek(self) -> None:
             await super().perform_seek()
             floor = self.__dict__.setdefault("_yadtq_floor", {})
+            rereadable = getattr(self.app, "rereadable_topics", ())
             for tp, offset in self._read_offset.items():
                 if offset is not None and offset >= 0:
                     floor[tp] = offset
+                    if tp.topic in rereadable:
+                        self._read_offset.hold(tp, offset)
             # Reading starts again at the committed offsets: what was acked or taken
             # for a gap before the seek says nothing about the messages read from here.
             with ack_lock:
@@ -329,6 +336,11 @@ def _transport_with(*, fetch_max_wait_ms: int, fix_end_offsets: bool) -> type:
                     self.loop.call_soon_threadsafe(self._reread_later, message.tp, message.offset)
                 return False
             return super().ack(message)  # type: ignore[no-any-return]
+
+        async def _add_gap(self, tp: TP, offset_from: int, offset_to: int) -> None:
+            if self._read_offset.held(tp):
+                return  # a message read before the seek, not a hole (see ReadOffsets)
+            await super()._add_gap(tp, offset_from, offset_to)
 
         def _reread_later(self, tp: TP, offset: int) -> None:
             """Make sure a message acked without counting is read again (see :func:`stale_ack`)."""
@@ -387,6 +399,49 @@ def head_unacked(committed: Optional[int], acked: Any, acked_index: Any, gap: An
     if committed is None or not acked:
         return False
     return committed not in acked_index and not gap.at(committed)
+
+
+class ReadOffsets(dict):  # type: ignore[type-arg]
+    """Faust's per-partition read offsets, which a read from before a seek cannot move on.
+
+    After a rebalance Faust seeks each partition back to its committed offset and sets
+    its read offset there, but its fetch loop may still be delivering a batch read
+    before the seek; each of those messages moved the read offset on again, so when the
+    seek's own reads came back, the messages between the committed offset and the stale
+    batch's last one were dropped as already read (``Consumer._drain_messages``), and
+    the gap between them was even counted as acked. Seen: the new owner of a crashed
+    worker's partition never ran the task at the committed offset again. A partition
+    held here keeps its read offset at the seek position until the message there is
+    read again.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._held: dict[Any, int] = {}
+
+    def __missing__(self, key: Any) -> None:  # Faust's was a defaultdict(lambda: None)
+        return None
+
+    def __setitem__(self, tp: Any, offset: Optional[int]) -> None:
+        held = self._held.get(tp)
+        if held is not None and offset is not None:
+            if offset > held:
+                return  # read before the seek: the seek's reads deliver it again
+            if offset == held:
+                del self._held[tp]
+        super().__setitem__(tp, offset)
+
+    def pop(self, tp: Any, *default: Any) -> Any:
+        self._held.pop(tp, None)
+        return super().pop(tp, *default)
+
+    def hold(self, tp: Any, offset: int) -> None:
+        """``tp`` was just seeked to ``offset``."""
+        super().__setitem__(tp, offset)
+        self._held[tp] = offset
+
+    def held(self, tp: Any) -> bool:
+        return tp in self._held
 
 
 def stale_ack(message_generation: Optional[int], current_generation: Optional[int]) -> bool:

@@ -259,3 +259,29 @@ async def test_a_task_message_dropped_at_a_rebalance_is_read_again(monkeypatch: 
     finally:
         if not was_active:
             app.flow_control.suspend()
+
+
+def test_a_read_from_before_the_seek_does_not_move_the_read_offset_on() -> None:
+    from yadtq_app.compat import ReadOffsets
+
+    offsets = ReadOffsets()
+    assert offsets["tp"] is None  # as Faust's defaultdict(lambda: None)
+    offsets.update({"tp": 3})  # Faust's perform_seek
+    offsets.hold("tp", 3)
+    for stale in (11, 12, 13):  # a batch fetched before the seek, still being delivered
+        offsets["tp"] = stale
+    assert offsets["tp"] == 3 and offsets.held("tp")  # so the seek's reads from 3 are not dropped
+    offsets["tp"] = 3  # the message at the committed offset, read again
+    assert not offsets.held("tp")
+    offsets["tp"] = 4
+    assert offsets["tp"] == 4
+    offsets.hold("other", 0)
+    offsets.pop("other")  # revoked
+    assert not offsets.held("other") and offsets["other"] is None
+
+
+def test_the_consumer_reads_offsets_through_read_offsets() -> None:
+    from yadtq_app.application import app
+    from yadtq_app.compat import ReadOffsets
+
+    assert isinstance(app.consumer._read_offset, ReadOffsets)
