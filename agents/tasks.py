@@ -100,6 +100,7 @@ async def execute_tasks(stream: AsyncIterable[Any]) -> None:
 
 async def handle_task_message(event: EventT) -> None:
     msg = event.message
+    app.consumer.delivered(msg.tp, msg.offset)  # type: ignore[attr-defined]  # yadtq_app.compat.Consumer
     default_id = f"{msg.topic}-{msg.partition}-{msg.offset}"
     try:
         request = parse_task_message(event.value, max_bytes=settings.max_message_bytes, default_id=default_id)

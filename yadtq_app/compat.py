@@ -121,6 +121,10 @@ KAFKA_HEARTBEAT_INTERVAL = 3.0
 
 #: How often a seek back to dropped messages is tried while a rebalance is under way (s).
 REREAD_DELAY = 0.1
+#: How long the message at a seek position may lag behind a later one (s), and how many
+#: times the partition is read again for it (see ``Consumer.delivered``).
+EXPECT_GRACE = 0.5
+EXPECT_TRIES = 3
 
 logger = logging.getLogger(__name__)
 
@@ -314,6 +318,7 @@ def _transport_with(*, fetch_max_wait_ms: int, fix_end_offsets: bool) -> type:
                     floor[tp] = offset
                     if tp.topic in rereadable:
                         self._read_offset.hold(tp, offset)
+                        self._expect(tp, offset)
             # Reading starts again at the committed offsets: what was acked or taken
             # for a gap before the seek says nothing about the messages read from here.
             with ack_lock:
@@ -341,6 +346,40 @@ def _transport_with(*, fetch_max_wait_ms: int, fix_end_offsets: bool) -> type:
             if self._read_offset.held(tp):
                 return  # a message read before the seek, not a hole (see ReadOffsets)
             await super()._add_gap(tp, offset_from, offset_to)
+
+        def _expect(self, tp: TP, offset: int, tries: int = 0) -> None:
+            self.__dict__.setdefault("_yadtq_expect", {})[tp] = (offset, tries)
+
+        def delivered(self, tp: TP, offset: int) -> None:
+            """The task agent got the message at ``offset`` of ``tp``.
+
+            After a seek back to the committed offset, the first message the agent gets
+            must be the one at that offset. Faust has been seen to lose it (read right
+            after the seek, while the worker finished its rebalance, and never handed
+            to the agent), going on with the next: then, if it does not turn up within
+            :data:`EXPECT_GRACE`, the partition is read again from there.
+            """
+            expected = self.__dict__.get("_yadtq_expect", {}).get(tp)
+            if expected is None:
+                return
+            if offset == expected[0]:
+                del self._yadtq_expect[tp]
+            elif offset > expected[0]:
+                self.loop.call_later(EXPECT_GRACE, self._expect_overdue, tp, expected)
+
+        def _expect_overdue(self, tp: TP, expected: tuple[int, int]) -> None:
+            if self.__dict__.get("_yadtq_expect", {}).get(tp) != expected:
+                return  # it arrived, or a new seek replaced it
+            offset, tries = expected
+            del self._yadtq_expect[tp]
+            if tries >= EXPECT_TRIES:
+                logger.error("%s-%d: the message at offset %d never reached the agent after %d reads", tp.topic,
+                             tp.partition, offset, tries + 1)
+                return
+            logger.warning("%s-%d: the message at offset %d, where reading resumed, did not reach the agent; "
+                           "reading again from there", tp.topic, tp.partition, offset)
+            self._expect(tp, offset, tries + 1)
+            self._reread_later(tp, offset)
 
         def _reread_later(self, tp: TP, offset: int) -> None:
             """Make sure a message acked without counting is read again (see :func:`stale_ack`)."""
@@ -409,10 +448,8 @@ class ReadOffsets(dict):  # type: ignore[type-arg]
     before the seek; each of those messages moved the read offset on again, so when the
     seek's own reads came back, the messages between the committed offset and the stale
     batch's last one were dropped as already read (``Consumer._drain_messages``), and
-    the gap between them was even counted as acked. Seen: the new owner of a crashed
-    worker's partition never ran the task at the committed offset again. A partition
-    held here keeps its read offset at the seek position until the message there is
-    read again.
+    the gap between them was even counted as acked. A partition held here keeps its
+    read offset at the seek position until the message there is read again.
     """
 
     def __init__(self) -> None:

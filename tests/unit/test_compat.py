@@ -285,3 +285,51 @@ def test_the_consumer_reads_offsets_through_read_offsets() -> None:
     from yadtq_app.compat import ReadOffsets
 
     assert isinstance(app.consumer._read_offset, ReadOffsets)
+
+
+async def test_the_message_at_the_seek_position_must_reach_the_agent(monkeypatch: Any) -> None:
+    import asyncio
+
+    from faust.types import TP
+
+    from yadtq_app import compat
+    from yadtq_app.application import app
+
+    consumer = app.consumer
+    tp = TP(app.settings.task_topic, 1)
+    seeks: list[tuple[TP, int]] = []
+
+    async def seek(partition: TP, offset: int) -> None:  # the broker side of a seek
+        seeks.append((partition, offset))
+
+    monkeypatch.setattr(consumer, "seek", seek)
+    monkeypatch.setattr(consumer, "assignment", lambda: {tp})
+    monkeypatch.setattr(consumer, "loop", asyncio.get_running_loop())
+    monkeypatch.setattr(consumer, "flow_active", True)
+    monkeypatch.setattr(compat, "REREAD_DELAY", 0.01)
+    monkeypatch.setattr(compat, "EXPECT_GRACE", 0.05)
+    was_active = app.flow_control.is_active()
+    app.flow_control.resume()
+    try:
+        consumer._expect(tp, 3)  # as perform_seek does
+        consumer.delivered(tp, 3)
+        consumer.delivered(tp, 4)
+        await asyncio.sleep(0.2)
+        assert seeks == []  # it came first: nothing to do
+        consumer._expect(tp, 3)
+        consumer.delivered(tp, 4)  # a later one first...
+        consumer.delivered(tp, 3)  # ...and the expected one right after: fine
+        await asyncio.sleep(0.2)
+        assert seeks == []
+        consumer._expect(tp, 3)
+        for offset in (4, 5, 6):  # the one at 3 was lost
+            consumer.delivered(tp, offset)
+        for _ in range(100):
+            if seeks:
+                break
+            await asyncio.sleep(0.01)
+        assert seeks == [(tp, 3)]
+    finally:
+        consumer.__dict__.get("_yadtq_expect", {}).pop(tp, None)
+        if not was_active:
+            app.flow_control.suspend()
