@@ -402,8 +402,7 @@ def _transport_with(*, fetch_max_wait_ms: int, fix_end_offsets: bool) -> type:
                     for tp, offset in todo.items():
                         committed = self._committed_offset.get(tp)
                         if tp in assigned and (committed is None or offset >= committed):
-                            logger.info("%s-%d: reading again from offset %d, which a stream dropped "
-                                        "unprocessed", tp.topic, tp.partition, offset)
+                            logger.info("%s-%d: reading again from offset %d", tp.topic, tp.partition, offset)
                             await self.seek(tp, offset)
                 except Exception:  # noqa: BLE001 - the next rebalance seeks anyway
                     logger.exception("could not seek back to messages dropped unprocessed: %s", todo)
