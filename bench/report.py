@@ -155,7 +155,8 @@ How each figure is measured (bench/compare.py; client, brokers and workers share
   tasks ÷ (first submit → last result confirmed). yadtq HTTP: `POST /tasks` with
   {concurrency} requests in flight, round-robin over the workers; yadtq Kafka: an aiokafka
   producer (defaults) writes the wire-format records onto the task topic keyed by id; yadtq
-  results through `GET /tasks/{{id}}` ({concurrency} in flight). Celery: `add.delay()` one after
+  results through the batch status read `POST /tasks/status` (1,000 ids a request, 4 in
+  flight; rows still running are asked again). Celery: `add.delay()` one after
   another, `AsyncResult.get()`. taskiq: `add.kiq()` ({concurrency} in flight), `wait_result()`
   ({concurrency} in flight). Each client first waits on the last task submitted (yadtq: the last
   of each partition, by Kafka's default partitioner), then checks every task.
@@ -171,10 +172,10 @@ How each figure is measured (bench/compare.py; client, brokers and workers share
   {taskiq_broker}, Redis result backend. Every run starts fresh workers and an empty Redis.
 - Ratios are yadtq's median ÷ the peer's: above 1 is better for throughput, below 1 better
   for latency. "yadtq 2w" is the like-for-like row (two worker processes, as the peers).
-- What favours whom: the peers keep only a result per task, yadtq a status row updated by
-  three events (queued/processing/success) through Kafka and a changelog; yadtq has no batch
-  status read, so confirming costs one HTTP GET per task, and with N workers (N−1)/N of them
-  are forwarded to the worker owning the row; Redis (C) and Tansu (Rust) both keep data in
+- What favours whom: the peers keep only a result per task, yadtq a changelog-backed status
+  row (written once for a quick task submitted through Kafka, twice through HTTP: queued,
+  then the outcome; a `processing` write too for tasks running over 50 ms); yadtq confirms
+  with a batch status read, the peers read one result per task (as their clients do); Redis (C) and Tansu (Rust) both keep data in
   memory only; Celery's client submits one task at a time (it is synchronous), the asyncio
   clients keep {concurrency} requests in flight; Celery prefetches 4 tasks per process and acks
   on receipt.
