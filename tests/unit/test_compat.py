@@ -217,20 +217,21 @@ def test_acks_of_an_earlier_generation_do_not_count_towards_commits(monkeypatch:
         app.flow_control.suspend()
 
 
-async def test_a_task_message_dropped_at_a_rebalance_is_read_again(monkeypatch: Any) -> None:
+def seekable_consumer(monkeypatch: Any, partition: int) -> tuple[Any, Any, list[tuple[Any, int]]]:
+    """The app's real consumer on the running loop, holding one task-topic partition, its
+    seeks recorded instead of sent to a broker; a seek back is tried every 10 ms."""
     import asyncio
 
     from faust.types import TP
-    from faust.types.tuples import ConsumerMessage
 
     from yadtq_app import compat
     from yadtq_app.application import app
 
     consumer = app.consumer
-    tp = TP(app.settings.task_topic, 2)
-    seeks: list[tuple[TP, int]] = []
+    tp = TP(app.settings.task_topic, partition)
+    seeks: list[tuple[Any, int]] = []
 
-    async def seek(partition: TP, offset: int) -> None:  # the broker side of a seek
+    async def seek(partition: Any, offset: int) -> None:  # the broker side of a seek
         seeks.append((partition, offset))
 
     monkeypatch.setattr(consumer, "seek", seek)
@@ -238,6 +239,26 @@ async def test_a_task_message_dropped_at_a_rebalance_is_read_again(monkeypatch: 
     monkeypatch.setattr(consumer, "loop", asyncio.get_running_loop())
     monkeypatch.setattr(consumer, "flow_active", True)
     monkeypatch.setattr(compat, "REREAD_DELAY", 0.01)
+    return consumer, tp, seeks
+
+
+async def until(check: Any, timeout: float = 1.0) -> None:
+    """Let the loop run until ``check()`` holds (at most ``timeout`` s)."""
+    import asyncio
+
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not check() and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.01)
+
+
+async def test_a_task_message_dropped_at_a_rebalance_is_read_again(monkeypatch: Any) -> None:
+    import asyncio
+
+    from faust.types.tuples import ConsumerMessage
+
+    from yadtq_app.application import app
+
+    consumer, tp, seeks = seekable_consumer(monkeypatch, 2)
     monkeypatch.setattr(app, "consumer_generation_id", 3)
     monkeypatch.setattr(app.topics, "acks_enabled_for", lambda topic: True)
     was_active = app.flow_control.is_active()
@@ -251,10 +272,7 @@ async def test_a_task_message_dropped_at_a_rebalance_is_read_again(monkeypatch: 
         await asyncio.sleep(0.05)
         assert seeks == []  # not while the rebalance is under way: its own seek comes first
         app.flow_control.resume()
-        for _ in range(100):
-            if seeks:
-                break
-            await asyncio.sleep(0.01)
+        await until(lambda: bool(seeks))
         assert seeks == [(tp, 7)]  # once, from the first message dropped
     finally:
         if not was_active:
@@ -290,23 +308,10 @@ def test_the_consumer_reads_offsets_through_read_offsets() -> None:
 async def test_the_message_at_the_seek_position_must_reach_the_agent(monkeypatch: Any) -> None:
     import asyncio
 
-    from faust.types import TP
-
     from yadtq_app import compat
     from yadtq_app.application import app
 
-    consumer = app.consumer
-    tp = TP(app.settings.task_topic, 1)
-    seeks: list[tuple[TP, int]] = []
-
-    async def seek(partition: TP, offset: int) -> None:  # the broker side of a seek
-        seeks.append((partition, offset))
-
-    monkeypatch.setattr(consumer, "seek", seek)
-    monkeypatch.setattr(consumer, "assignment", lambda: {tp})
-    monkeypatch.setattr(consumer, "loop", asyncio.get_running_loop())
-    monkeypatch.setattr(consumer, "flow_active", True)
-    monkeypatch.setattr(compat, "REREAD_DELAY", 0.01)
+    consumer, tp, seeks = seekable_consumer(monkeypatch, 1)
     monkeypatch.setattr(compat, "EXPECT_GRACE", 0.05)
     was_active = app.flow_control.is_active()
     app.flow_control.resume()
@@ -324,10 +329,7 @@ async def test_the_message_at_the_seek_position_must_reach_the_agent(monkeypatch
         consumer._expect(tp, 3)
         for offset in (4, 5, 6):  # the one at 3 was lost
             consumer.delivered(tp, offset)
-        for _ in range(100):
-            if seeks:
-                break
-            await asyncio.sleep(0.01)
+        await until(lambda: bool(seeks))
         assert seeks == [(tp, 3)]
     finally:
         consumer.__dict__.get("_yadtq_expect", {}).pop(tp, None)
