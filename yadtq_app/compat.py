@@ -305,13 +305,20 @@ def _transport_with(*, fetch_max_wait_ms: int, fix_end_offsets: bool) -> type:
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             self._read_offset = ReadOffsets()
+            #: Where reading resumed after the last seek: the floor no commit may pass.
+            self._yadtq_floor: dict[TP, int] = {}
+            #: Seek positions whose message has not reached the agent yet: (offset, tries).
+            self._yadtq_expect: dict[TP, tuple[int, int]] = {}
+            #: Partitions to seek back to (lowest offset each), and the task doing it.
+            self._yadtq_reread: dict[TP, int] = {}
+            self._yadtq_reread_task: Optional[asyncio.Future[None]] = None
 
         def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
             return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
         async def perform_seek(self) -> None:
             await super().perform_seek()
-            floor = self.__dict__.setdefault("_yadtq_floor", {})
+            floor = self._yadtq_floor
             rereadable = getattr(self.app, "rereadable_topics", ())
             for tp, offset in self._read_offset.items():
                 if offset is not None and offset >= 0:
@@ -348,7 +355,7 @@ def _transport_with(*, fetch_max_wait_ms: int, fix_end_offsets: bool) -> type:
             await super()._add_gap(tp, offset_from, offset_to)
 
         def _expect(self, tp: TP, offset: int, tries: int = 0) -> None:
-            self.__dict__.setdefault("_yadtq_expect", {})[tp] = (offset, tries)
+            self._yadtq_expect[tp] = (offset, tries)
 
         def delivered(self, tp: TP, offset: int) -> None:
             """The task agent got the message at ``offset`` of ``tp``.
@@ -359,7 +366,7 @@ def _transport_with(*, fetch_max_wait_ms: int, fix_end_offsets: bool) -> type:
             to the agent), going on with the next: then, if it does not turn up within
             :data:`EXPECT_GRACE`, the partition is read again from there.
             """
-            expected = self.__dict__.get("_yadtq_expect", {}).get(tp)
+            expected = self._yadtq_expect.get(tp)
             if expected is None:
                 return
             if offset == expected[0]:
@@ -368,7 +375,7 @@ def _transport_with(*, fetch_max_wait_ms: int, fix_end_offsets: bool) -> type:
                 self.loop.call_later(EXPECT_GRACE, self._expect_overdue, tp, expected)
 
         def _expect_overdue(self, tp: TP, expected: tuple[int, int]) -> None:
-            if self.__dict__.get("_yadtq_expect", {}).get(tp) != expected:
+            if self._yadtq_expect.get(tp) != expected:
                 return  # it arrived, or a new seek replaced it
             offset, tries = expected
             del self._yadtq_expect[tp]
@@ -383,14 +390,14 @@ def _transport_with(*, fetch_max_wait_ms: int, fix_end_offsets: bool) -> type:
 
         def _reread_later(self, tp: TP, offset: int) -> None:
             """Make sure a message acked without counting is read again (see :func:`stale_ack`)."""
-            pending = self.__dict__.setdefault("_yadtq_reread", {})
+            pending = self._yadtq_reread
             pending[tp] = min(offset, pending.get(tp, offset))
-            task = self.__dict__.get("_yadtq_reread_task")
+            task = self._yadtq_reread_task
             if task is None or task.done():
-                self.__dict__["_yadtq_reread_task"] = asyncio.ensure_future(self._reread())
+                self._yadtq_reread_task = asyncio.ensure_future(self._reread())
 
         async def _reread(self) -> None:
-            pending: dict[TP, int] = self.__dict__["_yadtq_reread"]
+            pending = self._yadtq_reread
             while pending:
                 await asyncio.sleep(REREAD_DELAY)
                 if self.app.rebalancing or not self.app.flow_control.is_active() or not self.flow_active:
@@ -410,7 +417,7 @@ def _transport_with(*, fetch_max_wait_ms: int, fix_end_offsets: bool) -> type:
         def _new_offset(self, tp: TP) -> Optional[int]:
             committed = self._committed_offset[tp]
             if committed is None:
-                committed = self.__dict__.get("_yadtq_floor", {}).get(tp)
+                committed = self._yadtq_floor.get(tp)
             if head_unacked(committed, self._acked[tp], self._acked_index[tp], self._gap[tp]):
                 return None
             return super()._new_offset(tp)  # type: ignore[no-any-return]

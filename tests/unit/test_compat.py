@@ -332,6 +332,6 @@ async def test_the_message_at_the_seek_position_must_reach_the_agent(monkeypatch
         await until(lambda: bool(seeks))
         assert seeks == [(tp, 3)]
     finally:
-        consumer.__dict__.get("_yadtq_expect", {}).pop(tp, None)
+        consumer._yadtq_expect.pop(tp, None)
         if not was_active:
             app.flow_control.suspend()
