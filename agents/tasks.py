@@ -21,6 +21,20 @@ Each attempt runs as its own asyncio task, registered in ``app.running`` before 
 first ``await`` after the status row was read: a ``cancel`` folded by the status agent
 either is seen in that row or finds the attempt and cancels it, so a cancelled task
 never starts.
+
+Leases: a task keeps running on its worker across a rebalance. Before that worker
+waits for its running tasks at the start of a rebalance (Faust does, before it rejoins
+the group), it sends a ``processing`` event with a lease (:data:`LEASE` seconds) for
+each, and renews them while it runs tasks of partitions it no longer holds. A worker
+can be left out of the next generation while it waits — the embedded broker forms it
+after about a second, Kafka after the rebalance timeout — and then the workers that get
+its partitions read those tasks again: the lease, folded into the row before they got
+the partitions, tells them to wait for the outcome rather than run the task a second
+time (:data:`yadtq_app.state.WAIT`). The outcome of a task that ends meanwhile goes
+through the events topic, to whoever owns the partition by then. A worker that dies
+renews nothing: its tasks run again once the lease runs out, which it does before the
+group notices the death (a lease is three heartbeats; the session timeout at least
+that). Without leases, a long task in flight during any rebalance could run twice.
 """
 
 from __future__ import annotations
@@ -60,7 +74,7 @@ from yadtq_app.records import (
     TaskState,
     parse_task_message,
 )
-from yadtq_app.state import CANCEL_NOW, DEFER, SKIP, attempt_record, backoff_delay, cancelled_error, decide
+from yadtq_app.state import CANCEL_NOW, DEFER, SKIP, WAIT, attempt_record, backoff_delay, cancelled_error, decide
 from yadtq_app.topics import dead_letter_topic, events_topic, task_topic
 
 logger = logging.getLogger(__name__)
@@ -72,6 +86,15 @@ _TASK_TOPIC = task_topic.get_topic_name()
 _running: dict[str, asyncio.Event] = {}
 #: Task partitions whose status rows are known complete since the last rebalance.
 _caught_up: set[int] = set()
+#: Attempts running here: id → (request, attempt, started, task partition), for leases.
+_in_flight: dict[str, tuple[TaskRequest, int, float, int]] = {}
+
+#: How long a lease holds a running attempt for its worker (s): three heartbeats.
+LEASE = settings.effective_worker_timeout
+#: How often a worker renews the leases of tasks whose partitions it does not hold (s).
+LEASE_RENEW = settings.heartbeat_interval
+#: How often a worker waiting on another's lease looks at the row again (s).
+LEASE_POLL = 0.05
 
 
 @app.on_partitions_assigned.connect
@@ -84,6 +107,44 @@ async def _on_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
 @app.timer(interval=0.1, name="yadtq.freeze_guard_tick")
 async def _tick_freeze_guard() -> None:
     app.freeze_guard.tick()
+
+
+async def lease_in_flight() -> None:
+    """A rebalance begins: lease every attempt running here (see the module docs)."""
+    await send_leases(list(_in_flight))
+
+
+@app.timer(interval=LEASE_RENEW, name="yadtq.renew_leases")
+async def _renew_leases() -> None:
+    """Renew the leases of attempts whose partitions this worker does not hold now."""
+    ids = [t for t, (_, _, _, partition) in _in_flight.items()
+           if app.revoking or not app.may_act_now(_TASK_TOPIC, partition)]
+    if ids:
+        await send_leases(ids)
+
+
+async def send_leases(ids: list[str], *, timeout: float = 5.0) -> None:
+    """Send a lease for each of ``ids`` that still runs here; wait until the broker has them."""
+    now = time.time()
+    sent = []
+    for task_id in ids:
+        entry = _in_flight.get(task_id)
+        if entry is None:
+            continue
+        request, attempt, started, _ = entry
+        event = _event(request, PROCESSING, attempt=attempt, started_at=started, lease_until=now + LEASE)
+        sent.append(await events_topic.send(key=request.key, value=event))
+    if not sent:
+        return
+    try:
+        await asyncio.wait_for(asyncio.gather(*sent), timeout)
+    except Exception:  # noqa: BLE001 - a lost lease costs a second run at worst
+        logger.exception("worker %s: could not send the leases of %d running tasks", settings.worker_id, len(sent))
+    else:
+        logger.info("worker %s: leased %d running tasks for %.1f s", settings.worker_id, len(sent), LEASE)
+
+
+app.on_revoking.append(lease_in_flight)
 
 
 @app.agent(task_topic, name="yadtq.execute_tasks", concurrency=settings.concurrency)
@@ -170,8 +231,18 @@ async def execute(request: TaskRequest, taskdef: TaskDef) -> None:
         logger.info("task %s: fetched before the last rebalance; leaving it to be read again", request.id)
         return
     state = get_status(request.id)
+    decision = decide(state, request, finished=app.finished.get(request.id), now=time.time(),
+                      worker=settings.worker_id)
+    if decision.action == WAIT:
+        logger.info("task %s: not running it yet: %s", request.id, decision.why)
+        while decision.action == WAIT:
+            await asyncio.sleep(LEASE_POLL)
+            if not await _still_ours():
+                return  # read again by whoever owns the partition next
+            state = get_status(request.id)
+            decision = decide(state, request, finished=app.finished.get(request.id), now=time.time(),
+                              worker=settings.worker_id)
     finished = app.finished.get(request.id)
-    decision = decide(state, request, finished=finished, now=time.time())
     if decision.action == SKIP:
         logger.info("task %s: not running it: %s", request.id, decision.why)
         if request.ordering_key is not None and (finished is not None
@@ -211,6 +282,8 @@ async def run_attempt(request: TaskRequest, taskdef: TaskDef, attempt: int, stat
     # No await since the status row was read: a cancel folded from now on finds the job.
     job = asyncio.ensure_future(body())
     app.running.add(request.id, job)
+    current = faust.current_event()
+    _in_flight[request.id] = (request, attempt, started, current.message.partition if current is not None else -1)
     try:
         await record_start(request, attempt, state, started)
         gate.set()
@@ -221,13 +294,20 @@ async def run_attempt(request: TaskRequest, taskdef: TaskDef, attempt: int, stat
         if not (job.cancelled() and app.running.was_cancelled(request.id)):
             job.cancel()
             app.running.take_start(request.id)  # never started, as far as the table knows
+            _in_flight.pop(request.id, None)
             raise  # the worker is stopping: the message is redelivered
         outcome = None
+    except BaseException:
+        _in_flight.pop(request.id, None)
+        raise
     finally:
         reporter.close()
         app.running.remove(request.id, job)
         stats.in_progress -= 1
-    return await finish_attempt(request, taskdef, attempt, state, options, outcome, started)
+    try:
+        return await finish_attempt(request, taskdef, attempt, state, options, outcome, started)
+    finally:
+        _in_flight.pop(request.id, None)  # leased until its outcome is recorded
 
 
 async def finish_attempt(request: TaskRequest, taskdef: TaskDef, attempt: int, state: Optional[TaskState],
@@ -355,8 +435,8 @@ def _write_start(task_id: str, attempt: int) -> None:
         return
     app.running.take_start(task_id)
     current = faust.current_event()
-    if current is None or not app.may_act_now(current.message.topic, current.message.partition):
-        return  # the partition moved away meanwhile: see record_start
+    if current is None or app.revoking or not app.may_act_now(current.message.topic, current.message.partition):
+        return  # the partition moved away meanwhile, or may be moving (its lease records the start)
     try:
         fold(start)
     except Exception:  # noqa: BLE001 - the outcome will record the start
@@ -366,13 +446,13 @@ def _write_start(task_id: str, attempt: int) -> None:
 def _event(request: TaskRequest, kind: str, *, attempt: int, state: Optional[TaskState] = None,
            result: Any = None, error: Optional[dict[str, Any]] = None, at: Optional[float] = None,
            started_at: Optional[float] = None, next_run_at: Optional[float] = None,
-           progress: Optional[dict[str, Any]] = None) -> TaskEvent:
+           progress: Optional[dict[str, Any]] = None, lease_until: Optional[float] = None) -> TaskEvent:
     options = state.options if state is not None and state.options else request.options
     return TaskEvent(id=request.id, kind=kind, task=request.task, task_args=list(request.task_args),
                      task_kwargs=dict(request.task_kwargs), attempt=attempt, worker=settings.worker_id,
                      at=time.time() if at is None else at, submitted_at=request.submitted_at, result=result,
                      error=error, options=options, next_run_at=next_run_at, progress=progress,
-                     started_at=started_at)
+                     started_at=started_at, lease_until=lease_until)
 
 
 async def report(request: TaskRequest, kind: str, *, attempt: int, state: Optional[TaskState] = None,
@@ -406,6 +486,15 @@ async def report(request: TaskRequest, kind: str, *, attempt: int, state: Option
         await fut
 
 
+async def _still_ours() -> bool:
+    """Whether the current task message may still be acted on: no rebalance began since
+    it was fetched, and this worker holds its partition."""
+    current = faust.current_event()
+    if current is None or app.revoking or _fetched_before_rebalance():
+        return False
+    return await app.may_act_on(current.message.topic, current.message.partition)
+
+
 def _fetched_before_rebalance() -> bool:
     current = faust.current_event()
     if current is None or current.message.topic != _TASK_TOPIC:
@@ -415,9 +504,11 @@ def _fetched_before_rebalance() -> bool:
 
 async def _owns_current_partition(request: TaskRequest) -> bool:
     """Inside the task agent, on the task's own partition (keyed by its id, not a stray
-    record from another producer), which this worker still owns."""
+    record from another producer), which this worker still owns and is not giving up
+    (a rebalance under way: another worker may already own it, see the module docs)."""
     current = faust.current_event()
-    if current is None or current.message.topic != _TASK_TOPIC or current.message.key != request.key:
+    if current is None or current.message.topic != _TASK_TOPIC or current.message.key != request.key \
+            or app.revoking:
         return False
     return await app.may_act_on(current.message.topic, current.message.partition)
 

@@ -15,7 +15,7 @@ import os
 import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Optional
+from typing import Any, Awaitable, Callable, Optional, Set
 
 import faust
 from faust.types import TP
@@ -84,6 +84,13 @@ class YadtqApp(faust.App):
         super().__init__(settings.app_id, **options)
         self.on_partitions_revoked.connect(self._forget_assignment)
         self.on_partitions_assigned.connect(self._forget_assignment)
+        self.on_partitions_assigned.connect(self._end_revoking)
+        #: From the start of a rebalance until partitions are assigned again: what this
+        #: worker holds may already belong to another worker (see agents.tasks on leases).
+        self.revoking = False
+        #: Called (awaited) when a rebalance begins, before Faust waits for the
+        #: messages being processed (agents.tasks leases the running tasks).
+        self.on_revoking: list[Callable[[], Awaitable[None]]] = []
         #: Topics whose messages may be read twice (the task agent decides from the status
         #: row): a message a stream dropped unprocessed at a rebalance is read again
         #: (yadtq_app.compat.stale_ack).
@@ -152,6 +159,22 @@ class YadtqApp(faust.App):
 
     async def _forget_assignment(self, *args: Any, **kwargs: Any) -> None:
         self._assigned = None
+
+    async def _end_revoking(self, *args: Any, **kwargs: Any) -> None:
+        self.revoking = False
+
+    async def _on_partitions_revoked(self, revoked: Set[TP]) -> None:
+        # Faust waits here for every message being processed (stream_wait_empty), so for
+        # every running task, before this worker rejoins the group; the group may form
+        # the next generation without it meanwhile.
+        if not self.should_stop:
+            self.revoking = True
+            for hook in self.on_revoking:
+                try:
+                    await hook()
+                except Exception:  # noqa: BLE001 - the rebalance must go on
+                    logger.exception("a rebalance hook failed")
+        await super()._on_partitions_revoked(revoked)
 
     async def warm_metadata(self, *topics: str) -> None:
         """Load producer metadata for topics, which Faust's router needs to find owners."""

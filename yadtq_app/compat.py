@@ -56,11 +56,17 @@ every bootstrap host is a loopback address and no TLS/SASL is configured):
       3 s; bench/RESULTS.md). Heartbeats come from Faust's consumer thread, so busy
       task code does not delay them; ``YADTQ_SESSION_TIMEOUT`` raises it for a
       machine too loaded to heartbeat within 2 s. The join delay does not depend on
-      the *rebalance* timeout (measured), which is 10 s: how long a rebalance waits
-      for the living members to rejoin. Faust rejoins only once the tasks in flight
-      on the partitions it gives up have finished, so a shorter one (it was the
-      session timeout) dropped a busy but healthy worker from the group and its
-      running tasks ran a second time elsewhere (seen with 2 s tasks at 2 s).
+      the *rebalance* timeout (measured), which is 10 s; Kafka waits that long for
+      every living member to rejoin, **Tansu does not**: it forms the next generation
+      about a second after the first member rejoins, without the members still in
+      their revoke. Faust rejoins only once the tasks in flight on the partitions it
+      gives up have finished, so a busy, healthy worker is left out and its
+      partitions go to the others while its tasks still run (seen in 1 of 3 kill -9
+      runs under load: the survivors ran its 2 s tasks a second time). Leases make
+      the others wait for those tasks (``agents.tasks``); a long task on Kafka, past
+      the rebalance timeout, needs them just the same. If the member left out is the
+      group's *leader* (Tansu keeps the first member as leader), no generation forms
+      at all until it rejoins: the others loop on JoinGroup/SyncGroup meanwhile.
     * **Fetch long-poll does not wake when data arrives.** Faust hard-codes
       ``fetch_max_wait_ms=1500`` for its worker consumer, which on Tansu means up to
       1.5 s per fetch. The embedded profile waits 10 ms (1–2 ms makes consumers crawl

@@ -278,6 +278,10 @@ class TaskEvent(faust.Record, namespace="yadtq.TaskEvent", serializer="json"):
     progress: Optional[dict] = None
     #: When the attempt that this outcome ends started.
     started_at: Optional[float] = None
+    #: ``processing`` from a worker that keeps running the attempt while its partition
+    #: may move (a rebalance): no other worker runs the task before this time, unless
+    #: the attempt ends first (see ``agents.tasks`` on leases).
+    lease_until: Optional[float] = None
 
 
 class TaskState(faust.Record, namespace="yadtq.TaskState", serializer="json"):
@@ -308,6 +312,9 @@ class TaskState(faust.Record, namespace="yadtq.TaskState", serializer="json"):
     generation: int = 0
     #: One entry per finished attempt: attempt, worker, status, started/finished, error.
     history: list = []  # noqa: RUF012
+    #: While ``processing``: the running attempt's worker holds it until then, even if
+    #: another worker now owns the task's partition (see ``agents.tasks`` on leases).
+    lease_until: Optional[float] = None
 
     def to_json(self) -> dict[str, Any]:
         """The HTTP representation (``task-id`` like the wire format)."""

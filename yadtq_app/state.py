@@ -64,6 +64,11 @@ __all__ = [
     "schedule_of",
     "decide",
     "Decision",
+    "RUN",
+    "SKIP",
+    "DEFER",
+    "CANCEL_NOW",
+    "WAIT",
     "backoff_delay",
     "RANK",
     "MAX_HISTORY",
@@ -129,15 +134,21 @@ def apply_event(state: Optional[TaskState], event: TaskEvent) -> TaskState:
         return state  # fenced: an older attempt reporting late
     if kind == PROCESSING:
         if state.status == PROCESSING and event.attempt == state.attempts:
-            return state  # a repeat
+            # A repeat, or the running worker renewing its lease (the same worker: another
+            # worker's report about this attempt was fenced above).
+            if event.lease_until is not None and event.lease_until > (state.lease_until or 0.0):
+                state.lease_until = event.lease_until
+            return state
         state.status = PROCESSING
         state.attempts = event.attempt
         state.worker = event.worker
-        state.started_at = event.at
+        state.started_at = event.started_at if event.started_at is not None else event.at
         state.next_run_at = None
         state.progress = None
+        state.lease_until = event.lease_until
         return state
     # An attempt's outcome: retrying, success, failed, cancelled.
+    state.lease_until = None
     state.attempts = max(state.attempts, event.attempt)
     state.worker = event.worker
     started = event.started_at if event.started_at is not None else state.started_at
@@ -211,14 +222,15 @@ def schedule_of(row: Optional[TaskState]) -> Optional[ScheduleEntry]:
 
 
 # -- what a task message should do --------------------------------------------------
-RUN, SKIP, DEFER, CANCEL_NOW = "run", "skip", "defer", "cancel"
+RUN, SKIP, DEFER, CANCEL_NOW, WAIT = "run", "skip", "defer", "cancel", "wait"
 
 
 @dataclass(frozen=True)
 class Decision:
     """What to do with one task message: ``run`` (as ``attempt``), ``skip``, ``defer``
-    (wait for its eta: record it ``scheduled``) or ``cancel`` (a cancel arrived for an
-    attempt that died: end it ``cancelled``)."""
+    (wait for its eta: record it ``scheduled``), ``cancel`` (a cancel arrived for an
+    attempt that died: end it ``cancelled``) or ``wait`` (``attempt`` still runs on the
+    worker that holds its lease: look again once it ends or the lease runs out)."""
 
     action: str
     attempt: int = 0
@@ -237,7 +249,7 @@ def _other_workers_attempt(state: TaskState, event: TaskEvent) -> bool:
 
 
 def decide(row: Optional[TaskState], request: TaskRequest, *, finished: Optional[tuple[str, int]] = None,
-           now: float) -> Decision:
+           now: float, worker: Optional[str] = None) -> Decision:
     """Decide from the status row (and this worker's memory of what it finished).
 
     A message without ``attempt`` is a submission and stands for attempt 1; the
@@ -245,7 +257,9 @@ def decide(row: Optional[TaskState], request: TaskRequest, *, finished: Optional
     row has already moved past is a stale duplicate (a redelivery, a second
     submission of one id, a dispatch repeated after a crash) and is skipped — except
     when the row says that very attempt is ``processing``: its worker died mid-task and
-    the message is redelivered, so it runs again (as the next attempt).
+    the message is redelivered, so it runs again (as the next attempt). Unless its
+    worker (not ``worker``, the one deciding) holds a lease on it: then the attempt
+    still runs there, and the decision is to wait.
     """
     intended = request.attempt or 1
     if finished is not None and finished[1] >= intended:
@@ -259,6 +273,10 @@ def decide(row: Optional[TaskState], request: TaskRequest, *, finished: Optional
         if row.status == PROCESSING:
             if intended < attempts:
                 return Decision(SKIP, why=f"stale message for attempt {intended}; row is at {attempts}")
+            if row.lease_until is not None and row.lease_until > now and row.worker != worker:
+                return Decision(WAIT, attempt=attempts,
+                                why=f"attempt {attempts} still runs on {row.worker} (lease for "
+                                    f"{row.lease_until - now:.1f} s more)")
         elif intended <= attempts:
             return Decision(SKIP, why=f"stale message for attempt {intended}; row is {row.status} after {attempts}")
         elif request.attempt is None and row.status in (SCHEDULED, RETRYING) and row.next_run_at is not None \

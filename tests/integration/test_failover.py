@@ -113,3 +113,59 @@ def test_late_joiner_gets_partitions_and_work(cluster_factory: Any, tmp_path: Pa
     ids = [c.submit("add", i, i).id for i in range(60)]
     done = wait_all_finished(cluster, ids)
     assert {done[t]["worker"] for t in ids} == {w.worker_id for w in cluster.workers}
+
+
+def ids_in_partitions(partitions: set[int], count: int, n: int) -> list[str]:
+    """``n`` fresh task ids whose messages go to ``partitions`` (of ``count``), as the
+    producer's default partitioner places them."""
+    import uuid
+
+    from aiokafka.partitioner import murmur2
+
+    ids: list[str] = []
+    while len(ids) < n:
+        tid = uuid.uuid4().hex
+        if (murmur2(tid.encode()) & 0x7FFFFFFF) % count in partitions:
+            ids.append(tid)
+    return ids
+
+
+def test_a_rebalance_while_tasks_run_does_not_run_them_twice(cluster_factory: Any, tmp_path: Path) -> None:
+    """A worker still running tasks when a rebalance starts can be left out of the next
+    generation (it waits for them before it rejoins: longer than the embedded broker waits
+    for members, or, for a long task, than Kafka's rebalance timeout), and its partitions
+    go to the others. They read its tasks again, with rows that say ``processing``: they
+    must wait for the outcome (its lease), not run them a second time. Here the rebalance
+    is another worker's death, and the busy worker's tasks run until the test says."""
+    # The first worker joins alone and leads the group (the embedded broker keeps it
+    # leader; a group whose leader is slow to rejoin forms no generation at all).
+    cluster, ledger = ledger_cluster(cluster_factory, tmp_path, 1)
+    for w in cluster.add(2):
+        w.wait_healthy(60)
+    cluster.wait_settled(timeout=60)
+    busy, victim = cluster.workers[1], cluster.workers[2]
+    [view] = [w for w in cluster.workers_view() if w["id"] == busy.worker_id]
+    flag = tmp_path / "go"
+    client = Client(cluster.workers[0].url)
+    ids = [client.submit("tests.ledgered_wait_file", str(flag), task_id=tid).id
+           for tid in ids_in_partitions(set(view["partitions"]), cluster.partitions, 4)]
+    wait_for(lambda: len(ledger.read().running(busy.worker_id)) == len(ids), timeout=30, interval=0.05,
+             message="the busy worker running every task")
+    victim.signal(signal.SIGKILL)
+    victim.proc.wait(10)
+
+    def taken_over() -> bool:
+        if any(len(exs) > 1 for exs in ledger.read().by_id().values()):
+            return True  # run twice: the assertions below say so
+        return "still runs on " + busy.worker_id in cluster.workers[0].log_text()
+
+    wait_for(taken_over, timeout=60, interval=0.1, message="the leader to find the busy worker's tasks")
+    flag.touch()
+    done = wait_all_finished(cluster, ids, timeout=90)
+    runs = ledger.read().by_id()
+    twice = {t: runs[t] for t in ids if len(runs[t]) > 1}
+    assert not twice, f"run twice: {twice}"
+    for t in ids:
+        assert done[t]["status"] == "success" and done[t]["attempts"] == 1, done[t]
+        assert done[t]["worker"] == busy.worker_id and runs[t][0].worker == busy.worker_id
+    cluster.wait_settled(timeout=60)

@@ -72,7 +72,8 @@ def check(ledger: Ledger, statuses: dict[str, dict[str, Any]], *, faulty: str, f
     assert not missing, f"never executed: {missing[:10]}"
     rerun = {t for t, exs in runs.items() if len(exs) > 1}
     unexpected = rerun - in_flight
-    assert not unexpected, f"re-executed although not in flight at the fault: {sorted(unexpected)[:10]}"
+    assert not unexpected, ("re-executed although not in flight at the fault: "
+                            + "; ".join(f"{t}: {runs[t]}" for t in sorted(unexpected)[:10]))
     for t, exs in runs.items():
         ends = [e for e in exs if e.end is not None]
         if allow_stale_finish and t in in_flight:

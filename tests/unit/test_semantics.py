@@ -22,6 +22,7 @@ from yadtq_app.state import (
     DEFER,
     RUN,
     SKIP,
+    WAIT,
     RecentlyFinished,
     RunningTasks,
     backoff_delay,
@@ -159,6 +160,38 @@ def test_decide_trusts_this_workers_memory_of_finished_attempts() -> None:
     assert decide(row("processing", 1), req(), finished=("success", 1), now=0).action == SKIP
     # ...but not for a later attempt (a resubmission of a task it had failed)
     assert decide(row("queued", 1, generation=1), req(attempt=2), finished=("failed", 1), now=0).action == RUN
+
+
+def test_decide_waits_while_another_worker_holds_a_lease_on_the_attempt() -> None:
+    leased = row("processing", 1, worker="w1", lease_until=103.0)
+    d = decide(leased, req(), now=100.0, worker="w2")
+    assert (d.action, d.attempt) == (WAIT, 1) and "w1" in d.why
+    # the lease ran out: its worker is gone, run it again
+    assert (decide(leased, req(), now=103.5, worker="w2").action, 2) == (RUN, 2)
+    # the leasing worker itself (restarted, so not running it) does not wait for itself
+    assert decide(leased, req(), now=100.0, worker="w1").action == RUN
+    # a lease never outlives its attempt's end, nor holds a later attempt's dispatch back
+    assert decide(row("success", 1, worker="w1", lease_until=103.0), req(), now=100.0, worker="w2").action == SKIP
+    assert decide(row("processing", 2, worker="w1", lease_until=103.0), req(attempt=1), now=100.0,
+                  worker="w2").action == SKIP
+
+
+def test_a_lease_is_folded_renewed_and_ended_by_the_outcome() -> None:
+    queued = fold1(None, ev("queued", at=1.0))
+    # a lease for an attempt whose start was never recorded records it, with its real start
+    s = fold1(queued, ev("processing", attempt=1, worker="w1", at=5.0, started_at=2.0, lease_until=8.0))
+    assert (s.status, s.attempts, s.worker, s.started_at, s.lease_until) == ("processing", 1, "w1", 2.0, 8.0)
+    s = fold1(s, ev("processing", attempt=1, worker="w1", at=6.0, started_at=2.0, lease_until=9.0))
+    assert (s.lease_until, s.started_at) == (9.0, 2.0)
+    assert fold1(s, ev("processing", attempt=1, worker="w1", at=6.0, lease_until=7.0)).lease_until == 9.0
+    # another worker's lease on the same attempt number is not its to take (fenced)
+    assert fold1(s, ev("processing", attempt=1, worker="w2", at=6.0, lease_until=20.0)).lease_until == 9.0
+    done = fold1(s, ev("success", attempt=1, worker="w1", at=7.0, result=1))
+    assert (done.status, done.lease_until) == ("success", None)
+    # a lease arriving after a newer attempt started is stale
+    rerun = fold1(s, ev("processing", attempt=2, worker="w2", at=10.0))
+    assert rerun.lease_until is None
+    assert fold1(rerun, ev("processing", attempt=1, worker="w1", at=11.0, lease_until=14.0)) == rerun
 
 
 # -- backoff --------------------------------------------------------------------------
