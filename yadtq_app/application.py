@@ -21,7 +21,7 @@ import faust
 from faust.types import TP
 
 from .admin import TopicSpec, ensure_topics, topic_specs
-from .compat import BrokerProfile, profile_for
+from .compat import BrokerProfile, RecoveryWatchdog, profile_for
 from .fencing import FencedTable, FreezeGuard
 from .registry import TaskRegistry, default_registry
 from .security import broker_credentials, client_options
@@ -91,6 +91,8 @@ class YadtqApp(faust.App):
         #: Called (awaited) when a rebalance begins, before Faust waits for the
         #: messages being processed (agents.tasks leases the running tasks).
         self.on_revoking: list[Callable[[], Awaitable[None]]] = []
+        self.recovery_watchdog = RecoveryWatchdog(self)
+        self.timer(interval=1.0, name="yadtq.recovery_watchdog")(self.recovery_watchdog.check)
         #: Topics whose messages may be read twice (the task agent decides from the status
         #: row): a message a stream dropped unprocessed at a rebalance is read again
         #: (yadtq_app.compat.stale_ack).

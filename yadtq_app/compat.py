@@ -111,7 +111,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .settings import Settings
 
 __all__ = ["BrokerProfile", "EmbeddedProfile", "profile_for", "true_end_offsets", "EmbeddedTransport", "head_unacked",
-           "stale_ack", "ReadOffsets"]
+           "stale_ack", "ReadOffsets", "RecoveryWatchdog"]
 
 UNKNOWN_MEMBER_ID = JoinGroupRequest.UNKNOWN_MEMBER_ID
 
@@ -491,6 +491,66 @@ class ReadOffsets(dict):  # type: ignore[type-arg]
 
     def held(self, tp: Any) -> bool:
         return tp in self._held
+
+
+class RecoveryWatchdog:
+    """Gets Faust's changelog recovery going again when a partition stops getting records.
+
+    Seen in CI, never here: a worker resumed after SIGSTOP was given partitions, began
+    recovering their status rows, and received not one changelog record for them in a
+    minute (Faust only logs "No event received for active tp ... since recovery start"
+    every 5 s, and waits forever, holding the partitions). Whatever stalls the fetch —
+    a read offset left ahead of the seek, a fetch position lost in the freeze, a
+    partition left paused — a partition that still has records to read and got none
+    for :attr:`stall` seconds is sought again to where its recovery stands and resumed,
+    with what the consumer knew logged. If that does not help either (:attr:`kicks`
+    times), the worker stops with an error rather than hold partitions it will never
+    serve: its partitions go to the others, and a supervisor (compose's restart policy)
+    starts it again with a fresh recovery.
+    """
+
+    def __init__(self, app: Any, *, stall: float = 10.0, kicks: int = 2) -> None:
+        self.app = app
+        self.stall = stall
+        self.kicks = kicks
+        self._kicked: dict[TP, tuple[int, float]] = {}
+
+    async def check(self) -> None:
+        """Call every second or so."""
+        recovery = self.app.tables.recovery
+        started = recovery._recovery_started_at
+        if not recovery.in_recovery or started is None:
+            self._kicked.clear()
+            return
+        now = time.monotonic()
+        received = recovery._active_events_received_at
+        for tp, remaining in recovery.active_remaining().items():
+            if remaining <= 0:
+                continue
+            kicks, kicked_at = self._kicked.get(tp, (0, started))
+            quiet = now - max(received.get(tp, started), kicked_at, started)
+            if quiet >= self.stall:
+                self._kicked[tp] = (kicks + 1, now)
+                await self._unstick(recovery, tp, kicks, quiet)
+
+    async def _unstick(self, recovery: Any, tp: TP, kicks: int, quiet: float) -> None:
+        consumer = self.app.consumer
+        offset = recovery.active_offsets[tp]
+        try:
+            position = await consumer.position(tp)
+        except Exception:  # noqa: BLE001 - diagnostics only
+            position = None
+        state = (f"{tp.topic}-{tp.partition}: recovery has read to offset {offset} of "
+                 f"{recovery.active_highwaters[tp]}, fetch position {position}, read offset "
+                 f"{consumer._read_offset.get(tp)}, paused {tp in getattr(consumer, '_paused_partitions', ())}; "
+                 f"no record for {quiet:.0f} s")
+        if kicks < self.kicks:
+            logger.warning("%s: seeking it again", state)
+            await consumer.seek(tp, max(offset, 0))
+            consumer.resume_partitions([tp])
+            return
+        logger.error("%s: table recovery is stuck; stopping the worker", state)
+        await self.app.crash(RuntimeError(f"table recovery stuck on {tp.topic}-{tp.partition}"))
 
 
 def stale_ack(message_generation: Optional[int], current_generation: Optional[int]) -> bool:

@@ -371,10 +371,15 @@ class DeadLettersView(View):
 
 @app.page("/health")
 class HealthView(View):
-    """``GET /health``: 200 while this worker runs."""
+    """``GET /health``: 200 while this worker runs, with the task partitions it holds now."""
 
     async def get(self, request: Request) -> Response:
-        return self.json({"status": "ok", "worker": settings.worker_id, "rebalancing": bool(app.rebalancing)})
+        try:
+            held = sorted(tp.partition for tp in app.consumer.assignment() if tp.topic == settings.task_topic)
+        except Exception:  # noqa: BLE001 - no consumer yet
+            held = []
+        return self.json({"status": "ok", "worker": settings.worker_id, "rebalancing": bool(app.rebalancing),
+                          "partitions": held})
 
 
 @app.task

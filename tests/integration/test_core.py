@@ -90,6 +90,9 @@ def test_tasks_spread_over_workers_and_every_worker_answers_the_same(cluster_fac
     # The heartbeat view agrees: every worker counted what it ran.
     view = cluster.wait_settled()
     assert sum(w["tasks_done"] for w in view) >= 100
+    # Each worker's own account of what it holds: every partition, once.
+    held = [p for w in cluster.running() for p in httpx.get(w.url + "/health", timeout=5).json()["partitions"]]
+    assert sorted(held) == list(range(cluster.partitions))
 
 
 def test_failing_task_is_recorded_and_worker_stays_up(shared_cluster: Any) -> None:

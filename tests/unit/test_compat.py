@@ -335,3 +335,83 @@ async def test_the_message_at_the_seek_position_must_reach_the_agent(monkeypatch
         consumer._yadtq_expect.pop(tp, None)
         if not was_active:
             app.flow_control.suspend()
+
+
+# -- RecoveryWatchdog ----------------------------------------------------------------------
+class FakeRecovery:
+    """What the watchdog reads of Faust's Recovery service."""
+
+    def __init__(self, started_ago: float, offsets: dict[Any, int], highwaters: dict[Any, int]) -> None:
+        import time
+        from collections import Counter
+
+        self.in_recovery = True
+        self._recovery_started_at = time.monotonic() - started_ago
+        self._active_events_received_at: dict[Any, float] = {}
+        self.active_offsets = Counter(offsets)
+        self.active_highwaters = Counter(highwaters)
+
+    def active_remaining(self) -> dict[Any, int]:
+        return {tp: hw - self.active_offsets[tp] for tp, hw in self.active_highwaters.items()}
+
+
+class FakeConsumer:
+    def __init__(self) -> None:
+        self._read_offset: dict[Any, int] = {}
+        self._paused_partitions: set[Any] = set()
+        self.seeks: list[tuple[Any, int]] = []
+        self.resumed: list[Any] = []
+
+    async def position(self, tp: Any) -> int:
+        return 99
+
+    async def seek(self, tp: Any, offset: int) -> None:
+        self.seeks.append((tp, offset))
+
+    def resume_partitions(self, tps: list[Any]) -> None:
+        self.resumed.extend(tps)
+
+
+class FakeApp:
+    def __init__(self, recovery: FakeRecovery) -> None:
+        from types import SimpleNamespace
+
+        self.tables = SimpleNamespace(recovery=recovery)
+        self.consumer = FakeConsumer()
+        self.crashed: list[BaseException] = []
+
+    async def crash(self, exc: BaseException) -> None:
+        self.crashed.append(exc)
+
+
+async def test_recovery_watchdog_seeks_a_silent_partition_again_then_stops_the_worker() -> None:
+    import time
+
+    from faust.types import TP
+
+    from yadtq_app.compat import RecoveryWatchdog
+
+    stuck, fine, done = TP("c", 0), TP("c", 1), TP("c", 2)
+    recovery = FakeRecovery(30.0, {stuck: 20, fine: 5, done: 7}, {stuck: 40, fine: 9, done: 7})
+    recovery._active_events_received_at[fine] = time.monotonic() - 1.0  # records arriving
+    app = FakeApp(recovery)
+    dog = RecoveryWatchdog(app, stall=10.0, kicks=2)
+    await dog.check()
+    assert app.consumer.seeks == [(stuck, 20)] and app.consumer.resumed == [stuck] and not app.crashed
+    await dog.check()  # just sought: it gets its time
+    assert len(app.consumer.seeks) == 1
+    dog._kicked[stuck] = (1, time.monotonic() - 11.0)
+    await dog.check()
+    assert app.consumer.seeks == [(stuck, 20), (stuck, 20)] and not app.crashed
+    dog._kicked[stuck] = (2, time.monotonic() - 11.0)
+    await dog.check()
+    assert len(app.crashed) == 1 and "c-0" in str(app.crashed[0])
+    # a record for it since: nothing to do
+    recovery._active_events_received_at[stuck] = time.monotonic()
+    dog._kicked.clear()
+    await dog.check()
+    assert len(app.consumer.seeks) == 2 and len(app.crashed) == 1
+    # out of recovery: it forgets
+    recovery.in_recovery = False
+    await dog.check()
+    assert dog._kicked == {}
