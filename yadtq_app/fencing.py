@@ -87,8 +87,13 @@ def contiguous(last: Optional[int], offset: int) -> bool:
 class FencedTable(faust.Table):
     """A Faust table whose persisted offset never skips records (see the module docs)."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, app: Any, *args: Any, **kwargs: Any) -> None:
+        # The app's bounds on RocksDB memory (yadtq_app.settings: rocksdb_*), unless the
+        # table names its own; a fresh dict each time, as Faust's store pops from it.
+        settings = getattr(app, "settings", None)
+        if settings is not None:
+            kwargs["options"] = {**settings.store_options, **(kwargs.get("options") or {})}
+        super().__init__(app, *args, **kwargs)
         self._gapped: set[TP] = set()
 
     def _on_changelog_sent(self, fut: Any) -> None:

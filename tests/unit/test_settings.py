@@ -150,3 +150,21 @@ def test_replace_returns_validated_copy() -> None:
     assert t.partitions == 2 and s.partitions == 8
     with pytest.raises(ConfigurationError):
         s.replace(partitions=0)
+
+
+def test_every_table_store_bounds_rocksdb_memory() -> None:
+    from tables.task_status import task_status
+    from yadtq_app.application import app
+
+    assert Settings(rocksdb_write_buffer_mb=2, rocksdb_block_cache_mb=16).store_options == {
+        "write_buffer_size": 2 * 2**20, "max_write_buffer_number": 2, "block_cache_size": 16 * 2**20}
+    for table in [task_status, *app.tables.values()]:
+        store = table.data
+        assert store.rocksdb_options.write_buffer_size == app.settings.store_options["write_buffer_size"], table
+        assert store.rocksdb_options.block_cache_size == app.settings.store_options["block_cache_size"], table
+        assert store.rocksdb_options.max_write_buffer_number == 2
+
+
+def test_rocksdb_memory_must_be_positive() -> None:
+    with pytest.raises(ConfigurationError, match="YADTQ_ROCKSDB_BLOCK_CACHE_MB"):
+        Settings(rocksdb_block_cache_mb=0)
