@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test unit integration bench-failover bench clean
+.PHONY: install run test unit integration bench-failover bench-memory bench clean
 
 install: $(STAMP)
 
@@ -28,6 +28,10 @@ integration: install
 
 bench-failover: install
 	$(BIN)/python bench/failover.py --rounds 5
+
+# Worker RSS while one worker runs 100,000 tasks (bench/memory.py).
+bench-memory: install
+	timeout --kill-after=60 3600 $(BIN)/python bench/memory.py
 
 # Comparison with Celery and taskiq (bench/compare.py). The peers live in their own
 # virtualenv, bench/.venv; Redis is Debian's redis-server, installed with apt-get (as root)
