@@ -285,7 +285,15 @@ async def run_attempt(request: TaskRequest, taskdef: TaskDef, attempt: int, stat
     current = faust.current_event()
     _in_flight[request.id] = (request, attempt, started, current.message.partition if current is not None else -1)
     try:
-        await record_start(request, attempt, state, started)
+        if not await record_start(request, attempt, state, started):
+            # Not started: since the row was read the partition moved away, or began to
+            # (a rebalance; a freeze, seen: a worker resumed after SIGSTOP ran what it had
+            # been about to start although the survivor had run it meanwhile). Whoever
+            # owns the partition reads the message again (its ack here does not count).
+            logger.info("task %s: partition moved before the attempt started; leaving it to its owner", request.id)
+            job.cancel()
+            _in_flight.pop(request.id, None)
+            return False
         gate.set()
         logger.debug("worker %s: task %s (%s) attempt %d starts", settings.worker_id, request.id,
                      request.task, attempt)
@@ -407,8 +415,9 @@ OWN_KINDS = frozenset({SCHEDULED, PROCESSING, RETRYING, SUCCESS, FAILED, CANCELL
 START_RECORD_DELAY = 0.05
 
 
-async def record_start(request: TaskRequest, attempt: int, state: Optional[TaskState], started: float) -> None:
-    """Record that an attempt started, once it has run for :data:`START_RECORD_DELAY`.
+async def record_start(request: TaskRequest, attempt: int, state: Optional[TaskState], started: float) -> bool:
+    """Record that an attempt started, once it has run for :data:`START_RECORD_DELAY`;
+    False (and nothing recorded) if the task's partition is no longer this worker's to act on.
 
     Most tasks finish sooner, and then their outcome records the start with it: one
     status write per attempt instead of two. Every read answers true meanwhile, because
@@ -419,13 +428,11 @@ async def record_start(request: TaskRequest, attempt: int, state: Optional[TaskS
     """
     event = _event(request, PROCESSING, attempt=attempt, state=state, at=started)
     if not await _owns_current_partition(request):
-        # The partition moved away (a rebalance, a freeze): the new owner runs the task
-        # again; this attempt's outcome, if it comes, is fenced there
-        # (yadtq_app.state.apply_event).
-        return
+        return False  # the partition moved away, or is moving (a rebalance, a freeze)
     app.running.defer_start(event)
     asyncio.get_running_loop().call_later(START_RECORD_DELAY, _write_start, request.id, attempt,
                                           context=contextvars.copy_context())
+    return True
 
 
 def _write_start(task_id: str, attempt: int) -> None:
