@@ -276,6 +276,8 @@ async def run_attempt(request: TaskRequest, taskdef: TaskDef, attempt: int, stat
 
     async def body() -> Outcome:
         await gate.wait()  # start after the processing event, so progress events come after it
+        if not await _still_ours():
+            raise _NotStarted  # e.g. frozen between the decision and here (see _NotStarted)
         return await run_task(taskdef, list(request.task_args), dict(request.task_kwargs), timeout=timeout,
                               executor=app.executor, context=context, processes=app.processes)
 
@@ -298,6 +300,11 @@ async def run_attempt(request: TaskRequest, taskdef: TaskDef, attempt: int, stat
         logger.debug("worker %s: task %s (%s) attempt %d starts", settings.worker_id, request.id,
                      request.task, attempt)
         outcome: Optional[Outcome] = await job
+    except _NotStarted:
+        logger.info("task %s: partition moved before the attempt started; leaving it to its owner", request.id)
+        app.running.take_start(request.id)
+        _in_flight.pop(request.id, None)
+        return False
     except asyncio.CancelledError:
         if not (job.cancelled() and app.running.was_cancelled(request.id)):
             job.cancel()
@@ -316,6 +323,15 @@ async def run_attempt(request: TaskRequest, taskdef: TaskDef, attempt: int, stat
         return await finish_attempt(request, taskdef, attempt, state, options, outcome, started)
     finally:
         _in_flight.pop(request.id, None)  # leased until its outcome is recorded
+
+
+class _NotStarted(Exception):
+    """An attempt's code had not begun when its worker found the partition no longer its
+    own to act on: it was frozen (SIGSTOP, a stall) between deciding to run the task and
+    running it, and the group moved the partition meanwhile, or a rebalance began. Seen:
+    a worker resumed after SIGSTOP ran three tasks the survivor had already run. The
+    message is read again by the partition's owner (the ack here does not count: the
+    generation changed, the membership was lost, or flow control is off)."""
 
 
 async def finish_attempt(request: TaskRequest, taskdef: TaskDef, attempt: int, state: Optional[TaskState],
