@@ -496,24 +496,26 @@ class ReadOffsets(dict):  # type: ignore[type-arg]
 class RecoveryWatchdog:
     """Gets Faust's changelog recovery going again when a partition stops getting records.
 
-    Seen in CI, never here: a worker resumed after SIGSTOP was given partitions, began
-    recovering their status rows, and received not one changelog record for them in a
-    minute (Faust only logs "No event received for active tp ... since recovery start"
-    every 5 s, and waits forever, holding the partitions). Whatever stalls the fetch —
-    a read offset left ahead of the seek, a fetch position lost in the freeze, a
-    partition left paused — a partition that still has records to read and got none
-    for :attr:`stall` seconds is sought again to where its recovery stands and resumed,
-    with what the consumer knew logged. If that does not help either (:attr:`kicks`
-    times), the worker stops with an error rather than hold partitions it will never
-    serve: its partitions go to the others, and a supervisor (compose's restart policy)
-    starts it again with a fresh recovery.
+    Seen in CI: a worker given partitions after a rebalance began recovering their status
+    rows and received not one changelog record for them in a minute (Faust only logs "No
+    event received for active tp ... since recovery start" every 5 s, and waits forever,
+    holding the partitions). Caught here too, by this watchdog: recovery had read nothing
+    of a partition while the consumer's fetch position was already *past* its end — the
+    records had been fetched and dropped before recovery took them (fetched while the
+    rebalance was still setting recovery up). A partition that still has records to read
+    and got none for :attr:`stall` seconds is sought again to where its recovery stands
+    and resumed (what the consumer knew is logged); that is harmless if it was merely
+    slow, as recovery applies a record twice without effect. If :attr:`give_up` seconds
+    pass without a record all the same, the worker stops with an error rather than hold
+    partitions it will never serve: its partitions go to the others, and a supervisor
+    (compose's restart policy) starts it again.
     """
 
-    def __init__(self, app: Any, *, stall: float = 10.0, kicks: int = 2) -> None:
+    def __init__(self, app: Any, *, stall: float = 3.0, give_up: float = 60.0) -> None:
         self.app = app
         self.stall = stall
-        self.kicks = kicks
-        self._kicked: dict[TP, tuple[int, float]] = {}
+        self.give_up = give_up
+        self._kicked: dict[TP, float] = {}
 
     async def check(self) -> None:
         """Call every second or so."""
@@ -527,13 +529,13 @@ class RecoveryWatchdog:
         for tp, remaining in recovery.active_remaining().items():
             if remaining <= 0:
                 continue
-            kicks, kicked_at = self._kicked.get(tp, (0, started))
-            quiet = now - max(received.get(tp, started), kicked_at, started)
-            if quiet >= self.stall:
-                self._kicked[tp] = (kicks + 1, now)
-                await self._unstick(recovery, tp, kicks, quiet)
+            last = max(received.get(tp, started), started)
+            if now - max(last, self._kicked.get(tp, started)) < self.stall:
+                continue
+            self._kicked[tp] = now
+            await self._unstick(recovery, tp, now - last)
 
-    async def _unstick(self, recovery: Any, tp: TP, kicks: int, quiet: float) -> None:
+    async def _unstick(self, recovery: Any, tp: TP, quiet: float) -> None:
         consumer = self.app.consumer
         offset = recovery.active_offsets[tp]
         try:
@@ -544,13 +546,13 @@ class RecoveryWatchdog:
                  f"{recovery.active_highwaters[tp]}, fetch position {position}, read offset "
                  f"{consumer._read_offset.get(tp)}, paused {tp in getattr(consumer, '_paused_partitions', ())}; "
                  f"no record for {quiet:.0f} s")
-        if kicks < self.kicks:
-            logger.warning("%s: seeking it again", state)
-            await consumer.seek(tp, max(offset, 0))
-            consumer.resume_partitions([tp])
+        if quiet >= self.give_up:
+            logger.error("%s: table recovery is stuck; stopping the worker", state)
+            await self.app.crash(RuntimeError(f"table recovery stuck on {tp.topic}-{tp.partition}"))
             return
-        logger.error("%s: table recovery is stuck; stopping the worker", state)
-        await self.app.crash(RuntimeError(f"table recovery stuck on {tp.topic}-{tp.partition}"))
+        logger.warning("%s: seeking it again", state)
+        await consumer.seek(tp, max(offset, 0))
+        consumer.resume_partitions([tp])
 
 
 def stale_ack(message_generation: Optional[int], current_generation: Optional[int]) -> bool:

@@ -392,20 +392,22 @@ async def test_recovery_watchdog_seeks_a_silent_partition_again_then_stops_the_w
     from yadtq_app.compat import RecoveryWatchdog
 
     stuck, fine, done = TP("c", 0), TP("c", 1), TP("c", 2)
-    recovery = FakeRecovery(30.0, {stuck: 20, fine: 5, done: 7}, {stuck: 40, fine: 9, done: 7})
+    recovery = FakeRecovery(5.0, {stuck: 20, fine: 5, done: 7}, {stuck: 40, fine: 9, done: 7})
     recovery._active_events_received_at[fine] = time.monotonic() - 1.0  # records arriving
     app = FakeApp(recovery)
-    dog = RecoveryWatchdog(app, stall=10.0, kicks=2)
+    dog = RecoveryWatchdog(app, stall=3.0, give_up=60.0)
     await dog.check()
     assert app.consumer.seeks == [(stuck, 20)] and app.consumer.resumed == [stuck] and not app.crashed
     await dog.check()  # just sought: it gets its time
     assert len(app.consumer.seeks) == 1
-    dog._kicked[stuck] = (1, time.monotonic() - 11.0)
+    dog._kicked[stuck] = time.monotonic() - 4.0
     await dog.check()
     assert app.consumer.seeks == [(stuck, 20), (stuck, 20)] and not app.crashed
-    dog._kicked[stuck] = (2, time.monotonic() - 11.0)
+    # a minute without a record: it gives up
+    recovery._recovery_started_at = time.monotonic() - 61.0
+    dog._kicked[stuck] = time.monotonic() - 4.0
     await dog.check()
-    assert len(app.crashed) == 1 and "c-0" in str(app.crashed[0])
+    assert len(app.crashed) == 1 and "c-0" in str(app.crashed[0]) and len(app.consumer.seeks) == 2
     # a record for it since: nothing to do
     recovery._active_events_received_at[stuck] = time.monotonic()
     dog._kicked.clear()
