@@ -271,7 +271,7 @@ async def run_attempt(request: TaskRequest, taskdef: TaskDef, attempt: int, stat
     started = time.time()
     reporter = ProgressReporter(functools.partial(_send_progress, request, attempt), asyncio.get_running_loop())
     context = TaskContext(id=request.id, name=request.task, attempt=attempt, worker=settings.worker_id,
-                          reporter=reporter)
+                          started_at=started, reporter=reporter)
     gate = asyncio.Event()
 
     async def body() -> Outcome:

@@ -36,12 +36,14 @@ PROGRESS_INTERVAL = 0.2
 
 @dataclass(frozen=True)
 class TaskContext:
-    """The running task: its id, name, attempt number (1 = first run) and worker."""
+    """The running task: its id, name, attempt number (1 = first run), worker, and when
+    the worker began the attempt (Unix seconds, as the status row's ``started_at``)."""
 
     id: str
     name: str
     attempt: int
     worker: str
+    started_at: float = 0.0
     reporter: Optional["ProgressReporter"] = field(default=None, repr=False, compare=False)
 
     def progress(self, fraction: float, message: Optional[str] = None) -> None:

@@ -168,7 +168,8 @@ class ProcessRunner:
     async def run(self, taskdef: TaskDef, args: list[Any], kwargs: dict[str, Any], *, timeout: float,
                   context: Optional[TaskContext] = None) -> Outcome:
         fn = taskdef.fn
-        ctx = (context.id, context.name, context.attempt, context.worker) if context is not None else None
+        ctx = (context.id, context.name, context.attempt, context.worker, context.started_at) \
+            if context is not None else None
         future = self._get_pool().schedule(
             _process_entry, args=(fn.__module__, fn.__qualname__, taskdef.name, json.dumps(args),
                                   json.dumps(kwargs), ctx), timeout=timeout)
@@ -199,11 +200,11 @@ class ProcessRunner:
 
 
 def _process_entry(module: str, qualname: str, name: str, args_json: str, kwargs_json: str,
-                   ctx: Optional[tuple[str, str, int, str]]) -> str:
+                   ctx: Optional[tuple[str, str, int, str, float]]) -> str:
     """Runs in the pool's process: import the task by name, call it, answer in JSON text."""
     fn = getattr(importlib.import_module(module), qualname)
     if ctx is not None:
-        _current.set(TaskContext(id=ctx[0], name=ctx[1], attempt=ctx[2], worker=ctx[3]))
+        _current.set(TaskContext(id=ctx[0], name=ctx[1], attempt=ctx[2], worker=ctx[3], started_at=ctx[4]))
     try:
         result = fn(*json.loads(args_json), **json.loads(kwargs_json))
     except Exception as exc:  # noqa: BLE001 - the task's failure, reported to the worker

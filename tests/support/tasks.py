@@ -69,8 +69,12 @@ def _ledger(what: str, ctx: object) -> None:
     path = os.environ.get("YADTQ_TEST_LEDGER")
     if not path:
         return
+    # A start is dated when the worker began the attempt, not when this line runs: a worker
+    # frozen (SIGSTOP) between the two had the attempt in flight at the fault.
+    now = time.time()
+    at = ctx.started_at if what == "start" and ctx.started_at else now  # type: ignore[attr-defined]
     line = json.dumps({"event": what, "id": ctx.id, "attempt": ctx.attempt,  # type: ignore[attr-defined]
-                       "worker": ctx.worker, "pid": os.getpid(), "t": time.time()}) + "\n"  # type: ignore[attr-defined]
+                       "worker": ctx.worker, "pid": os.getpid(), "t": at, "ran_at": now}) + "\n"  # type: ignore[attr-defined]
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         os.write(fd, line.encode())

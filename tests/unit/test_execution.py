@@ -160,3 +160,21 @@ def test_error_info_without_traceback() -> None:
     except KeyError as exc:
         assert error_info(exc, with_traceback=False) == {"type": "KeyError", "message": "'k'", "traceback": None}
         assert "KeyError" in error_info(exc)["traceback"]
+
+
+@pytest.mark.parametrize("is_async", [False, True])
+async def test_the_task_sees_its_context_with_the_attempts_start(is_async: bool) -> None:
+    from yadtq_app import current_task
+    from yadtq_app.context import TaskContext
+
+    def whoami() -> list[Any]:
+        ctx = current_task()
+        return [ctx.id, ctx.attempt, ctx.worker, ctx.started_at]
+
+    async def awhoami() -> list[Any]:
+        return whoami()
+
+    ctx = TaskContext(id="t1", name="whoami", attempt=2, worker="w9", started_at=1234.5)
+    with ThreadPoolExecutor(1) as pool:
+        out = await run_task(td(awhoami if is_async else whoami), [], {}, timeout=5, executor=pool, context=ctx)
+    assert out == Outcome(ok=True, result=["t1", 2, "w9", 1234.5])
