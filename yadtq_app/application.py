@@ -170,9 +170,14 @@ class YadtqApp(faust.App):
         # every running task, before this worker rejoins the group; the group may form
         # the next generation without it meanwhile.
         if not self.should_stop:
-            # Flow control off first, as Faust's own revoke does (again) below: from here
-            # on an ack does not count (yadtq_app.compat.stale_ack), so a task that sees
-            # ``revoking`` and does not start is read again, not committed past.
+            # The consumer's flow and flow control off first, as Faust's own revoke does
+            # (again) below: nothing more is handed to the agents while the leases go out,
+            # and from here on an ack does not count (yadtq_app.compat.stale_ack), so a task
+            # that sees ``revoking`` and does not start is read again, not committed past.
+            try:
+                self.consumer.stop_flow()
+            except Exception:  # noqa: BLE001 - no consumer yet
+                pass
             self.flow_control.suspend()
             self.revoking = True
             for hook in self.on_revoking:
