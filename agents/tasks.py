@@ -230,19 +230,19 @@ async def execute(request: TaskRequest, taskdef: TaskDef) -> None:
         # partition now; its ack is not counted (yadtq_app.compat.stale_ack).
         logger.info("task %s: fetched before the last rebalance; leaving it to be read again", request.id)
         return
-    state = get_status(request.id)
-    decision = decide(state, request, finished=app.finished.get(request.id), now=time.time(),
-                      worker=settings.worker_id)
-    if decision.action == WAIT:
-        logger.info("task %s: not running it yet: %s", request.id, decision.why)
-        while decision.action == WAIT:
-            await asyncio.sleep(LEASE_POLL)
-            if not await _still_ours():
-                return  # read again by whoever owns the partition next
-            state = get_status(request.id)
-            decision = decide(state, request, finished=app.finished.get(request.id), now=time.time(),
-                              worker=settings.worker_id)
-    finished = app.finished.get(request.id)
+    waited = False
+    while True:
+        state = get_status(request.id)
+        finished = app.finished.get(request.id)
+        decision = decide(state, request, finished=finished, now=time.time(), worker=settings.worker_id)
+        if decision.action != WAIT:
+            break
+        if not waited:
+            logger.info("task %s: not running it yet: %s", request.id, decision.why)
+            waited = True
+        await asyncio.sleep(LEASE_POLL)
+        if not await _still_ours():
+            return  # read again by whoever owns the partition next
     if decision.action == SKIP:
         logger.info("task %s: not running it: %s", request.id, decision.why)
         if request.ordering_key is not None and (finished is not None
@@ -287,15 +287,7 @@ async def run_attempt(request: TaskRequest, taskdef: TaskDef, attempt: int, stat
     current = faust.current_event()
     _in_flight[request.id] = (request, attempt, started, current.message.partition if current is not None else -1)
     try:
-        if not await record_start(request, attempt, state, started):
-            # Not started: since the row was read the partition moved away, or began to
-            # (a rebalance; a freeze, seen: a worker resumed after SIGSTOP ran what it had
-            # been about to start although the survivor had run it meanwhile). Whoever
-            # owns the partition reads the message again (its ack here does not count).
-            logger.info("task %s: partition moved before the attempt started; leaving it to its owner", request.id)
-            job.cancel()
-            _in_flight.pop(request.id, None)
-            return False
+        await record_start(request, attempt, state, started)
         gate.set()
         logger.debug("worker %s: task %s (%s) attempt %d starts", settings.worker_id, request.id,
                      request.task, attempt)
@@ -431,9 +423,10 @@ OWN_KINDS = frozenset({SCHEDULED, PROCESSING, RETRYING, SUCCESS, FAILED, CANCELL
 START_RECORD_DELAY = 0.05
 
 
-async def record_start(request: TaskRequest, attempt: int, state: Optional[TaskState], started: float) -> bool:
-    """Record that an attempt started, once it has run for :data:`START_RECORD_DELAY`;
-    False (and nothing recorded) if the task's partition is no longer this worker's to act on.
+async def record_start(request: TaskRequest, attempt: int, state: Optional[TaskState], started: float) -> None:
+    """Record that an attempt started, once it has run for :data:`START_RECORD_DELAY`
+    (nothing, if the task's partition is no longer this worker's to act on: then the
+    attempt does not start either, see :class:`_NotStarted`).
 
     Most tasks finish sooner, and then their outcome records the start with it: one
     status write per attempt instead of two. Every read answers true meanwhile, because
@@ -444,11 +437,10 @@ async def record_start(request: TaskRequest, attempt: int, state: Optional[TaskS
     """
     event = _event(request, PROCESSING, attempt=attempt, state=state, at=started)
     if not await _owns_current_partition(request):
-        return False  # the partition moved away, or is moving (a rebalance, a freeze)
+        return  # the partition moved away, or is moving (a rebalance, a freeze)
     app.running.defer_start(event)
     asyncio.get_running_loop().call_later(START_RECORD_DELAY, _write_start, request.id, attempt,
                                           context=contextvars.copy_context())
-    return True
 
 
 def _write_start(task_id: str, attempt: int) -> None:
