@@ -106,6 +106,8 @@ def _fold(event: TaskEvent) -> None:
     if row == before:
         return  # e.g. a submission's queued event arriving after the task finished: nothing to write
     task_status[key] = row
+    if row.status in TERMINAL:
+        app.finish_waiters.wake(event.id)
     entry, had = schedule_of(row), schedule_of(before)
     if entry is not None:
         if entry != had:

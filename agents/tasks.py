@@ -279,7 +279,7 @@ async def run_attempt(request: TaskRequest, taskdef: TaskDef, attempt: int, stat
         if not await _still_ours():
             raise _NotStarted  # e.g. frozen between the decision and here (see _NotStarted)
         return await run_task(taskdef, list(request.task_args), dict(request.task_kwargs), timeout=timeout,
-                              executor=app.executor, context=context, processes=app.processes)
+                              threads=app.threads, context=context, processes=app.processes)
 
     # No await since the status row was read: a cancel folded from now on finds the job.
     job = asyncio.ensure_future(body())

@@ -90,6 +90,7 @@ def main() -> int:
     parser.add_argument("--raw", type=Path, help="keep py-spy's collapsed stacks here")
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
                         help="a setting for the worker (repeatable), e.g. YADTQ_PRODUCER_LINGER_MS=2")
+    parser.add_argument("--gil", action="store_true", help="sample only the thread holding the GIL (py-spy --gil)")
     parser.add_argument("--no-profile", action="store_true", help="only measure tasks/s and CPU per task")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -110,16 +111,18 @@ def main() -> int:
         raw = args.raw or workdir / "profile.txt"
         if spy is not None:
             recorder = subprocess.Popen([spy, "record", "--pid", str(worker.pid), "--format", "raw", "--output",
-                                         str(raw), "--rate", "200", "--nonblocking", "--threads"],
+                                         str(raw), "--rate", "200", "--nonblocking", "--threads",
+                                         *(["--gil"] if args.gil else [])],
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(1.0)  # let py-spy attach
-        cpu0, t0 = _cpu_seconds(worker.pid), time.perf_counter()
+        bpid = broker.process.pid
+        cpu0, bcpu0, t0 = _cpu_seconds(worker.pid), _cpu_seconds(bpid), time.perf_counter()
         asyncio.run(_produce(broker.bootstrap, cluster.task_topic, ids))
         t_sub = time.perf_counter()
         # A partition's tasks run in order: its last one finishing means it is done.
         client.wait_all([ids[i] for i in _partition_tails(ids, cluster.partitions)],
                         timeout=max(120.0, args.tasks / 20))
-        t1, cpu1 = time.perf_counter(), _cpu_seconds(worker.pid)
+        t1, cpu1, bcpu1 = time.perf_counter(), _cpu_seconds(worker.pid), _cpu_seconds(bpid)
         if recorder is not None:
             recorder.send_signal(2)  # SIGINT: py-spy writes its output and exits
             recorder.wait(60)
@@ -127,7 +130,7 @@ def main() -> int:
         n = args.tasks
         print(f"\n{n} tasks: written in {t_sub - t0:.2f} s, all finished after {t1 - t0:.2f} s "
               f"({n / (t1 - t0):.0f} tasks/s); worker CPU {cpu1 - cpu0:.2f} s = "
-              f"{1000 * (cpu1 - cpu0) / n:.2f} ms per task")
+              f"{1000 * (cpu1 - cpu0) / n:.2f} ms per task; broker CPU {1000 * (bcpu1 - bcpu0) / n:.2f} ms per task")
         if spy is not None:
             _summarize(raw, args.top)
     finally:

@@ -161,13 +161,13 @@ How each figure is measured (bench/compare.py; client, brokers and workers share
   ({concurrency} in flight). Each client first waits on the last task submitted (yadtq: the last
   of each partition, by Kafka's default partitioner), then checks every task.
 - **latency**: {round_trips} sequential submit → result round trips after a warm-up; p50/p95/p99
-  within each run. yadtq: submit (HTTP or Kafka `send_and_wait`), then `GET /tasks/{{id}}` on one
-  worker every 1 ms until final; Celery: `delay().get()` (result pushed by Redis pub/sub);
+  within each run. yadtq: submit (HTTP or Kafka `send_and_wait`), then `GET /tasks/{{id}}?wait=5`
+  on one worker (a long poll: the worker holding the task answers when it is final); Celery: `delay().get()` (result pushed by Redis pub/sub);
   taskiq: `kiq()` then `wait_result(check_interval=0.001)`.
 - **failover**: yadtq only, `bench/failover.py`'s round (3 workers, kill -9 mid-task; kill → first
   re-run on a survivor).
 - yadtq: fresh embedded broker (Tansu, in memory) and N `yadtq worker` processes per run
-  (`YADTQ_CONCURRENCY` 8 each, sync tasks in a thread pool). Celery: prefork, concurrency 2,
+  (`YADTQ_CONCURRENCY` 8 each, sync tasks in its threads). Celery: prefork, concurrency 2,
   Redis broker and result backend, defaults otherwise. taskiq: `taskiq worker --workers 2`,
   {taskiq_broker}, Redis result backend. Every run starts fresh workers and an empty Redis.
 - Ratios are yadtq's median ÷ the peer's: above 1 is better for throughput, below 1 better

@@ -257,11 +257,11 @@ async def _statuses(session: aiohttp.ClientSession, url: str, ids: list[str]) ->
 
 async def _wait(session: aiohttp.ClientSession, url: str, tid: str, expected: Any, poll: float,
                 deadline: float) -> dict[str, Any]:
-    """Poll ``GET /tasks/{tid}`` every ``poll`` s until it is final; it must be ``success``/``expected``.
-
-    Returns the final status row."""
+    """``GET /tasks/{tid}?wait=5`` (the long poll: the owner answers when the task is
+    final) until it is final, pausing ``poll`` s after an answer that was not; it must be
+    ``success``/``expected``. Returns the final status row."""
     while True:
-        async with session.get(f"{url}/tasks/{tid}") as resp:
+        async with session.get(f"{url}/tasks/{tid}", params={"wait": "5"}) as resp:
             if resp.status == 200:
                 info = await resp.json()
                 if info["status"] in TERMINAL:

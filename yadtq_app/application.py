@@ -14,7 +14,6 @@ import logging
 import os
 import socket
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Awaitable, Callable, Optional, Set
 
 import faust
@@ -26,8 +25,8 @@ from .fencing import FencedTable, FreezeGuard
 from .registry import TaskRegistry, default_registry
 from .security import broker_credentials, client_options
 from .settings import Settings
-from .execution import ProcessRunner
-from .state import RecentlyFinished, RunningTasks, WorkerStats
+from .execution import ProcessRunner, ThreadRunner
+from .state import FinishWaiters, RecentlyFinished, RunningTasks, WorkerStats
 
 __all__ = ["YadtqApp", "create_app", "app", "settings"]
 
@@ -57,24 +56,28 @@ class YadtqApp(faust.App):
     registry: TaskRegistry
     profile: BrokerProfile
     stats: WorkerStats
-    executor: Optional[ThreadPoolExecutor]
+    #: The threads that run plain ``def`` tasks.
+    threads: ThreadRunner
     #: Final statuses of tasks this worker ran, ahead of the status table.
     finished: RecentlyFinished
     #: Attempts running here, for cancel requests.
     running: RunningTasks
     #: The pool for ``process=True`` tasks.
     processes: ProcessRunner
+    #: Status reads waiting for a task to finish.
+    finish_waiters: FinishWaiters
 
     def __init__(self, settings: Settings, registry: TaskRegistry, **options: Any) -> None:
         self.settings = settings
         self.registry = registry
         self.profile = profile_for(settings)
         self.stats = WorkerStats()
-        self.executor = None
+        self.threads = ThreadRunner(settings.concurrency, name="yadtq-task")
         #: The consumer's assignment, cached between rebalances (None: ask the consumer).
         self._assigned: Optional[frozenset[TP]] = None
         self.finished = RecentlyFinished()
         self.running = RunningTasks()
+        self.finish_waiters = FinishWaiters()
         self.processes = ProcessRunner(settings.processes)
         session = self.profile.faust_options()["broker_session_timeout"]
         #: Closes the worker's gate after it was frozen (see yadtq_app.fencing).
@@ -113,16 +116,8 @@ class YadtqApp(faust.App):
         await ensure_topics(self.settings.bootstrap_servers, self.topic_specs(),
                             client_options=client_options(self.settings))
 
-    async def on_start(self) -> None:
-        await super().on_start()
-        if self.executor is None:
-            self.executor = ThreadPoolExecutor(max_workers=self.settings.concurrency,
-                                               thread_name_prefix="yadtq-task")
-
     async def on_stop(self) -> None:
-        executor, self.executor = self.executor, None
-        if executor is not None:
-            executor.shutdown(wait=False, cancel_futures=True)
+        self.threads.close()
         self.processes.close()
         await super().on_stop()
 
@@ -185,6 +180,8 @@ class YadtqApp(faust.App):
                     await hook()
                 except Exception:  # noqa: BLE001 - the rebalance must go on
                     logger.exception("a rebalance hook failed")
+        # Whoever waits for a row here asks again: it may be another worker's now.
+        self.finish_waiters.wake_all()
         await super()._on_partitions_revoked(revoked)
 
     async def warm_metadata(self, *topics: str) -> None:

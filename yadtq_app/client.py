@@ -40,6 +40,8 @@ ACCEPT_GRACE_SECONDS = 10.0
 FINISHED = ("success", "failed", "cancelled")
 #: Ids per ``POST /tasks/status`` request (the server takes at most 1,000).
 BATCH_IDS = 1000
+#: The longest one ``GET /tasks/{id}?wait=`` of :meth:`TaskHandle.wait` holds (s).
+LONG_POLL_SECONDS = 10.0
 
 
 def _poll(step: Callable[[], Optional[T]], *, timeout: float, poll: float, timed_out: Callable[[], str]) -> T:
@@ -74,10 +76,11 @@ class TaskHandle:
     def __repr__(self) -> str:
         return f"<TaskHandle {self.id}>"
 
-    def info(self) -> dict[str, Any]:
-        """The whole status row (``GET /tasks/{id}``)."""
+    def info(self, *, wait: Optional[float] = None) -> dict[str, Any]:
+        """The whole status row (``GET /tasks/{id}``); with ``wait``, once the task is
+        final or after ``wait`` seconds, whichever comes first."""
         try:
-            return self.client.get_task(self.id)
+            return self.client.get_task(self.id, wait=wait)
         except TaskNotFound:
             # The submit was acknowledged (the task is in Kafka) but its first status
             # event may not be folded into the table yet: it is queued.
@@ -102,11 +105,17 @@ class TaskHandle:
         return self.client.retry(self.id)
 
     def wait(self, timeout: float = 30.0, poll: float = 0.02) -> dict[str, Any]:
-        """Wait until the task finishes; its status row. :class:`TaskTimeout` if it does not."""
+        """Wait until the task finishes; its status row. :class:`TaskTimeout` if it does not.
+
+        Each request is a long poll (``?wait=``): the worker holding the task answers as
+        soon as it writes the final row. ``poll`` is the pause before asking again
+        after an answer that was not final (a worker rebalancing, say)."""
         last: dict[str, Any] = {}
+        deadline = time.monotonic() + timeout
 
         def finished() -> Optional[dict[str, Any]]:
-            last.update(self.info())
+            remaining = min(deadline - time.monotonic(), LONG_POLL_SECONDS)
+            last.update(self.info(wait=remaining if remaining >= 0.001 else None))
             return last if last.get("status") in FINISHED else None
 
         return _poll(finished, timeout=timeout, poll=poll,
@@ -174,9 +183,16 @@ class Client:
         """A handle for a task submitted elsewhere."""
         return TaskHandle(self, task_id)
 
-    def get_task(self, task_id: str) -> dict[str, Any]:
-        """The status row of ``task_id``; :class:`TaskNotFound` if there is none."""
-        return self._request("GET", f"/tasks/{task_id}")  # type: ignore[no-any-return]
+    def get_task(self, task_id: str, *, wait: Optional[float] = None) -> dict[str, Any]:
+        """The status row of ``task_id``; :class:`TaskNotFound` if there is none. With
+        ``wait`` (seconds, at most 60), the worker answers once the task is final, or
+        after ``wait`` seconds with the row as it is then."""
+        if wait is None:
+            return self._request("GET", f"/tasks/{task_id}")  # type: ignore[no-any-return]
+        read = self._http.timeout.read
+        row = self._request("GET", f"/tasks/{task_id}", params={"wait": f"{max(wait, 0.001):.3f}"},
+                            timeout=read + wait if read is not None else None)
+        return row  # type: ignore[no-any-return]
 
     def statuses(self, task_ids: Sequence[str]) -> dict[str, Optional[dict[str, Any]]]:
         """The status rows of many tasks at once (``POST /tasks/status``, up to
@@ -235,10 +251,12 @@ class Client:
         """Task messages that will never run (``GET /dead-letters``)."""
         return self._request("GET", f"/dead-letters?limit={limit}")["dead_letters"]  # type: ignore[no-any-return]
 
-    def _request(self, method: str, path: str, *, json: Any = None, retries: int = 20) -> Any:
+    def _request(self, method: str, path: str, *, json: Any = None, params: Optional[dict[str, str]] = None,
+                 timeout: Optional[float] = None, retries: int = 20) -> Any:
+        extra: dict[str, Any] = {"timeout": timeout} if timeout is not None else {}
         for attempt in range(retries + 1):
             try:
-                resp = self._http.request(method, path, json=json)
+                resp = self._http.request(method, path, json=json, params=params, **extra)
             except httpx.HTTPError as exc:
                 raise ClientError(f"cannot reach yadtq at {self.url}: {exc}") from None
             if resp.status_code == 503 and (method == "GET" or path != "/tasks") and attempt < retries:

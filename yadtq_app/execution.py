@@ -8,9 +8,9 @@ would be lost (see the broker notes in the README).
 Where a task runs, and what its time limit can do to it:
 
 * ``async def`` — on the worker's event loop; at the limit it is cancelled.
-* plain ``def`` — in the worker's thread pool. Python cannot stop a thread: at the
-  limit the task is recorded ``failed`` and its thread is abandoned to finish on its
-  own (it still holds a pool thread until then).
+* plain ``def`` — in the worker's threads (:class:`ThreadRunner`). Python cannot stop
+  a thread: at the limit the task is recorded ``failed`` and its thread is abandoned
+  to finish on its own (it still holds a pool thread until then).
 * ``@task(process=True)`` — in the worker's process pool (:class:`ProcessRunner`, on
   `pebble <https://pypi.org/project/Pebble/>`_): at the limit, or on cancel, the
   process running it is killed and replaced, so a CPU-bound task that ignores its
@@ -20,6 +20,7 @@ Where a task runs, and what its time limit can do to it:
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import contextvars
 import functools
@@ -27,10 +28,11 @@ import importlib
 import json
 import logging
 import multiprocessing
+import queue
+import threading
 import traceback
-from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import pebble
 
@@ -38,7 +40,7 @@ from .context import TaskContext, _current
 from .errors import Retry, TimeLimitExceeded
 from .registry import TaskDef
 
-__all__ = ["Outcome", "run_task", "error_info", "ProcessRunner", "NOT_RETRYABLE"]
+__all__ = ["Outcome", "run_task", "error_info", "ThreadRunner", "ProcessRunner", "NOT_RETRYABLE"]
 
 logger = logging.getLogger(__name__)
 
@@ -90,23 +92,24 @@ def _time_limit(taskdef: TaskDef, timeout: float) -> Outcome:
 
 
 async def run_task(taskdef: TaskDef, args: list[Any], kwargs: dict[str, Any], *,
-                   timeout: float, executor: Optional[Executor] = None,
+                   timeout: float, threads: Optional["ThreadRunner"] = None,
                    context: Optional[TaskContext] = None, processes: Optional["ProcessRunner"] = None) -> Outcome:
     """Run ``taskdef`` with these arguments under ``timeout`` seconds.
 
     ``context`` is what :func:`yadtq_app.current_task` returns inside the task;
+    ``threads`` runs plain ``def`` tasks (the loop's default executor if ``None``);
     ``processes`` runs ``process=True`` tasks (required for them).
     """
     token = _current.set(context)
     try:
-        return await _run(taskdef, args, kwargs, timeout=timeout, executor=executor, context=context,
+        return await _run(taskdef, args, kwargs, timeout=timeout, threads=threads, context=context,
                           processes=processes)
     finally:
         _current.reset(token)
 
 
 async def _run(taskdef: TaskDef, args: list[Any], kwargs: dict[str, Any], *,
-               timeout: float, executor: Optional[Executor], context: Optional[TaskContext],
+               timeout: float, threads: Optional["ThreadRunner"], context: Optional[TaskContext],
                processes: Optional["ProcessRunner"]) -> Outcome:
     try:
         taskdef.check_arguments(args, kwargs)
@@ -120,12 +123,15 @@ async def _run(taskdef: TaskDef, args: list[Any], kwargs: dict[str, Any], *,
     try:
         if taskdef.is_async:
             result = await asyncio.wait_for(_shield_timeouts(taskdef.fn(*args, **kwargs)), timeout)
+        elif threads is not None:
+            result = await asyncio.wait_for(threads.submit(_call_shielding_timeouts, taskdef.fn, args, kwargs),
+                                            timeout)
         else:
             loop = asyncio.get_running_loop()
             # run_in_executor does not carry context variables into the thread; copy them.
             call = functools.partial(contextvars.copy_context().run, _call_shielding_timeouts, taskdef.fn,
                                      args, kwargs)
-            result = await asyncio.wait_for(loop.run_in_executor(executor, call), timeout)
+            result = await asyncio.wait_for(loop.run_in_executor(None, call), timeout)
     except _BodyTimeout as wrapped:
         return _failure(wrapped.original)
     except asyncio.TimeoutError:
@@ -145,6 +151,104 @@ def _checked_result(name: str, result: Any) -> Outcome:
                                         "message": f"{name} returned a value that is not JSON: {exc}",
                                         "traceback": None})
     return Outcome(ok=True, result=result)
+
+
+#: A call waiting for a thread: its future, the caller's context, the function, its arguments.
+_Job = tuple["asyncio.Future[Any]", contextvars.Context, Callable[..., Any], tuple[Any, ...]]
+
+
+class ThreadRunner:
+    """Runs plain ``def`` tasks in ``size`` threads and hands their outcomes back to the
+    event loop in batches.
+
+    ``loop.run_in_executor`` wakes the loop once per call (a write to its self-pipe from
+    the finishing thread, and a concurrent future chained to an asyncio one); with
+    thousands of short tasks a second that hop cost a busy worker about a fifth of its
+    CPU (bench/RESULTS.md). Here a finished call joins a batch, and the loop is woken
+    only when no delivery is pending already, so one wake-up delivers every call
+    finished meanwhile. Each call runs in a copy of the caller's context (so
+    :func:`yadtq_app.current_task` works in the thread).
+
+    The threads are daemons, started on the first call: a thread abandoned at a task's
+    time limit (Python cannot stop it) does not keep the worker from exiting.
+    """
+
+    def __init__(self, size: int, *, name: str = "yadtq-task") -> None:
+        if size < 1:
+            raise ValueError("a ThreadRunner needs at least one thread")
+        self.size = size
+        self.name = name
+        self._pool: Optional[_ThreadPool] = None
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> "asyncio.Future[Any]":
+        """Call ``fn(*args)`` in a thread; a future of the running loop, for its result."""
+        loop = asyncio.get_running_loop()
+        pool = self._pool
+        if pool is None or pool.loop is not loop:
+            if pool is not None:
+                pool.close()
+            pool = self._pool = _ThreadPool(loop, self.size, self.name)
+        future = loop.create_future()
+        pool.jobs.put((future, contextvars.copy_context(), fn, args))
+        return future
+
+    def close(self) -> None:
+        """Let idle threads end; a thread still running a task ends after it (not waited for)."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.close()
+
+
+class _ThreadPool:
+    """A :class:`ThreadRunner`'s threads for one event loop."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, size: int, name: str) -> None:
+        self.loop = loop
+        self.jobs: queue.SimpleQueue[Optional[_Job]] = queue.SimpleQueue()
+        self._finished: collections.deque[tuple[asyncio.Future[Any], bool, Any]] = collections.deque()
+        self._lock = threading.Lock()
+        self._wake_pending = False
+        self._size = size
+        for i in range(size):
+            threading.Thread(target=self._work, name=f"{name}_{i}", daemon=True).start()
+
+    def _work(self) -> None:
+        while True:
+            job = self.jobs.get()
+            if job is None:
+                return
+            future, context, fn, args = job
+            if future.cancelled():  # e.g. the time limit passed while it waited for a thread
+                continue
+            try:
+                done = (future, True, context.run(fn, *args))
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller
+                done = (future, False, exc)
+            with self._lock:
+                self._finished.append(done)
+                if self._wake_pending:
+                    continue  # the delivery already scheduled takes this one too
+                self._wake_pending = True
+            try:
+                self.loop.call_soon_threadsafe(self._deliver)
+            except RuntimeError:  # the loop is closed: nobody waits any more
+                return
+
+    def _deliver(self) -> None:
+        with self._lock:
+            self._wake_pending = False
+            finished, self._finished = self._finished, collections.deque()
+        for future, ok, value in finished:
+            if future.done():
+                continue  # cancelled: the caller gave up on it (a time limit, a cancel)
+            if ok:
+                future.set_result(value)
+            else:
+                future.set_exception(value)
+
+    def close(self) -> None:
+        for _ in range(self._size):
+            self.jobs.put(None)
 
 
 class ProcessRunner:

@@ -394,3 +394,39 @@ class RunningTasks:
 
     def __contains__(self, task_id: object) -> bool:
         return task_id in self._jobs
+
+
+class FinishWaiters:
+    """Requests waiting for a task to finish (``GET /tasks/{id}?wait=…``), on the worker
+    that owns the task's row: :func:`agents.status.fold` wakes them when it writes a
+    final row, a rebalance wakes them all (the row may be moving to another worker)."""
+
+    def __init__(self) -> None:
+        self._waiting: dict[str, set[asyncio.Future[None]]] = {}
+
+    async def wait(self, task_id: str, timeout: float) -> bool:
+        """Wait until woken for ``task_id`` or ``timeout`` s pass; True if woken."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        waiters = self._waiting.setdefault(task_id, set())
+        waiters.add(future)
+        try:
+            await asyncio.wait_for(future, timeout)
+            return True
+        except asyncio.TimeoutError:
+            return False
+        finally:
+            waiters.discard(future)
+            if not waiters and self._waiting.get(task_id) is waiters:
+                del self._waiting[task_id]
+
+    def wake(self, task_id: str) -> None:
+        for future in self._waiting.get(task_id, ()):
+            if not future.done():
+                future.set_result(None)
+
+    def wake_all(self) -> None:
+        for task_id in list(self._waiting):
+            self.wake(task_id)
+
+    def __len__(self) -> int:
+        return sum(len(w) for w in self._waiting.values())

@@ -3,7 +3,9 @@
 ============================  =====================================================
 ``POST /tasks``               submit; 202 ``{"task-id", "status"}``; 400 on bad input;
                               200 with the existing task if its id was taken
-``GET /tasks/{id}``           the task's status row; 404 if never submitted
+``GET /tasks/{id}``           the task's status row; 404 if never submitted;
+                              ``?wait=S``: answer once the task is final, or after
+                              ``S`` seconds (at most 60) with the row as it is then
 ``POST /tasks/status``        many rows at once: ``{"ids": [...]}`` (at most 1,000) →
                               ``{"tasks": {id: row or null}, "unavailable": [...]}``
 ``POST /tasks/{id}/cancel``   cancel a waiting or running task; 409 if finished
@@ -148,8 +150,12 @@ async def _forward(view: View, request: Request, owner: str) -> Response:
     headers = {ROUTED_HEADER: "1", "Accept": "application/json"}
     body = await request.read() if request.method == "POST" else None
     try:
+        try:
+            wait = _wait_seconds(request) or 0.0
+        except ValueError:
+            wait = 0.0
         async with app.http_client.request(request.method, url, headers=headers, data=body,
-                                           timeout=aiohttp.ClientTimeout(total=10)) as resp:
+                                           timeout=aiohttp.ClientTimeout(total=10 + wait)) as resp:
             body = await resp.read()
             out = view.bytes(body, content_type="application/json", status=resp.status)
             if "Retry-After" in resp.headers:
@@ -228,13 +234,45 @@ async def _existing(task_id: str) -> Optional[dict[str, Any]]:
         return None
 
 
+#: The longest ``GET /tasks/{id}?wait=`` may hold a request (s).
+MAX_WAIT = 60.0
+
+
+def _wait_seconds(request: Request) -> Optional[float]:
+    """``?wait=S`` as seconds; ``None`` if absent; ValueError if not a number in (0, MAX_WAIT]."""
+    raw = request.query.get("wait")
+    if raw is None:
+        return None
+    try:
+        wait = float(raw)
+    except ValueError:
+        wait = float("nan")
+    if not 0 < wait <= MAX_WAIT:  # also false for nan
+        raise ValueError(f"'wait' must be a number of seconds above 0 and at most {MAX_WAIT:g}, not {raw!r}")
+    return wait
+
+
 @app.page("/tasks/{task_id}")
 class TaskView(View):
-    """``GET /tasks/{id}``: the status row, from the worker that owns it."""
+    """``GET /tasks/{id}``: the status row, from the worker that owns it; with
+    ``?wait=S``, once the task is final (a long poll: the owner answers when it writes
+    the final row, so a client learns of it at once without asking again and again)."""
+
+    async def get(self, request: Request, task_id: str) -> Response:
+        try:
+            wait = _wait_seconds(request)
+        except ValueError as exc:
+            return error(self, str(exc), 400, reason="bad-field")
+        return await self._get(request, task_id, wait)
 
     @routed(task_status, match_info="task_id")
-    async def get(self, request: Request, task_id: str) -> Response:
+    async def _get(self, request: Request, task_id: str, wait: Optional[float]) -> Response:
         state = get_status(task_id)
+        if wait is not None and (state is None or state.status not in TERMINAL):
+            await app.finish_waiters.wait(task_id, wait)
+            if app.rebalancing or app.revoking or app.in_recovery:
+                return error(self, "this worker is rebalancing; retry", 503)
+            state = get_status(task_id)
         if state is None:
             return error(self, f"no task with id {task_id!r}", 404)
         return self.json(state.to_json())

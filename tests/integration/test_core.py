@@ -178,6 +178,40 @@ def test_seed_format_and_client_round_trip(shared_cluster: Any) -> None:
     assert c.submit("tests.concat", "a", b="b").result(timeout=10) == "ab"
 
 
+def test_a_long_poll_answers_when_the_task_finishes_on_every_worker(shared_cluster: Any) -> None:
+    """``GET /tasks/{id}?wait=S`` holds the request until the task is final, on the
+    owner and through a worker that forwards it, and answers with the row as it is
+    when ``S`` runs out first."""
+    cluster = shared_cluster
+    for w in cluster.workers:
+        handle = Client(w.url).submit("sleep", 0.6)
+        t0 = time.monotonic()
+        r = httpx.get(f"{w.url}/tasks/{handle.id}", params={"wait": "20"}, timeout=30)
+        elapsed = time.monotonic() - t0
+        assert r.status_code == 200, r.text
+        row = r.json()
+        assert row["status"] == "success" and row["result"] == 0.6
+        assert 0.5 <= elapsed < 10  # held until the end of the task, not until the wait ran out
+        assert row["finished_at"] <= time.time()
+    slow = Client(cluster.workers[0].url).submit("sleep", 3)
+    t0 = time.monotonic()
+    r = httpx.get(f"{cluster.workers[1].url}/tasks/{slow.id}", params={"wait": "0.3"}, timeout=30)
+    assert r.status_code == 200 and r.json()["status"] in ("queued", "processing")
+    assert 0.25 <= time.monotonic() - t0 < 2.5
+    assert slow.wait(30)["status"] == "success"  # the client's wait is the long poll
+    unknown = f"never-submitted-{cluster.tag}"
+    r = httpx.get(f"{cluster.workers[0].url}/tasks/{unknown}", params={"wait": "0.2"}, timeout=30)
+    assert r.status_code == 404 and "error" in r.json()
+
+
+@pytest.mark.parametrize("wait", ["0", "-1", "61", "abc", "nan"])
+def test_a_bad_long_poll_wait_is_400(shared_cluster: Any, wait: str) -> None:
+    r = httpx.get(f"{shared_cluster.workers[0].url}/tasks/whatever-{shared_cluster.tag}", params={"wait": wait},
+                  timeout=10)
+    assert r.status_code == 400
+    assert r.json()["reason"] == "bad-field" and "wait" in r.json()["error"]
+
+
 def test_batch_status_read_matches_single_reads_on_every_worker(shared_cluster: Any) -> None:
     cluster = shared_cluster
     expected = submit_mixed(cluster, 60)

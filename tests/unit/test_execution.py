@@ -6,12 +6,11 @@ import asyncio
 import sys
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
 import pytest
 
-from yadtq_app.execution import Outcome, error_info, run_task
+from yadtq_app.execution import Outcome, ThreadRunner, error_info, run_task
 from yadtq_app.registry import TaskDef
 
 
@@ -81,10 +80,11 @@ async def test_sync_timeout() -> None:
         time.sleep(0.3)
         return "late"
 
-    with ThreadPoolExecutor(1) as pool:
-        t0 = time.monotonic()
-        out = await run_task(td(blocking), [], {}, timeout=0.05, executor=pool)
-        elapsed = time.monotonic() - t0
+    pool = ThreadRunner(1)
+    t0 = time.monotonic()
+    out = await run_task(td(blocking), [], {}, timeout=0.05, threads=pool)
+    elapsed = time.monotonic() - t0
+    pool.close()
     assert elapsed < 0.25  # the caller is not held until the thread ends
     assert out.ok is False and out.error["type"] == "TimeLimitExceeded"
 
@@ -134,13 +134,14 @@ async def test_sync_function_runs_off_the_loop_thread() -> None:
     assert async_out.ok and async_out.result == loop_thread
 
 
-async def test_sync_function_uses_given_executor() -> None:
+async def test_sync_function_uses_given_threads() -> None:
     def name():
         return threading.current_thread().name
 
-    with ThreadPoolExecutor(1, thread_name_prefix="yadtq-unit") as pool:
-        out = await run_task(td(name), [], {}, timeout=5, executor=pool)
-    assert out.result.startswith("yadtq-unit")
+    pool = ThreadRunner(1, name="yadtq-unit")
+    out = await run_task(td(name), [], {}, timeout=5, threads=pool)
+    pool.close()
+    assert out.result == "yadtq-unit_0"
 
 
 async def test_cancellation_propagates() -> None:
@@ -175,6 +176,87 @@ async def test_the_task_sees_its_context_with_the_attempts_start(is_async: bool)
         return whoami()
 
     ctx = TaskContext(id="t1", name="whoami", attempt=2, worker="w9", started_at=1234.5)
-    with ThreadPoolExecutor(1) as pool:
-        out = await run_task(td(awhoami if is_async else whoami), [], {}, timeout=5, executor=pool, context=ctx)
+    pool = ThreadRunner(1)
+    out = await run_task(td(awhoami if is_async else whoami), [], {}, timeout=5, threads=pool, context=ctx)
+    pool.close()
     assert out == Outcome(ok=True, result=["t1", 2, "w9", 1234.5])
+
+
+async def test_thread_runner_runs_calls_in_parallel_threads_and_delivers_every_result() -> None:
+    pool = ThreadRunner(4, name="yadtq-unit")
+    gate = threading.Event()
+
+    def blocked() -> str:
+        gate.wait(5)
+        return "released"
+
+    stuck = pool.submit(blocked)  # one thread held: the other three serve the rest
+    results = await asyncio.gather(*(pool.submit(multiply, i, 3) for i in range(500)))
+    assert results == [3 * i for i in range(500)]
+    assert not stuck.done()
+    gate.set()
+    assert await stuck == "released"
+    pool.close()
+
+
+async def test_thread_runner_wakes_the_loop_once_for_calls_that_finish_together() -> None:
+    pool = ThreadRunner(2)
+    assert await pool.submit(multiply, 1, 2) == 2  # threads started
+    deliveries = 0
+    threads = pool._pool
+    deliver = threads._deliver
+
+    def counted() -> None:
+        nonlocal deliveries
+        deliveries += 1
+        deliver()
+
+    threads._deliver = counted  # type: ignore[method-assign]
+    futures = [pool.submit(multiply, i, 2) for i in range(200)]
+    time.sleep(0.5)  # the loop is busy (blocked) while every call finishes in the threads
+    assert await asyncio.gather(*futures) == [2 * i for i in range(200)]
+    assert deliveries == 1
+    pool.close()
+
+
+async def test_thread_runner_hands_back_exceptions_and_the_callers_context() -> None:
+    import contextvars
+
+    var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="unset")
+    pool = ThreadRunner(1)
+
+    def fail() -> None:
+        raise KeyError("nope")
+
+    var.set("the caller's")
+    assert await pool.submit(var.get) == "the caller's"
+    with pytest.raises(KeyError, match="nope"):
+        await pool.submit(fail)
+    pool.close()
+
+
+async def test_thread_runner_skips_a_call_cancelled_before_a_thread_took_it() -> None:
+    pool = ThreadRunner(1)
+    gate = threading.Event()
+    ran = []
+    first = pool.submit(gate.wait, 5)
+    second = pool.submit(ran.append, "second")
+    second.cancel()
+    gate.set()
+    assert await first is True
+    assert await pool.submit(ran.append, "third") is None
+    assert ran == ["third"]
+    pool.close()
+
+
+async def test_thread_runner_threads_are_daemons_and_end_on_close() -> None:
+    pool = ThreadRunner(3, name="yadtq-close")
+    assert await pool.submit(threading.current_thread) is not None
+    threads = [t for t in threading.enumerate() if t.name.startswith("yadtq-close")]
+    assert len(threads) == 3 and all(t.daemon for t in threads)
+    pool.close()
+    for t in threads:
+        t.join(5)
+    assert not any(t.is_alive() for t in threads)
+    assert await pool.submit(multiply, 2, 2) == 4  # a closed runner starts again when used
+    pool.close()

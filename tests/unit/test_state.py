@@ -211,3 +211,24 @@ def test_merge_rows_prefers_final_at_same_attempt_and_takes_the_later_on_ties() 
     a, b = _row("success", 1), _row("success", 1)
     assert merge_rows(a, b) is b
     assert merge_rows(None, a) is a
+
+
+async def test_finish_waiters_wake_only_their_task_and_forget_ended_waits() -> None:
+    import asyncio
+
+    from yadtq_app.state import FinishWaiters
+
+    waiters = FinishWaiters()
+    a = asyncio.ensure_future(waiters.wait("a", 5))
+    b = asyncio.ensure_future(waiters.wait("b", 5))
+    a2 = asyncio.ensure_future(waiters.wait("a", 5))
+    await asyncio.sleep(0)
+    assert len(waiters) == 3
+    waiters.wake("a")
+    assert await a is True and await a2 is True
+    assert not b.done() and len(waiters) == 1
+    assert await waiters.wait("c", 0.01) is False  # nobody woke it: the wait ran out
+    waiters.wake_all()
+    assert await b is True
+    assert len(waiters) == 0 and waiters._waiting == {}
+    waiters.wake("nobody-waits")  # nothing to do
