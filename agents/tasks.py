@@ -294,13 +294,13 @@ async def run_attempt(request: TaskRequest, taskdef: TaskDef, attempt: int, stat
         outcome: Optional[Outcome] = await job
     except _NotStarted:
         logger.info("task %s: partition moved before the attempt started; leaving it to its owner", request.id)
-        app.running.take_start(request.id)
+        app.running.drop_start(request.id)
         _in_flight.pop(request.id, None)
         return False
     except asyncio.CancelledError:
         if not (job.cancelled() and app.running.was_cancelled(request.id)):
             job.cancel()
-            app.running.take_start(request.id)  # never started, as far as the table knows
+            app.running.drop_start(request.id)  # never started, as far as the table knows
             _in_flight.pop(request.id, None)
             raise  # the worker is stopping: the message is redelivered
         outcome = None
@@ -435,10 +435,10 @@ async def record_start(request: TaskRequest, attempt: int, state: Optional[TaskS
     the held start before itself (:func:`agents.status.fold`). A crash before the start
     is written costs nothing: the message is redelivered and run again (attempt 1 again).
     """
-    event = _event(request, PROCESSING, attempt=attempt, state=state, at=started)
     if not await _owns_current_partition(request):
         return  # the partition moved away, or is moving (a rebalance, a freeze)
-    app.running.defer_start(event)
+    app.running.defer_start(request.id, functools.partial(_event, request, PROCESSING, attempt=attempt,
+                                                          state=state, at=started))
     asyncio.get_running_loop().call_later(START_RECORD_DELAY, _write_start, request.id, attempt,
                                           context=contextvars.copy_context())
 
@@ -448,7 +448,7 @@ def _write_start(task_id: str, attempt: int) -> None:
     start = app.running.unrecorded_start(task_id)
     if start is None or start.attempt != attempt:
         return
-    app.running.take_start(task_id)
+    app.running.drop_start(task_id)
     current = faust.current_event()
     if current is None or app.revoking or not app.may_act_now(current.message.topic, current.message.partition):
         return  # the partition moved away meanwhile, or may be moving (its lease records the start)
@@ -489,7 +489,7 @@ async def report(request: TaskRequest, kind: str, *, attempt: int, state: Option
     event = _event(request, kind, attempt=attempt, state=state, result=result, error=error, at=at,
                    started_at=started_at, next_run_at=next_run_at, progress=progress)
     if kind in OUTCOMES:
-        app.running.take_start(request.id)  # the outcome records the start with it
+        app.running.drop_start(request.id)  # the outcome records the start with it
     if kind in OWN_KINDS and await _owns_current_partition(request):
         try:
             fold(event)

@@ -72,13 +72,25 @@ class TaskDef:
             return True
         return any(f"{cls.__module__}.{cls.__qualname__}" in error_types for cls in self.retry_on)
 
-    @property
+    @functools.cached_property
     def is_async(self) -> bool:
         return inspect.iscoroutinefunction(self.fn)
 
     def check_arguments(self, args: list[Any], kwargs: dict[str, Any]) -> None:
         """Raise ``TypeError`` if the function cannot be called with these arguments."""
+        if not kwargs and len(args) == self._plain_arity:
+            return  # the common case, without Signature.bind's cost
         self._signature.bind(*args, **kwargs)
+
+    @functools.cached_property
+    def _plain_arity(self) -> int:
+        """How many positional arguments the function takes when every parameter is a
+        plain one without a default (-1 otherwise: ask :meth:`inspect.Signature.bind`)."""
+        params = self._signature.parameters.values()
+        plain = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        if all(p.kind in plain and p.default is inspect.Parameter.empty for p in params):
+            return len(params)
+        return -1
 
     @functools.cached_property
     def _signature(self) -> inspect.Signature:

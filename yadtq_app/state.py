@@ -34,7 +34,7 @@ import asyncio
 import random
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, Optional
+from typing import Any, Callable, NamedTuple, Optional, Union
 
 from .records import (
     CANCEL,
@@ -350,20 +350,29 @@ class RunningTasks:
     def __init__(self) -> None:
         self._jobs: dict[str, asyncio.Future[Any]] = {}
         self._cancelled: set[str] = set()
-        self._starts: dict[str, TaskEvent] = {}
+        self._starts: dict[str, Union[TaskEvent, Callable[[], TaskEvent]]] = {}
 
-    def defer_start(self, event: TaskEvent) -> None:
+    def defer_start(self, task_id: str, make: Callable[[], TaskEvent]) -> None:
         """Hold the ``processing`` event of an attempt that just started (see
-        ``agents.tasks.record_start``)."""
-        self._starts[event.id] = event
+        ``agents.tasks.record_start``); ``make`` builds it, only if it is ever needed
+        (most attempts end first, and their outcome records the start)."""
+        self._starts[task_id] = make
 
     def take_start(self, task_id: str) -> Optional[TaskEvent]:
         """The held ``processing`` event of ``task_id``, no longer held (``None`` if none)."""
-        return self._starts.pop(task_id, None)
+        start = self._starts.pop(task_id, None)
+        return start() if callable(start) else start
+
+    def drop_start(self, task_id: str) -> None:
+        """Hold the start of ``task_id`` no longer (its outcome records it, or it never began)."""
+        self._starts.pop(task_id, None)
 
     def unrecorded_start(self, task_id: str) -> Optional[TaskEvent]:
         """The held ``processing`` event of ``task_id``, if any (it stays held)."""
-        return self._starts.get(task_id)
+        start = self._starts.get(task_id)
+        if callable(start):
+            start = self._starts[task_id] = start()
+        return start
 
     def add(self, task_id: str, job: "asyncio.Future[Any]") -> None:
         self._jobs[task_id] = job

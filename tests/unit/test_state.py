@@ -130,10 +130,21 @@ def test_running_tasks_hold_an_unrecorded_start() -> None:
 
     running = RunningTasks()
     assert running.unrecorded_start("t1") is None and running.take_start("t1") is None
-    running.defer_start(PROC1)
+    made = []
+
+    def make() -> TaskEvent:
+        made.append(1)
+        return PROC1
+
+    running.defer_start("t1", make)
+    assert made == []  # built only when needed
     assert running.unrecorded_start("t1") is PROC1  # peeking keeps it held
     assert running.take_start("t1") is PROC1
+    assert made == [1]
     assert running.unrecorded_start("t1") is None and running.take_start("t1") is None
+    running.defer_start("t2", make)
+    running.drop_start("t2")
+    assert running.take_start("t2") is None and made == [1]  # dropped unbuilt
 
 
 def test_unknown_kind_raises() -> None:
