@@ -124,8 +124,8 @@ def test_embedded_transport_replaces_consumer() -> None:
     assert transport.Consumer is not faust_aiokafka.Consumer
     assert issubclass(transport.Consumer, faust_aiokafka.Consumer)
     assert faust_aiokafka.Transport.Consumer is faust_aiokafka.Consumer  # the stock class is untouched
-    assert remedies(transport) == (10, True)
-    assert remedies(EmbeddedTransport) == (10, True)
+    assert remedies(transport) == (5, True)
+    assert remedies(EmbeddedTransport) == (5, True)
 
 
 def test_embedded_transport_honours_settings() -> None:
