@@ -153,7 +153,9 @@ How each figure is measured (bench/compare.py; client, brokers and workers share
 - **throughput**: {tasks:,} no-op `add(i, i)` tasks submitted as fast as the system's client
   allows, then every result read back and checked (`success`, value `2i`); tasks/s =
   tasks ÷ (first submit → last result confirmed). yadtq HTTP: `POST /tasks` with
-  {concurrency} requests in flight, round-robin over the workers; yadtq Kafka: an aiokafka
+  {concurrency} requests in flight, round-robin over the workers, without a `task-id` (as
+  `Client.submit` sends it: the worker names the task; an id of the client's own costs a
+  duplicate check at the worker holding the id); yadtq Kafka: an aiokafka
   producer (defaults) writes the wire-format records onto the task topic keyed by id; yadtq
   results through the batch status read `POST /tasks/status` (1,000 ids a request, 4 in
   flight; rows still running are asked again). Celery: `add.delay()` one after

@@ -112,12 +112,12 @@ class YadtqTarget:
     async def _throughput(self, n: int, via: str) -> ThroughputSample:
         urls = self.urls
         tag = uuid.uuid4().hex[:8]
-        ids = [f"tp-{tag}-{i}" for i in range(n)]
+        ids = [f"tp-{tag}-{i}" for i in range(n)]  # over HTTP: the ids the workers give
         deadline = time.monotonic() + max(120.0, n / 20)
         async with _session() as session, _producer(self.bootstrap if via == "kafka" else None) as producer:
             t0 = time.perf_counter()
             if via == "http":
-                await bounded_gather(_post(session, urls[i % len(urls)], tid, i) for i, tid in enumerate(ids))
+                ids = await bounded_gather(_post(session, urls[i % len(urls)], i) for i in range(n))
             else:
                 assert producer is not None
                 sent = [await producer.send(self.topic, key=tid.encode(), value=_wire(tid, i))
@@ -148,7 +148,7 @@ class YadtqTarget:
                 deadline = time.monotonic() + 30
                 t0, wall0 = time.perf_counter(), time.time()
                 if via == "http":
-                    await _post(session, url, tid, i)
+                    tid = await _post(session, url, i)
                 else:
                     assert producer is not None
                     await producer.send_and_wait(self.topic, key=tid.encode(), value=_wire(tid, i))
@@ -209,11 +209,14 @@ class _producer:
             await self.producer.stop()
 
 
-async def _post(session: aiohttp.ClientSession, url: str, tid: str, i: int) -> None:
-    body = {"task-id": tid, "task": "add", "args": [i, i]}
+async def _post(session: aiohttp.ClientSession, url: str, i: int) -> str:
+    """Submit ``add(i, i)`` as ``Client.submit`` does (no id of ours: the worker names the
+    task, and has no duplicate to look for); the task's id."""
+    body = {"task": "add", "args": [i, i]}
     async with session.post(f"{url}/tasks", json=body) as resp:
         if resp.status >= 300:  # 202 accepted
             raise BenchError(f"POST {url}/tasks: HTTP {resp.status}: {await resp.text()}")
+        return str((await resp.json())["task-id"])
 
 
 #: Ids per ``POST /tasks/status`` (the server's limit).

@@ -20,7 +20,7 @@ from yadtq_app.fencing import FencedTable
 from yadtq_app.records import TaskState
 from yadtq_app.state import apply_event, merge_rows
 
-__all__ = ["task_status", "get_status", "StatusTable"]
+__all__ = ["task_status", "get_status", "get_status_json", "StatusTable"]
 
 logger = logging.getLogger(__name__)
 
@@ -80,3 +80,13 @@ def get_status(task_id: str) -> Optional[TaskState]:
     row = task_status.get(task_id.encode())
     start = app.running.unrecorded_start(task_id)
     return apply_event(row, start) if start is not None else row
+
+
+def get_status_json(task_id: str) -> Optional[dict[str, Any]]:
+    """``get_status(task_id).to_json()`` (``None`` if no row), read straight from the
+    stored JSON unless an attempt's start is held here (then through the record)."""
+    if app.running.unrecorded_start(task_id) is not None:
+        state = get_status(task_id)
+        return state.to_json() if state is not None else None
+    raw = task_status.data._get(task_id.encode())
+    return TaskState.json_from_stored(raw) if raw is not None else None

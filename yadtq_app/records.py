@@ -318,29 +318,43 @@ class TaskState(faust.Record, namespace="yadtq.TaskState", serializer="json"):
 
     def to_json(self) -> dict[str, Any]:
         """The HTTP representation (``task-id`` like the wire format)."""
-        return {
-            "task-id": self.id,
-            "task": self.task,
-            "args": self.task_args,
-            "kwargs": self.task_kwargs,
-            "status": self.status,
-            "result": self.result,
-            "error": self.error,
-            "attempts": self.attempts,
-            "retries": self.retries,
-            "max_retries": self.options.get("max_retries"),
-            "timeout": self.options.get("timeout"),
-            "eta": self.options.get("eta"),
-            "ordering_key": self.options.get("ordering_key"),
-            "next_run_at": self.next_run_at,
-            "progress": self.progress,
-            "cancel_requested": self.cancel_requested,
-            "worker": self.worker,
-            "submitted_at": self.submitted_at,
-            "started_at": self.started_at,
-            "finished_at": self.finished_at,
-            "history": self.history,
-        }
+        return row_json(self.asdict())
+
+    @classmethod
+    def json_from_stored(cls, raw: bytes) -> dict[str, Any]:
+        """:meth:`to_json` of the row stored as ``raw`` (its JSON as the table keeps it),
+        without building the record: the batch status read answers a thousand rows a request."""
+        return row_json(json.loads(raw))
+
+
+def row_json(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """The HTTP representation of a status row given as its fields (:class:`TaskState`'s
+    names; a field missing, as in a row stored before it existed, has its default)."""
+    get = fields.get
+    options = get("options") or {}
+    return {
+        "task-id": fields["id"],
+        "task": fields["task"],
+        "args": get("task_args", []),
+        "kwargs": get("task_kwargs", {}),
+        "status": fields["status"],
+        "result": get("result"),
+        "error": get("error"),
+        "attempts": get("attempts", 0),
+        "retries": get("retries", 0),
+        "max_retries": options.get("max_retries"),
+        "timeout": options.get("timeout"),
+        "eta": options.get("eta"),
+        "ordering_key": options.get("ordering_key"),
+        "next_run_at": get("next_run_at"),
+        "progress": get("progress"),
+        "cancel_requested": get("cancel_requested", False),
+        "worker": get("worker"),
+        "submitted_at": get("submitted_at"),
+        "started_at": get("started_at"),
+        "finished_at": get("finished_at"),
+        "history": get("history", []),
+    }
 
 
 class ScheduledRun(faust.Record, namespace="yadtq.ScheduledRun", serializer="json"):

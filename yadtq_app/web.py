@@ -49,7 +49,7 @@ from faust.types import TP
 from faust.web import Request, Response, View
 
 from tables.dead_letters import dead_letters, list_dead_letters
-from tables.task_status import get_status, task_status
+from tables.task_status import get_status, get_status_json, task_status
 from tables.workers import latest_heartbeats, workers
 from yadtq_app.application import app, settings
 from yadtq_app.errors import InvalidTask
@@ -316,8 +316,7 @@ async def _statuses(ids: list[str], *, routed: bool) -> tuple[dict[str, Any], li
             continue
         if owner == me or routed:
             if _answers_locally(tp):
-                state = get_status(task_id)
-                tasks[task_id] = state.to_json() if state is not None else None
+                tasks[task_id] = get_status_json(task_id)
             else:
                 unavailable.append(task_id)
         else:

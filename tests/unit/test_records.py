@@ -172,3 +172,26 @@ def test_the_status_table_writes_the_same_bytes_faust_would_and_reads_them_back(
                                        serializer=task_status.value_serializer) == faust_bytes
     # ...and decode to the same row.
     assert task_status.data._decode_value(faust_bytes) == row
+
+
+def test_a_stored_row_reads_as_the_record_would_answer_it() -> None:
+    """TaskState.json_from_stored (the batch status read's path) answers what to_json()
+    of the decoded record answers, also for a row stored before some fields existed."""
+    rows = [
+        TaskState(id="t1", task="add", status="queued", task_args=[1, 2], submitted_at=10.0),
+        TaskState(id="t2", task="echo", status="failed", task_kwargs={"value": [1]}, attempts=3, retries=2,
+                  error={"type": "KeyError", "message": "'k'", "traceback": None}, worker="w1",
+                  options={"max_retries": 2, "timeout": 5.0, "eta": 12.0, "ordering_key": "k"},
+                  history=[{"attempt": 1, "status": "retrying"}], started_at=11.0, finished_at=12.5,
+                  cancel_requested=True, progress={"fraction": 0.5}, next_run_at=None),
+    ]
+    for row in rows:
+        assert TaskState.json_from_stored(row.dumps()) == row.to_json()
+        assert json.loads(json.dumps(row.to_json())) == row.to_json()
+    old = json.loads(rows[1].dumps())
+    for missing in ("history", "lease_until", "cancel_requested", "progress", "retries"):
+        del old[missing]
+    answer = TaskState.json_from_stored(json.dumps(old).encode())
+    assert answer == {**rows[1].to_json(), "history": [], "cancel_requested": False, "progress": None,
+                      "retries": 0}
+    assert TaskState.loads(json.dumps(old).encode()).to_json() == answer  # the record's own defaults agree
