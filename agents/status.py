@@ -68,6 +68,7 @@ async def record_status(stream: AsyncIterable[Any]) -> None:
     async for event in stream.events():  # type: ignore[attr-defined]
         value = event.value
         msg = event.message
+        app.consumer.delivered(msg.tp, msg.offset)  # type: ignore[attr-defined]  # yadtq_app.compat.Consumer
         if not await app.may_act_on(msg.topic, msg.partition):
             continue  # a frozen worker's leftovers: the new owner folds this event
         try:

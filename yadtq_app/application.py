@@ -99,7 +99,7 @@ class YadtqApp(faust.App):
         #: Topics whose messages may be read twice (the task agent decides from the status
         #: row): a message a stream dropped unprocessed at a rebalance is read again
         #: (yadtq_app.compat.stale_ack).
-        self.rereadable_topics = frozenset({settings.task_topic})
+        self.rereadable_topics = frozenset({settings.task_topic, settings.events_topic})
 
     def _new_transport(self) -> Any:
         return self.profile.transport_class()(self.conf.broker_consumer, self)

@@ -69,13 +69,16 @@ every bootstrap host is a loopback address and no TLS/SASL is configured):
       at all until it rejoins: the others loop on JoinGroup/SyncGroup meanwhile.
     * **Fetch long-poll does not wake when data arrives.** Faust hard-codes
       ``fetch_max_wait_ms=1500`` for its worker consumer, which on Tansu means up to
-      1.5 s per fetch. The embedded profile waits 5 ms: a task written meanwhile waits
-      half of that on average before a worker sees it (the largest part of a round
-      trip here). 1–2 ms was once seen to make consumers crawl while a producer wrote;
-      a plain consumer reading 3,000 single-record sends kept up at 2, 3, 5 and 10 ms
-      alike (2026-12-01). Each step down costs idle CPU, every worker polling every
-      few ms: idle, one worker and the broker used 11 % and 19 % of a core at 10 ms,
-      12–20 % and 23 % at 5 ms, 27 % and 37 % at 3 ms.
+      1.5 s per fetch. The embedded profile waits 10 ms: a task written meanwhile
+      waits half of that on average before a worker sees it (the largest part of a
+      round trip here). 1–2 ms was once seen to make consumers crawl while a producer
+      wrote; a plain consumer reading 3,000 single-record sends kept up at 2, 3, 5 and
+      10 ms alike (2026-12-01). Each step down costs idle CPU, every worker polling
+      every few ms: idle, one worker and the broker used 11 % and 19 % of a core at
+      10 ms, 12–20 % and 23 % at 5 ms, 27 % and 37 % at 3 ms. 5 ms took about 1 ms off
+      the median round trip, but with the test suite's clusters polling side by side
+      the kill -9 failover test then timed out in 2 of 4 full runs (never in 10 runs of
+      it alone, with or without a CPU hog beside it), so 10 ms stayed the default.
 
     A single node replicates nothing, so no ``min.insync.replicas`` is sent to it.
 
@@ -199,7 +202,7 @@ class EmbeddedProfile(BrokerProfile):
     session_timeout = 2.0
     heartbeat_interval = 0.5
     rebalance_timeout = 10.0
-    fetch_max_wait_ms = 5
+    fetch_max_wait_ms = 10
 
     def topic_config(self) -> dict[str, str]:
         return {}  # one node: nothing is replicated, so min.insync.replicas means nothing
@@ -580,8 +583,11 @@ def stale_ack(message_generation: Optional[int], current_generation: Optional[in
     rebalance's seek had already happened (seen too: the new owner of a crashed
     worker's partition went on from the message after the task it should have re-run).
     So for the topics the app names in ``rereadable_topics`` (the task topic, whose
-    messages the task agent handles idempotently) the consumer seeks back to a message
-    dropped that way once the flow is on again.
+    messages the task agent handles idempotently, and the events topic, whose events
+    the status agent folds idempotently) the consumer seeks back to a message dropped
+    that way once the flow is on again. Seen for events (before they were rereadable):
+    the outcomes a busy worker sent through the events topic during its revoke were
+    dropped so by their partitions' new owners, whose rows then stayed ``processing``.
     """
     return message_generation is not None and current_generation is not None \
         and message_generation != current_generation

@@ -124,8 +124,8 @@ def test_embedded_transport_replaces_consumer() -> None:
     assert transport.Consumer is not faust_aiokafka.Consumer
     assert issubclass(transport.Consumer, faust_aiokafka.Consumer)
     assert faust_aiokafka.Transport.Consumer is faust_aiokafka.Consumer  # the stock class is untouched
-    assert remedies(transport) == (5, True)
-    assert remedies(EmbeddedTransport) == (5, True)
+    assert remedies(transport) == (10, True)
+    assert remedies(EmbeddedTransport) == (10, True)
 
 
 def test_embedded_transport_honours_settings() -> None:
@@ -217,9 +217,10 @@ def test_acks_of_an_earlier_generation_do_not_count_towards_commits(monkeypatch:
         app.flow_control.suspend()
 
 
-def seekable_consumer(monkeypatch: Any, partition: int) -> tuple[Any, Any, list[tuple[Any, int]]]:
-    """The app's real consumer on the running loop, holding one task-topic partition, its
-    seeks recorded instead of sent to a broker; a seek back is tried every 10 ms."""
+def seekable_consumer(monkeypatch: Any, partition: int, topic: str = "") -> tuple[Any, Any, list[tuple[Any, int]]]:
+    """The app's real consumer on the running loop, holding one partition (of the task
+    topic unless ``topic``), its seeks recorded instead of sent to a broker; a seek back
+    is tried every 10 ms."""
     import asyncio
 
     from faust.types import TP
@@ -228,7 +229,7 @@ def seekable_consumer(monkeypatch: Any, partition: int) -> tuple[Any, Any, list[
     from yadtq_app.application import app
 
     consumer = app.consumer
-    tp = TP(app.settings.task_topic, partition)
+    tp = TP(topic or app.settings.task_topic, partition)
     seeks: list[tuple[Any, int]] = []
 
     async def seek(partition: Any, offset: int) -> None:  # the broker side of a seek
@@ -251,14 +252,16 @@ async def until(check: Any, timeout: float = 1.0) -> None:
         await asyncio.sleep(0.01)
 
 
-async def test_a_task_message_dropped_at_a_rebalance_is_read_again(monkeypatch: Any) -> None:
+@pytest.mark.parametrize("which", ["task", "events"])
+async def test_a_task_or_event_message_dropped_at_a_rebalance_is_read_again(monkeypatch: Any, which: str) -> None:
     import asyncio
 
     from faust.types.tuples import ConsumerMessage
 
     from yadtq_app.application import app
 
-    consumer, tp, seeks = seekable_consumer(monkeypatch, 2)
+    topic = app.settings.task_topic if which == "task" else app.settings.events_topic
+    consumer, tp, seeks = seekable_consumer(monkeypatch, 2, topic)
     monkeypatch.setattr(app, "consumer_generation_id", 3)
     monkeypatch.setattr(app.topics, "acks_enabled_for", lambda topic: True)
     was_active = app.flow_control.is_active()
