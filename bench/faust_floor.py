@@ -21,7 +21,6 @@ import asyncio
 import json
 import logging
 import os
-import subprocess
 import sys
 import tempfile
 import textwrap
@@ -34,6 +33,7 @@ sys.path.insert(0, str(ROOT))
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # noqa: E402
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic  # noqa: E402
 
+from bench.procs import BoundedProcess  # noqa: E402
 from bench.profile_worker import _cpu_seconds  # noqa: E402
 from tests.support.cluster import free_port  # noqa: E402
 from yadtq_app.broker import EmbeddedBroker  # noqa: E402
@@ -114,6 +114,19 @@ async def _create_topics(bootstrap: str) -> None:
         await admin.close()
 
 
+def _child_pid(bounded: BoundedProcess, timeout: float = 10.0) -> int:
+    """The worker's own pid: BoundedProcess runs it under ``timeout``, whose child it is."""
+    assert bounded.proc is not None
+    pid = bounded.proc.pid
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        if children:
+            return int(children[0])
+        time.sleep(0.05)
+    raise SystemExit("the bare Faust worker did not start")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=8000)
@@ -127,21 +140,17 @@ def main() -> int:
         asyncio.run(_create_topics(broker.bootstrap))
         env = dict(os.environ, FLOOR_BROKER=broker.url, FLOOR_DATA=str(workdir / "data"),
                    FLOOR_WEB_PORT=str(free_port()), PYTHONPATH=os.pathsep.join([str(workdir), str(ROOT)]))
-        with open(workdir / "worker.log", "wb") as log:
-            worker = subprocess.Popen([sys.executable, str(workdir / "floor_app.py"), "worker", "-l", "warn",
-                                       "--without-web"], env=env, cwd=workdir, stdout=log,
-                                      stderr=subprocess.STDOUT)
-        seconds, cpu = asyncio.run(_drive(broker.bootstrap, worker.pid, args.tasks))
+        worker = BoundedProcess("bare Faust worker", [sys.executable, str(workdir / "floor_app.py"), "worker",
+                                                      "-l", "warn", "--without-web"],
+                                lifetime=max(300.0, args.tasks / 10), log_path=workdir / "worker.log", env=env,
+                                cwd=workdir).start()
+        seconds, cpu = asyncio.run(_drive(broker.bootstrap, _child_pid(worker), args.tasks))
         n = args.tasks
         print(f"\nbare Faust: {n} tasks in {seconds:.2f} s ({n / seconds:.0f} tasks/s); worker CPU {cpu:.2f} s = "
               f"{1000 * cpu / n:.3f} ms per task")
     finally:
         if worker is not None:
-            worker.terminate()
-            try:
-                worker.wait(30)
-            except subprocess.TimeoutExpired:
-                worker.kill()
+            worker.stop()
         broker.stop()
     return 0
 

@@ -23,7 +23,6 @@ import asyncio
 import collections
 import concurrent.futures
 import contextvars
-import functools
 import importlib
 import json
 import logging
@@ -97,7 +96,7 @@ async def run_task(taskdef: TaskDef, args: list[Any], kwargs: dict[str, Any], *,
     """Run ``taskdef`` with these arguments under ``timeout`` seconds.
 
     ``context`` is what :func:`yadtq_app.current_task` returns inside the task;
-    ``threads`` runs plain ``def`` tasks (the loop's default executor if ``None``);
+    ``threads`` runs plain ``def`` tasks (a shared default :class:`ThreadRunner` if ``None``);
     ``processes`` runs ``process=True`` tasks (required for them).
     """
     token = _current.set(context)
@@ -123,15 +122,10 @@ async def _run(taskdef: TaskDef, args: list[Any], kwargs: dict[str, Any], *,
     try:
         if taskdef.is_async:
             result = await asyncio.wait_for(_shield_timeouts(taskdef.fn(*args, **kwargs)), timeout)
-        elif threads is not None:
-            result = await asyncio.wait_for(threads.submit(_call_shielding_timeouts, taskdef.fn, args, kwargs),
-                                            timeout)
         else:
-            loop = asyncio.get_running_loop()
-            # run_in_executor does not carry context variables into the thread; copy them.
-            call = functools.partial(contextvars.copy_context().run, _call_shielding_timeouts, taskdef.fn,
-                                     args, kwargs)
-            result = await asyncio.wait_for(loop.run_in_executor(None, call), timeout)
+            runner = threads if threads is not None else _default_threads
+            result = await asyncio.wait_for(runner.submit(_call_shielding_timeouts, taskdef.fn, args, kwargs),
+                                            timeout)
     except _BodyTimeout as wrapped:
         return _failure(wrapped.original)
     except asyncio.TimeoutError:
@@ -249,6 +243,10 @@ class _ThreadPool:
     def close(self) -> None:
         for _ in range(self._size):
             self.jobs.put(None)
+
+
+#: Runs plain ``def`` tasks for callers that pass no runner of their own.
+_default_threads = ThreadRunner(8, name="yadtq-default")
 
 
 class ProcessRunner:
