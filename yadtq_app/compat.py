@@ -67,18 +67,29 @@ every bootstrap host is a loopback address and no TLS/SASL is configured):
       the rebalance timeout, needs them just the same. If the member left out is the
       group's *leader* (Tansu keeps the first member as leader), no generation forms
       at all until it rejoins: the others loop on JoinGroup/SyncGroup meanwhile.
-    * **Fetch long-poll does not wake when data arrives.** Faust hard-codes
-      ``fetch_max_wait_ms=1500`` for its worker consumer, which on Tansu means up to
-      1.5 s per fetch. The embedded profile waits 10 ms: a task written meanwhile
-      waits half of that on average before a worker sees it (the largest part of a
-      round trip here). 1–2 ms was once seen to make consumers crawl while a producer
-      wrote; a plain consumer reading 3,000 single-record sends kept up at 2, 3, 5 and
-      10 ms alike (2026-12-01). Each step down costs idle CPU, every worker polling
-      every few ms: idle, one worker and the broker used 11 % and 19 % of a core at
-      10 ms, 12–20 % and 23 % at 5 ms, 27 % and 37 % at 3 ms. 5 ms took about 1 ms off
-      the median round trip, but with the test suite's clusters polling side by side
-      the kill -9 failover test then timed out in 2 of 4 full runs (never in 10 runs of
-      it alone, with or without a CPU hog beside it), so 10 ms stayed the default.
+    * **Fetch long-poll does not wake when data arrives.** Tansu 0.6.0 answers a fetch
+      by reading every partition it names; if that found less than ``min_bytes`` it
+      sleeps for the rest of the wait, reads every partition once more and answers
+      (its ``FetchRequest::fetch`` loop, which sleeps in halves only for waits of
+      250 ms and more). So a record written meanwhile waits for the rest of the wait,
+      half of it on average, and each empty fetch costs the broker two reads of every
+      partition asked for. Faust hard-codes ``fetch_max_wait_ms=1500`` for its worker
+      consumer (up to 1.5 s per task here). The embedded profile waits 10 ms while the
+      worker is idle and 3 ms while tasks flow (an agent got a message within the
+      last :data:`BUSY_HOLD` s; :class:`FetchWait`, ``YADTQ_FETCH_MAX_WAIT_MS`` /
+      ``YADTQ_BUSY_FETCH_MAX_WAIT_MS``): each step down costs CPU for every empty
+      fetch — idle, one worker and the broker used 11 % and 19 % of a core at 10 ms,
+      12–20 % and 23 % at 5 ms, 27 % and 37 % at 3 ms — which an idle worker would pay
+      around the clock, while a busy one's fetches rarely come back empty. A 0 ms wait
+      is refused: the loop then never runs and every fetch answers empty (a test shows
+      it). Measured 2026-12-02, 200 sequential round trips submitted through Kafka,
+      interleaved runs: p50 1 worker 8.6–9.4 ms at a fixed 10 ms → 6.0–6.6 ms, 2
+      workers 7.9–8.6 → 6.2–7.5 ms (over HTTP unchanged, 8–10 ms); that was with the
+      changelog pause below, without which the short wait's extra fetch work on two
+      shared cores cancelled the gain for two workers and over HTTP. A fixed 5 ms wait
+      was tried before: the kill -9 failover test timed out in 2 of 4 full runs of the
+      suite; one cause of that stall was found and fixed since (events dropped at a
+      rebalance were never read again: ``app.rereadable_topics``).
 
     A single node replicates nothing, so no ``min.insync.replicas`` is sent to it.
 
@@ -90,6 +101,15 @@ its tables were dropped, so without a seek they are never read again: the tasks 
 newly assigned, never-committed partition were silently lost (seen when a worker died
 within its first commit interval). :class:`ConsumerThread` seeks those partitions to
 their beginning, as ``auto_offset_reset="earliest"`` promises.
+
+Faust's pause of a partition is its own (it stops handing the partition's records on,
+aiokafka goes on fetching them), so after recovery every fetch also asked for the
+changelog partitions of the tables the worker writes, which no one reads (17 of 44
+partitions of a worker's fetch here, each one read twice per fetch by the embedded
+broker; a record fetched for one stayed in aiokafka's buffer for good). On every broker,
+:class:`Consumer` pauses and resumes *changelog* partitions in aiokafka too, whenever
+Faust does; other topics are left as they were. ``GET /health`` shows what a worker
+fetches (:func:`fetch_state`).
 
 And two fixes to what Faust commits, also on every broker (:class:`Consumer`): a commit
 waits for the message at the committed offset (:func:`head_unacked`), and acks that
@@ -119,12 +139,15 @@ if TYPE_CHECKING:  # pragma: no cover
     from .settings import Settings
 
 __all__ = ["BrokerProfile", "EmbeddedProfile", "profile_for", "true_end_offsets", "EmbeddedTransport", "head_unacked",
-           "stale_ack", "ReadOffsets", "RecoveryWatchdog"]
+           "stale_ack", "ReadOffsets", "RecoveryWatchdog", "FetchWait", "adapt_fetch_wait", "fetch_state"]
 
 UNKNOWN_MEMBER_ID = JoinGroupRequest.UNKNOWN_MEMBER_ID
 
 #: What Faust hard-codes for its worker consumer.
 FAUST_FETCH_MAX_WAIT_MS = 1500
+#: How long a worker counts as busy after its agents last got a message (s): its fetches
+#: wait the busy fetch wait meanwhile (see :class:`FetchWait`).
+BUSY_HOLD = 1.0
 #: Faust's defaults for ``broker_request_timeout`` and ``broker_rebalance_timeout`` (s).
 FAUST_REQUEST_TIMEOUT = 90.0
 FAUST_REBALANCE_TIMEOUT = 60.0
@@ -151,6 +174,8 @@ class BrokerProfile:
     heartbeat_interval = KAFKA_HEARTBEAT_INTERVAL
     rebalance_timeout = FAUST_REBALANCE_TIMEOUT
     fetch_max_wait_ms: Optional[int] = None  # keep Faust's own
+    #: The fetch wait while work flows; ``None``: the same as when idle.
+    busy_fetch_max_wait_ms: Optional[int] = None
 
     def __init__(self, settings: "Settings") -> None:
         self.settings = settings
@@ -188,11 +213,22 @@ class BrokerProfile:
         n = self.settings.min_insync_replicas
         return {} if n is None else {"min.insync.replicas": str(n)}
 
+    def fetch_waits(self) -> tuple[int, int]:
+        """``(idle, busy)`` fetch waits in ms: the settings' if set, else this profile's.
+
+        The busy wait never exceeds the idle one (an idle wait set below the profile's
+        busy wait is used for both)."""
+        s = self.settings
+        idle = s.fetch_max_wait_ms if s.fetch_max_wait_ms is not None else \
+            (self.fetch_max_wait_ms if self.fetch_max_wait_ms is not None else FAUST_FETCH_MAX_WAIT_MS)
+        busy = s.busy_fetch_max_wait_ms if s.busy_fetch_max_wait_ms is not None else self.busy_fetch_max_wait_ms
+        return idle, idle if busy is None else min(busy, idle)
+
     def transport_class(self) -> type:
         """The Faust transport to use (Faust's aiokafka transport with yadtq's consumer fixes)."""
-        s = self.settings
-        wait = s.fetch_max_wait_ms if s.fetch_max_wait_ms is not None else FAUST_FETCH_MAX_WAIT_MS
-        return _transport_with(fetch_max_wait_ms=wait, fix_end_offsets=bool(s.fix_end_offsets))
+        idle, busy = self.fetch_waits()
+        return _transport_with(fetch_max_wait_ms=idle, busy_fetch_max_wait_ms=busy,
+                               fix_end_offsets=bool(self.settings.fix_end_offsets))
 
 
 class EmbeddedProfile(BrokerProfile):
@@ -203,15 +239,26 @@ class EmbeddedProfile(BrokerProfile):
     heartbeat_interval = 0.5
     rebalance_timeout = 10.0
     fetch_max_wait_ms = 10
+    busy_fetch_max_wait_ms = 3
 
     def topic_config(self) -> dict[str, str]:
         return {}  # one node: nothing is replicated, so min.insync.replicas means nothing
 
+    def fetch_waits(self) -> tuple[int, int]:
+        idle, busy = super().fetch_waits()
+        if busy < 1:
+            # The embedded broker's fetch loop runs only while the time waited is below
+            # the wait asked for: with 0 it reads nothing at all, and a worker never sees a task.
+            raise ConfigurationError(
+                f"a fetch wait of {busy} ms (YADTQ_FETCH_MAX_WAIT_MS / YADTQ_BUSY_FETCH_MAX_WAIT_MS) makes the "
+                "embedded broker answer every fetch empty; use 1 ms or more")
+        return idle, busy
+
     def transport_class(self) -> type:
-        s = self.settings
-        wait = s.fetch_max_wait_ms if s.fetch_max_wait_ms is not None else self.fetch_max_wait_ms
-        fix = s.fix_end_offsets if s.fix_end_offsets is not None else True
-        return _transport_with(fetch_max_wait_ms=wait, fix_end_offsets=fix)
+        idle, busy = self.fetch_waits()
+        fix = self.settings.fix_end_offsets
+        return _transport_with(fetch_max_wait_ms=idle, busy_fetch_max_wait_ms=busy,
+                               fix_end_offsets=fix if fix is not None else True)
 
 
 def profile_for(settings: "Settings") -> BrokerProfile:
@@ -266,7 +313,84 @@ async def true_end_offsets(bootstrap_servers: str, listed: Mapping[TP, int], *, 
     return result
 
 
-def _transport_with(*, fetch_max_wait_ms: int, fix_end_offsets: bool) -> type:
+def _set_fetching(thread: Any, tps: List[aiokafka.TopicPartition], fetch: bool) -> None:
+    """Pause or resume ``tps`` in the consumer thread's aiokafka consumer (in its loop)."""
+    consumer = getattr(thread, "_consumer", None)
+    if consumer is None:
+        return
+    subscription = consumer._subscription
+    for tp in tps:
+        if subscription.is_assigned(tp):  # gone since, in a rebalance: nothing to do
+            (consumer.resume if fetch else consumer.pause)(tp)
+
+
+class FetchWait:
+    """How long a worker's fetches may wait at the broker for data (ms).
+
+    ``busy_ms`` while the worker's agents are getting messages (one within
+    :data:`BUSY_HOLD` seconds: ``Consumer.delivered`` sets :attr:`last_work`),
+    ``idle_ms`` otherwise. On a broker whose fetch wakes when data arrives (Apache
+    Kafka) the wait costs no latency and the two are the same. The embedded broker's
+    fetch does not wake: a task written meanwhile waits for the rest of the wait, so
+    a short wait takes milliseconds off every round trip — but costs the broker and
+    the worker CPU for every empty fetch, which an idle worker pays around the clock.
+    """
+
+    __slots__ = ("idle_ms", "busy_ms", "hold", "last_work")
+
+    def __init__(self, idle_ms: int, busy_ms: int, hold: float = BUSY_HOLD) -> None:
+        self.idle_ms = idle_ms
+        self.busy_ms = busy_ms
+        self.hold = hold
+        #: ``time.monotonic()`` when an agent last got a message.
+        self.last_work = float("-inf")
+
+    def current(self) -> int:
+        """The wait for the next fetch."""
+        return self.busy_ms if time.monotonic() - self.last_work < self.hold else self.idle_ms
+
+
+def adapt_fetch_wait(consumer: aiokafka.AIOKafkaConsumer, wait: FetchWait) -> bool:
+    """Give every fetch request of a started ``consumer`` the wait ``wait`` says.
+
+    aiokafka reads one fixed wait when it builds each fetch request
+    (``Fetcher._get_actions_per_node``, aiokafka 0.14); this sets it just before. Runs
+    in the consumer's own thread. False (and the fixed wait stays) if aiokafka's
+    fetcher is not the one this was written for.
+    """
+    fetcher = getattr(consumer, "_fetcher", None)
+    plan = getattr(fetcher, "_get_actions_per_node", None)
+    if plan is None or not hasattr(fetcher, "_fetch_max_wait_ms"):
+        logger.warning("aiokafka's fetcher has changed: the fetch wait stays %d ms", wait.idle_ms)
+        return False
+
+    def plan_with_wait(assignment: Any) -> Any:
+        fetcher._fetch_max_wait_ms = wait.current()
+        return plan(assignment)
+
+    fetcher._get_actions_per_node = plan_with_wait
+    return True
+
+
+def fetch_state(consumer: Any) -> dict[str, Any]:
+    """What a worker's consumer fetches now (for ``GET /health``): the wait its fetch
+    requests carry (ms), and how many partitions they ask for, changelogs among them."""
+    kafka = getattr(getattr(consumer, "_thread", None), "_consumer", None)
+    fetcher = getattr(kafka, "_fetcher", None)
+    if fetcher is None:
+        return {}
+    try:
+        subscription = kafka._subscription
+        paused = subscription.paused_partitions()
+        fetching = [tp for tp in subscription.assigned_partitions() if tp not in paused]
+    except RuntimeError:  # the assignment changed under us (a rebalance): ask again
+        return {}
+    changelogs = consumer.app.tables.changelog_topics
+    return {"wait_ms": fetcher._fetch_max_wait_ms, "partitions": len(fetching),
+            "changelog_partitions": sum(tp.topic in changelogs for tp in fetching)}
+
+
+def _transport_with(*, fetch_max_wait_ms: int, busy_fetch_max_wait_ms: int, fix_end_offsets: bool) -> type:
     """A Faust aiokafka transport whose worker consumer uses these remedies."""
 
     class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
@@ -275,6 +399,11 @@ def _transport_with(*, fetch_max_wait_ms: int, fix_end_offsets: bool) -> type:
             # Faust passes a fixed fetch_max_wait_ms=1500; there is no setting for it.
             consumer._fetch_max_wait_ms = fetch_max_wait_ms
             return consumer
+
+        async def on_start(self) -> None:
+            await super().on_start()
+            if busy_fetch_max_wait_ms != fetch_max_wait_ms and self._consumer is not None:
+                adapt_fetch_wait(self._consumer, self.consumer.fetch_wait)  # type: ignore[attr-defined]
 
         def membership_lost(self) -> bool:
             """True once the broker no longer knows this consumer (evicted, not yet rejoined).
@@ -326,9 +455,41 @@ def _transport_with(*, fetch_max_wait_ms: int, fix_end_offsets: bool) -> type:
             #: Partitions to seek back to (lowest offset each), and the task doing it.
             self._yadtq_reread: dict[TP, int] = {}
             self._yadtq_reread_task: Optional[asyncio.Future[None]] = None
+            #: The fetch wait of the worker consumer, by how busy the agents are.
+            self.fetch_wait = FetchWait(fetch_max_wait_ms, busy_fetch_max_wait_ms)
 
         def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
             return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+        def pause_partitions(self, tps: Iterable[TP]) -> None:
+            tps = set(tps)
+            super().pause_partitions(tps)
+            self._fetch_changelogs(tps, False)
+
+        def resume_partitions(self, tps: Iterable[TP]) -> None:
+            tps = set(tps)
+            super().resume_partitions(tps)
+            self._fetch_changelogs(tps, True)
+
+        def _fetch_changelogs(self, tps: Iterable[TP], fetch: bool) -> None:
+            """Stop (or start again) fetching the changelog partitions among ``tps``.
+
+            Faust's pause is only its own: it stops handing a paused partition's
+            records on, but aiokafka goes on fetching it. A table's changelog is paused
+            for as long as this worker writes it (the partition is active here, after
+            recovery), so every fetch asked for a dozen or more partitions no one reads
+            — on the embedded broker, whose fetch reads every partition twice per
+            request, most of the cost of a fetch; and a record fetched for one stays in
+            aiokafka's buffer for good. Only changelogs are paused in aiokafka as well:
+            what Faust pauses of the other topics during a rebalance is read again from
+            the committed offsets afterwards, as before (see :meth:`perform_seek`).
+            """
+            changelogs = self.app.tables.changelog_topics
+            chosen = [aiokafka.TopicPartition(tp.topic, tp.partition) for tp in tps if tp.topic in changelogs]
+            thread = getattr(self, "_thread", None)
+            if not chosen or thread is None:
+                return
+            thread.thread_loop.call_soon_threadsafe(_set_fetching, thread, chosen, fetch)
 
         async def perform_seek(self) -> None:
             await super().perform_seek()
@@ -379,7 +540,10 @@ def _transport_with(*, fetch_max_wait_ms: int, fix_end_offsets: bool) -> type:
             after the seek, while the worker finished its rebalance, and never handed
             to the agent), going on with the next: then, if it does not turn up within
             :data:`EXPECT_GRACE`, the partition is read again from there.
+
+            It also marks the worker busy, for the fetch wait (:class:`FetchWait`).
             """
+            self.fetch_wait.last_work = time.monotonic()
             expected = self._yadtq_expect.get(tp)
             if expected is None:
                 return
@@ -597,4 +761,5 @@ def _join(servers: Iterable[str] | str) -> str:
     return servers if isinstance(servers, str) else ",".join(servers)
 
 
-EmbeddedTransport = _transport_with(fetch_max_wait_ms=EmbeddedProfile.fetch_max_wait_ms, fix_end_offsets=True)
+EmbeddedTransport = _transport_with(fetch_max_wait_ms=EmbeddedProfile.fetch_max_wait_ms,
+                                   busy_fetch_max_wait_ms=EmbeddedProfile.busy_fetch_max_wait_ms, fix_end_offsets=True)

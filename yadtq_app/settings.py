@@ -71,6 +71,9 @@ class Settings:
     heartbeat_timeout: Optional[float] = None
     #: Consumer fetch long-poll wait in ms; ``None`` means the broker profile's choice.
     fetch_max_wait_ms: Optional[int] = None
+    #: The fetch wait while tasks flow (ms; see ``yadtq_app.compat.FetchWait``); ``None``
+    #: means the broker profile's choice (embedded: 3; Kafka: the same as when idle).
+    busy_fetch_max_wait_ms: Optional[int] = None
     #: How long the producer waits to batch messages (ms); ``None`` is Faust's default (0).
     producer_linger_ms: Optional[float] = None
     #: Correct the embedded broker's wrong end offsets (see :mod:`yadtq_app.compat`);
@@ -132,6 +135,9 @@ class Settings:
         for name in ("rocksdb_write_buffer_mb", "rocksdb_block_cache_mb"):
             if getattr(self, name) <= 0:
                 raise bad(name, "must be positive")
+        for name in ("fetch_max_wait_ms", "busy_fetch_max_wait_ms"):
+            if (getattr(self, name) or 0) < 0:
+                raise bad(name, "must not be negative")
         if self.result_ttl < 0:
             raise bad("result_ttl", "must not be negative (0 keeps results forever)")
         if not 0 < self.web_port < 65536:
@@ -322,6 +328,7 @@ ENV: dict[str, tuple[str, object]] = {
     "session_timeout": ("YADTQ_SESSION_TIMEOUT", float),
     "heartbeat_timeout": ("YADTQ_CONSUMER_HEARTBEAT", float),
     "fetch_max_wait_ms": ("YADTQ_FETCH_MAX_WAIT_MS", int),
+    "busy_fetch_max_wait_ms": ("YADTQ_BUSY_FETCH_MAX_WAIT_MS", int),
     "producer_linger_ms": ("YADTQ_PRODUCER_LINGER_MS", float),
     "fix_end_offsets": ("YADTQ_FIX_END_OFFSETS", _bool),
     "default_max_retries": ("YADTQ_DEFAULT_MAX_RETRIES", int),

@@ -52,6 +52,7 @@ from tables.dead_letters import dead_letters, list_dead_letters
 from tables.task_status import get_status, get_status_json, task_status
 from tables.workers import latest_heartbeats, workers
 from yadtq_app.application import app, settings
+from yadtq_app.compat import fetch_state
 from yadtq_app.errors import InvalidTask
 from yadtq_app.records import (
     CANCEL,
@@ -408,15 +409,17 @@ class DeadLettersView(View):
 
 @app.page("/health")
 class HealthView(View):
-    """``GET /health``: 200 while this worker runs, with the task partitions it holds now."""
+    """``GET /health``: 200 while this worker runs, with the task partitions it holds now
+    and what its consumer fetches (:func:`yadtq_app.compat.fetch_state`)."""
 
     async def get(self, request: Request) -> Response:
         try:
             held = sorted(tp.partition for tp in app.consumer.assignment() if tp.topic == settings.task_topic)
+            fetch = fetch_state(app.consumer)
         except Exception:  # noqa: BLE001 - no consumer yet
-            held = []
+            held, fetch = [], {}
         return self.json({"status": "ok", "worker": settings.worker_id, "rebalancing": bool(app.rebalancing),
-                          "partitions": held})
+                          "partitions": held, "fetch": fetch})
 
 
 @app.task

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import time
 from typing import Any
 
 import pytest
@@ -23,12 +24,14 @@ from yadtq_app.settings import Settings
 KAFKA = "kafka://kafka-1:9092"
 
 
-def remedies(transport: type) -> tuple[int, bool]:
-    """(fetch_max_wait_ms, fix_end_offsets) baked into a transport made by compat._transport_with."""
+def remedies(transport: type) -> tuple[int, int, bool]:
+    """(idle fetch wait, busy fetch wait, fix_end_offsets) baked into a transport made by
+    compat._transport_with."""
     thread_cls = inspect.getclosurevars(transport.Consumer._new_consumer_thread).nonlocals["ConsumerThread"]
     wait = inspect.getclosurevars(thread_cls._create_worker_consumer).nonlocals["fetch_max_wait_ms"]
+    busy = inspect.getclosurevars(thread_cls.on_start).nonlocals["busy_fetch_max_wait_ms"]
     fix = inspect.getclosurevars(thread_cls._highwaters).nonlocals["fix_end_offsets"]
-    return wait, fix
+    return wait, busy, fix
 
 
 def test_default_settings_get_embedded_profile() -> None:
@@ -124,13 +127,25 @@ def test_embedded_transport_replaces_consumer() -> None:
     assert transport.Consumer is not faust_aiokafka.Consumer
     assert issubclass(transport.Consumer, faust_aiokafka.Consumer)
     assert faust_aiokafka.Transport.Consumer is faust_aiokafka.Consumer  # the stock class is untouched
-    assert remedies(transport) == (10, True)
-    assert remedies(EmbeddedTransport) == (10, True)
+    # 10 ms while idle, 3 ms while tasks flow (compat.FetchWait)
+    assert remedies(transport) == (10, 3, True)
+    assert remedies(EmbeddedTransport) == (10, 3, True)
 
 
 def test_embedded_transport_honours_settings() -> None:
-    transport = profile_for(Settings(fetch_max_wait_ms=0, fix_end_offsets=False)).transport_class()
-    assert remedies(transport) == (0, False)
+    transport = profile_for(Settings(fetch_max_wait_ms=50, fix_end_offsets=False)).transport_class()
+    assert remedies(transport) == (50, 3, False)
+    transport = profile_for(Settings(fetch_max_wait_ms=50, busy_fetch_max_wait_ms=7)).transport_class()
+    assert remedies(transport) == (50, 7, True)
+    # an idle wait below the busy one is both
+    assert remedies(profile_for(Settings(fetch_max_wait_ms=2)).transport_class()) == (2, 2, True)
+
+
+@pytest.mark.parametrize("kwargs", [{"fetch_max_wait_ms": 0}, {"busy_fetch_max_wait_ms": 0}])
+def test_embedded_profile_refuses_a_zero_fetch_wait(kwargs: dict[str, int]) -> None:
+    # The embedded broker's fetch loop never runs with a 0 ms wait: every fetch is empty.
+    with pytest.raises(ConfigurationError, match="empty"):
+        profile_for(Settings(**kwargs)).transport_class()
 
 
 def test_kafka_transport_keeps_faust_defaults() -> None:
@@ -139,20 +154,34 @@ def test_kafka_transport_keeps_faust_defaults() -> None:
     for settings in (Settings(broker_url=KAFKA), Settings(broker_url=KAFKA, fix_end_offsets=False)):
         t = profile_for(settings).transport_class()
         assert t.Consumer is not faust_aiokafka.Consumer
-        assert remedies(t) == (1500, False)
+        assert remedies(t) == (1500, 1500, False)  # Kafka's fetch wakes on data: one wait
 
 
 def test_kafka_transport_when_remedies_requested() -> None:
     t = profile_for(Settings(broker_url=KAFKA, fix_end_offsets=True)).transport_class()
     assert t is not None and t.Consumer is not faust_aiokafka.Consumer
-    assert remedies(t) == (1500, True)
+    assert remedies(t) == (1500, 1500, True)
     t = profile_for(Settings(broker_url=KAFKA, fetch_max_wait_ms=50)).transport_class()
-    assert remedies(t) == (50, False)
+    assert remedies(t) == (50, 50, False)
+    t = profile_for(Settings(broker_url=KAFKA, busy_fetch_max_wait_ms=100)).transport_class()
+    assert remedies(t) == (1500, 100, False)
 
 
 def test_kafka_transport_honours_zero_fetch_wait() -> None:
     t = profile_for(Settings(broker_url=KAFKA, fetch_max_wait_ms=0)).transport_class()
-    assert remedies(t) == (0, False)
+    assert remedies(t) == (0, 0, False)
+
+
+def test_fetch_wait_is_busy_for_a_while_after_work() -> None:
+    from yadtq_app.compat import FetchWait
+
+    wait = FetchWait(10, 3, hold=0.5)
+    assert wait.current() == 10  # nothing seen yet
+    now = time.monotonic()
+    wait.last_work = now
+    assert wait.current() == 3
+    wait.last_work = now - 0.6  # the last message came longer ago than the hold
+    assert wait.current() == 10
 
 
 def test_commit_waits_for_the_message_at_the_committed_offset() -> None:

@@ -46,6 +46,7 @@ def test_unrelated_and_empty_variables_are_ignored() -> None:
     ("YADTQ_SESSION_TIMEOUT", "10", "session_timeout", 10.0),
     ("YADTQ_CONSUMER_HEARTBEAT", "1.5", "heartbeat_timeout", 1.5),
     ("YADTQ_FETCH_MAX_WAIT_MS", "20", "fetch_max_wait_ms", 20),
+    ("YADTQ_BUSY_FETCH_MAX_WAIT_MS", "4", "busy_fetch_max_wait_ms", 4),
     ("YADTQ_PRODUCER_LINGER_MS", "5", "producer_linger_ms", 5.0),
     ("YADTQ_FIX_END_OFFSETS", "yes", "fix_end_offsets", True),
     ("YADTQ_FIX_END_OFFSETS", "0", "fix_end_offsets", False),
@@ -90,7 +91,8 @@ def test_invalid_values_raise(var: str, raw: str) -> None:
         Settings.from_env({var: raw})
 
 
-@pytest.mark.parametrize("var, raw", [("YADTQ_PARTITIONS", "0"), ("YADTQ_BROKER_PROFILE", "tansu")])
+@pytest.mark.parametrize("var, raw", [("YADTQ_PARTITIONS", "0"), ("YADTQ_BROKER_PROFILE", "tansu"),
+                                      ("YADTQ_FETCH_MAX_WAIT_MS", "-1"), ("YADTQ_BUSY_FETCH_MAX_WAIT_MS", "-5")])
 def test_invalid_values_name_the_variable(var: str, raw: str) -> None:
     with pytest.raises(ConfigurationError, match=var):
         Settings.from_env({var: raw})
