@@ -18,7 +18,9 @@ It also tracks how far it has folded each events partition, so the task agent ca
 wait, after a rebalance, until every event already written for a partition is in the
 table (:func:`wait_caught_up`) before deciding whether a redelivered task still needs
 to run. Without that, a task that finished on a worker that then died — its
-``success`` event written but not yet folded — would run a second time.
+``success`` event written but not yet folded — would run a second time. The HTTP API
+waits the same way (:func:`caught_up_now`) before it answers that a task does not
+exist: a task accepted a moment ago has its ``queued`` event on the way to the table.
 """
 
 from __future__ import annotations
@@ -26,13 +28,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any, AsyncIterable
+from typing import Any, AsyncIterable, Optional
 
 from faust.types import TP
 
 from tables.schedule import task_schedule
 from tables.task_status import task_status
 from yadtq_app.application import app, settings
+from yadtq_app.compat import last_fetched_ms
 from yadtq_app.records import (
     CANCEL,
     CANCELLED,
@@ -162,3 +165,46 @@ async def wait_caught_up(partition: int, *, timeout: float = 10.0) -> bool:
                            partition, timeout, _folded.get(partition), committed, target)
             return False
         await asyncio.sleep(0.005)
+
+
+#: How often :func:`caught_up_now` looks again (s).
+CATCH_UP_POLL = 0.002
+
+
+async def caught_up_now(partition: int, *, timeout: float = 5.0) -> bool:
+    """Wait until every event written to events ``partition`` before this call is folded.
+
+    The end of the partition as of now is the high watermark of a fetch answer whose
+    request was sent after this call began: the second answer for the partition after
+    it (the consumer has one fetch in flight per broker, so the request of the second
+    was sent once the first had come back). Broker-agnostic, and no request of its own:
+    it costs two fetch round trips. True when caught up; False when it cannot know (the
+    partition is not this worker's, or a rebalance is under way, or ``timeout``).
+    """
+    tp = TP(events_topic.get_topic_name(), partition)
+    began = int(time.time() * 1000)
+    deadline = time.monotonic() + timeout
+    first: Optional[int] = None
+    while True:
+        if app.rebalancing or app.revoking or not app.may_act_now(tp.topic, partition):
+            return False
+        stamp = last_fetched_ms(app.consumer, tp)
+        if stamp is not None and stamp > began:
+            if first is None:
+                first = stamp
+            elif stamp > first:
+                break
+        if time.monotonic() >= deadline:
+            return False
+        await asyncio.sleep(CATCH_UP_POLL)
+    try:
+        target = app.consumer.highwater(tp)
+    except Exception:  # noqa: BLE001 - not assigned any more
+        return False
+    while True:
+        committed = app.consumer._committed_offset.get(tp) or 0  # type: ignore[attr-defined]
+        if max(committed, _folded.get(partition, 0)) >= target:
+            return True
+        if app.rebalancing or time.monotonic() >= deadline:
+            return False
+        await asyncio.sleep(CATCH_UP_POLL)

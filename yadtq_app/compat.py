@@ -139,7 +139,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from .settings import Settings
 
 __all__ = ["BrokerProfile", "EmbeddedProfile", "profile_for", "true_end_offsets", "EmbeddedTransport", "head_unacked",
-           "stale_ack", "ReadOffsets", "RecoveryWatchdog", "FetchWait", "adapt_fetch_wait", "fetch_state"]
+           "stale_ack", "ReadOffsets", "RecoveryWatchdog", "FetchWait", "adapt_fetch_wait", "fetch_state",
+           "last_fetched_ms"]
 
 UNKNOWN_MEMBER_ID = JoinGroupRequest.UNKNOWN_MEMBER_ID
 
@@ -370,6 +371,20 @@ def adapt_fetch_wait(consumer: aiokafka.AIOKafkaConsumer, wait: FetchWait) -> bo
 
     fetcher._get_actions_per_node = plan_with_wait
     return True
+
+
+def last_fetched_ms(consumer: Any, tp: TP) -> Optional[int]:
+    """When the worker consumer last had a fetch answer for ``tp`` (ms since the epoch,
+    aiokafka's ``last_poll_timestamp``; set for every answer, records or none); ``None``
+    if it has had none or does not hold ``tp``."""
+    kafka = getattr(getattr(consumer, "_thread", None), "_consumer", None)
+    if kafka is None:
+        return None
+    try:
+        stamp = kafka.last_poll_timestamp(aiokafka.TopicPartition(tp.topic, tp.partition))
+    except (AssertionError, KeyError, AttributeError):  # not assigned (any more)
+        return None
+    return int(stamp) if stamp is not None else None
 
 
 def fetch_state(consumer: Any) -> dict[str, Any]:

@@ -24,6 +24,14 @@ still the task whose id is ``status``. A worker that is rebalancing or recoverin
 (with ``Retry-After``) rather than a possibly incomplete 404. Errors are JSON:
 ``{"error": "..."}``.
 
+A task is found from the moment its ``POST /tasks`` was answered: the 202 comes once
+the task message and its ``queued`` event are in Kafka, but the row is written when
+the owner's status agent folds that event, a few milliseconds later. So before the
+owner answers that a task does not exist (404, ``null``, or the 404 of a cancel or
+retry) it folds every event written to the task's partition before the request came
+(:func:`agents.status.caught_up_now`: two fetch round trips, ~25 ms on an idle
+worker); this was seen to answer 404 for 60 of 100 reads made right after their 202.
+
 Cancel and retry are requests, not table writes: the endpoint checks the row on the
 worker that owns it and sends a ``cancel``/``requeue`` event, which the status agent
 folds (:mod:`yadtq_app.state` decides what it does to the row). The answer is 202:
@@ -48,6 +56,7 @@ import aiohttp
 from faust.types import TP
 from faust.web import Request, Response, View
 
+from agents.status import caught_up_now
 from tables.dead_letters import dead_letters, list_dead_letters
 from tables.task_status import get_status, get_status_json, task_status
 from tables.workers import latest_heartbeats, workers
@@ -275,8 +284,23 @@ class TaskView(View):
                 return error(self, "this worker is rebalancing; retry", 503)
             state = get_status(task_id)
         if state is None:
-            return error(self, f"no task with id {task_id!r}", 404)
+            state, known = await _recorded_status(task_id)
+            if not known:
+                return error(self, "this worker is rebalancing; retry", 503)
+            if state is None:
+                return error(self, f"no task with id {task_id!r}", 404)
         return self.json(state.to_json())
+
+
+async def _recorded_status(task_id: str) -> tuple[Optional[TaskState], bool]:
+    """The row of a task this worker (the owner) has none of yet, once every event
+    written for its partition before now is folded: a task accepted a moment ago has
+    its ``queued`` event on the way (``agents.status.caught_up_now``). ``(row or None,
+    True)``; ``(None, False)`` when that cannot be known now (a rebalance)."""
+    partition = await _partition_of(task_status.changelog_topic.get_topic_name(), task_id.encode())
+    if not await caught_up_now(partition):
+        return None, False
+    return get_status(task_id), True
 
 
 #: The most ids one ``POST /tasks/status`` may ask about.
@@ -322,6 +346,19 @@ async def _statuses(ids: list[str], *, routed: bool) -> tuple[dict[str, Any], li
                 unavailable.append(task_id)
         else:
             elsewhere.setdefault(owner, []).append(task_id)
+    # Rows not here yet: once what was written for their partitions before now is folded,
+    # they are here or do not exist (see _recorded_status).
+    missing: dict[int, list[str]] = {}
+    for task_id in [t for t, row in tasks.items() if row is None]:
+        missing.setdefault(await _partition_of(topic, task_id.encode()), []).append(task_id)
+    partitions = list(missing)
+    for partition, known in zip(partitions, await asyncio.gather(*(caught_up_now(p) for p in partitions))):
+        for task_id in missing[partition]:
+            if known:
+                tasks[task_id] = get_status_json(task_id)
+            else:
+                del tasks[task_id]
+                unavailable.append(task_id)
     for got, missed in await asyncio.gather(*(_ask_owner(o, i) for o, i in elsewhere.items())):
         tasks.update(got)
         unavailable.extend(missed)
@@ -342,19 +379,14 @@ async def _ask_owner(owner: str, ids: list[str]) -> tuple[dict[str, Any], list[s
         return {}, ids
 
 
-#: How long a cancel/retry waits for the row of a task submitted a moment ago.
-NEW_ROW_GRACE = 2.0
-
-
 async def _request_change(view: View, task_id: str, kind: str, allowed: Any, verb: str) -> Response:
     state: Optional[TaskState] = get_status(task_id)
-    deadline = time.monotonic() + NEW_ROW_GRACE
-    while state is None and time.monotonic() < deadline:
-        # A task accepted a moment ago has its queued event on the way to this table.
-        await asyncio.sleep(0.01)
-        state = get_status(task_id)
     if state is None:
-        return error(view, f"no task with id {task_id!r}", 404)
+        state, known = await _recorded_status(task_id)
+        if not known:
+            return error(view, "this worker is rebalancing; retry", 503)
+        if state is None:
+            return error(view, f"no task with id {task_id!r}", 404)
     if state.status not in allowed:
         return error(view, f"cannot {verb} task {task_id!r}: it is {state.status}", 409, task_status=state.status)
     event = TaskEvent(id=task_id, kind=kind, task=state.task, at=time.time(), worker=settings.worker_id)

@@ -120,6 +120,28 @@ def test_failing_task_is_recorded_and_worker_stays_up(shared_cluster: Any) -> No
         assert "crashed" not in w.log_text()[start:].lower()
 
 
+def test_a_task_is_found_the_moment_its_submission_is_accepted(shared_cluster: Any) -> None:
+    """Read your writes over plain HTTP: a GET, or a batch read, right after the 202 of
+    ``POST /tasks`` finds the task on every worker (its ``queued`` event may still be on
+    its way to the row's owner: the owner waits for it rather than answer 404)."""
+    cluster = shared_cluster
+    workers = cluster.running()
+    with httpx.Client(timeout=30) as http:
+        for i in range(30):
+            accepting, asked = workers[i % len(workers)], workers[(i // 2) % len(workers)]
+            resp = http.post(accepting.url + "/tasks", json={"task": "sleep", "args": [0.05]})
+            assert resp.status_code == 202, resp.text
+            task_id = resp.json()["task-id"]
+            got = http.get(f"{asked.url}/tasks/{task_id}")
+            assert got.status_code == 200, (i, got.status_code, got.text)
+            assert got.json()["status"] in ("queued", "processing", "success")
+        burst = [http.post(workers[0].url + "/tasks", json={"task": "add", "args": [i, i]}).json()["task-id"]
+                 for i in range(20)]
+        rows = http.post(workers[-1].url + "/tasks/status", json={"ids": burst}).json()
+        assert rows["unavailable"] == []
+        assert all(rows["tasks"][t] is not None for t in burst), rows
+
+
 def test_unknown_id_is_404_on_every_worker(shared_cluster: Any) -> None:
     cluster = shared_cluster
     for w in cluster.workers:
