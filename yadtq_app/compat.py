@@ -398,7 +398,7 @@ def fetch_state(consumer: Any) -> dict[str, Any]:
         subscription = kafka._subscription
         paused = subscription.paused_partitions()
         fetching = [tp for tp in subscription.assigned_partitions() if tp not in paused]
-    except RuntimeError:  # the assignment changed under us (a rebalance): ask again
+    except Exception:  # noqa: BLE001 - the assignment changed under us (a rebalance): ask again
         return {}
     changelogs = consumer.app.tables.changelog_topics
     return {"wait_ms": fetcher._fetch_max_wait_ms, "partitions": len(fetching),
