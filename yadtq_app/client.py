@@ -35,8 +35,6 @@ __all__ = ["Client", "TaskHandle"]
 
 T = TypeVar("T")
 
-#: How long after an accepted submission a 404 still means "accepted, not yet recorded".
-ACCEPT_GRACE_SECONDS = 10.0
 FINISHED = ("success", "failed", "cancelled")
 #: Ids per ``POST /tasks/status`` request (the server takes at most 1,000).
 BATCH_IDS = 1000
@@ -68,25 +66,19 @@ def _poll(step: Callable[[], Optional[T]], *, timeout: float, poll: float, timed
 class TaskHandle:
     """A submitted task: its id, and ways to ask about it."""
 
-    def __init__(self, client: "Client", task_id: str, *, accepted_at: Optional[float] = None) -> None:
+    def __init__(self, client: "Client", task_id: str) -> None:
         self.client = client
         self.id = task_id
-        self._accepted_at = accepted_at
 
     def __repr__(self) -> str:
         return f"<TaskHandle {self.id}>"
 
     def info(self, *, wait: Optional[float] = None) -> dict[str, Any]:
         """The whole status row (``GET /tasks/{id}``); with ``wait``, once the task is
-        final or after ``wait`` seconds, whichever comes first."""
-        try:
-            return self.client.get_task(self.id, wait=wait)
-        except TaskNotFound:
-            # The submit was acknowledged (the task is in Kafka) but its first status
-            # event may not be folded into the table yet: it is queued.
-            if self._accepted_at is not None and time.monotonic() - self._accepted_at < ACCEPT_GRACE_SECONDS:
-                return {"task-id": self.id, "status": "queued"}
-            raise
+        final or after ``wait`` seconds, whichever comes first. :class:`TaskNotFound`
+        only for a task that does not exist (never submitted, or expired): the workers
+        find a task from the moment its submission was accepted."""
+        return self.client.get_task(self.id, wait=wait)
 
     def status(self) -> str:
         """``queued``, ``scheduled``, ``processing``, ``retrying``, ``success``, ``failed`` or ``cancelled``."""
@@ -177,7 +169,7 @@ class Client:
     def submit_json(self, body: dict[str, Any]) -> TaskHandle:
         """Submit a task given in the wire format (``{"task-id", "task", "args", "kwargs"}``)."""
         data = self._request("POST", "/tasks", json=body)
-        return TaskHandle(self, data["task-id"], accepted_at=time.monotonic())
+        return TaskHandle(self, data["task-id"])
 
     def task(self, task_id: str) -> TaskHandle:
         """A handle for a task submitted elsewhere."""

@@ -301,5 +301,18 @@ def test_finished_results_expire_after_the_ttl(cluster_factory: Any, broker: Any
 
     wait_for(all_gone, timeout=60, interval=0.5, message="1,000 results to expire")
     assert time.time() >= newest["finished_at"] + ttl
-    # A fresh task still runs and is answered.
-    assert client.submit("add", 1, 1).result(timeout=20) == 2
+    # A fresh task still runs and is answered; once expired it is gone for its own
+    # handle too, seconds after it was submitted (not taken for a task still queued).
+    fresh = client.submit("add", 1, 1)
+    assert fresh.result(timeout=20) == 2
+    wait_for(lambda: _gone(client, fresh.id), timeout=30, interval=0.2, message="the fresh result to expire")
+    with pytest.raises(TaskNotFound):
+        fresh.status()
+
+
+def _gone(client: Client, task_id: str) -> bool:
+    try:
+        client.get_task(task_id)
+    except TaskNotFound:
+        return True
+    return False
