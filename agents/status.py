@@ -157,14 +157,21 @@ async def wait_caught_up(partition: int, *, timeout: float = 10.0) -> bool:
                 target = app.consumer.highwater(tp)
             except Exception:  # noqa: BLE001 - not assigned / no consumer yet: keep waiting
                 target = None
-        committed = app.consumer._committed_offset.get(tp) or 0  # type: ignore[attr-defined]
-        if target is not None and max(committed, _folded.get(partition, 0)) >= target:
+        if target is not None and _folded_through(tp) >= target:
             return True
         if time.monotonic() >= deadline:
             logger.warning("status of partition %d not caught up after %.0f s (folded %s, committed %s, end %s)",
-                           partition, timeout, _folded.get(partition), committed, target)
+                           partition, timeout, _folded.get(partition),
+                           app.consumer._committed_offset.get(tp), target)  # type: ignore[attr-defined]
             return False
         await asyncio.sleep(0.005)
+
+
+def _folded_through(tp: TP) -> int:
+    """The offset up to which events partition ``tp`` is in the table: folded here, or
+    committed (folded by whoever held the partition before)."""
+    committed = app.consumer._committed_offset.get(tp) or 0  # type: ignore[attr-defined]
+    return max(committed, _folded.get(tp.partition, 0))
 
 
 #: How often :func:`caught_up_now` looks again (s).
@@ -202,8 +209,7 @@ async def caught_up_now(partition: int, *, timeout: float = 5.0) -> bool:
     except Exception:  # noqa: BLE001 - not assigned any more
         return False
     while True:
-        committed = app.consumer._committed_offset.get(tp) or 0  # type: ignore[attr-defined]
-        if max(committed, _folded.get(partition, 0)) >= target:
+        if _folded_through(tp) >= target:
             return True
         if app.rebalancing or time.monotonic() >= deadline:
             return False

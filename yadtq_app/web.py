@@ -50,7 +50,7 @@ import json
 import logging
 import time
 from functools import wraps
-from typing import Any, Awaitable, Callable, Optional
+from typing import Any, Awaitable, Callable, Optional, Union
 
 import aiohttp
 from faust.types import TP
@@ -286,23 +286,23 @@ class TaskView(View):
                 return error(self, "this worker is rebalancing; retry", 503)
             state = get_status(task_id)
         if state is None:
-            state, known = await _recorded_status(task_id)
-            if not known:
-                return error(self, "this worker is rebalancing; retry", 503)
-            if state is None:
-                return error(self, f"no task with id {task_id!r}", 404)
+            found = await _recorded_status(self, task_id)
+            if not isinstance(found, TaskState):
+                return found
+            state = found
         return self.json(state.to_json())
 
 
-async def _recorded_status(task_id: str) -> tuple[Optional[TaskState], bool]:
+async def _recorded_status(view: View, task_id: str) -> Union[TaskState, Response]:
     """The row of a task this worker (the owner) has none of yet, once every event
     written for its partition before now is folded: a task accepted a moment ago has
-    its ``queued`` event on the way (``agents.status.caught_up_now``). ``(row or None,
-    True)``; ``(None, False)`` when that cannot be known now (a rebalance)."""
+    its ``queued`` event on the way (``agents.status.caught_up_now``). Else the answer:
+    404, or 503 when that cannot be known now (a rebalance)."""
     partition = await _partition_of(task_status.changelog_topic.get_topic_name(), task_id.encode())
     if not await caught_up_now(partition):
-        return None, False
-    return get_status(task_id), True
+        return error(view, "this worker is rebalancing; retry", 503)
+    state = get_status(task_id)
+    return state if state is not None else error(view, f"no task with id {task_id!r}", 404)
 
 
 #: The most ids one ``POST /tasks/status`` may ask about.
@@ -335,6 +335,7 @@ async def _statuses(ids: list[str], *, routed: bool) -> tuple[dict[str, Any], li
     tasks: dict[str, Any] = {}
     unavailable: list[str] = []
     elsewhere: dict[str, list[str]] = {}
+    missing: dict[int, list[str]] = {}  # partition → ids with no row here
     for task_id in ids:
         try:
             tp, owner = await _locate(topic, task_id.encode())
@@ -343,16 +344,15 @@ async def _statuses(ids: list[str], *, routed: bool) -> tuple[dict[str, Any], li
             continue
         if owner == me or routed:
             if _answers_locally(tp):
-                tasks[task_id] = get_status_json(task_id)
+                tasks[task_id] = row = get_status_json(task_id)
+                if row is None:
+                    missing.setdefault(tp.partition, []).append(task_id)
             else:
                 unavailable.append(task_id)
         else:
             elsewhere.setdefault(owner, []).append(task_id)
     # Rows not here yet: once what was written for their partitions before now is folded,
     # they are here or do not exist (see _recorded_status).
-    missing: dict[int, list[str]] = {}
-    for task_id in [t for t, row in tasks.items() if row is None]:
-        missing.setdefault(await _partition_of(topic, task_id.encode()), []).append(task_id)
     partitions = list(missing)
     for partition, known in zip(partitions, await asyncio.gather(*(caught_up_now(p) for p in partitions))):
         for task_id in missing[partition]:
@@ -384,11 +384,10 @@ async def _ask_owner(owner: str, ids: list[str]) -> tuple[dict[str, Any], list[s
 async def _request_change(view: View, task_id: str, kind: str, allowed: Any, verb: str) -> Response:
     state: Optional[TaskState] = get_status(task_id)
     if state is None:
-        state, known = await _recorded_status(task_id)
-        if not known:
-            return error(view, "this worker is rebalancing; retry", 503)
-        if state is None:
-            return error(view, f"no task with id {task_id!r}", 404)
+        found = await _recorded_status(view, task_id)
+        if not isinstance(found, TaskState):
+            return found
+        state = found
     if state.status not in allowed:
         return error(view, f"cannot {verb} task {task_id!r}: it is {state.status}", 409, task_status=state.status)
     event = TaskEvent(id=task_id, kind=kind, task=state.task, at=time.time(), worker=settings.worker_id)
