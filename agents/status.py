@@ -49,7 +49,8 @@ from yadtq_app.records import (
     ScheduledRun,
     TaskEvent,
 )
-from yadtq_app.state import apply_event, schedule_of
+from yadtq_app.errors import RecordTooLarge
+from yadtq_app.state import apply_event, schedule_of, unrecordable_outcome
 from yadtq_app.topics import events_topic
 
 logger = logging.getLogger(__name__)
@@ -109,7 +110,17 @@ def _fold(event: TaskEvent) -> None:
     row = apply_event(before, event)
     if row == before:
         return  # e.g. a submission's queued event arriving after the task finished: nothing to write
-    task_status[key] = row
+    try:
+        task_status[key] = row
+    except RecordTooLarge as exc:
+        if event.kind not in OUTCOMES:
+            raise
+        # The outcome must be recorded, or the task would run again and again: as a
+        # failure without the result (the arguments were accepted within their limit).
+        logger.warning("task %s: its %s row is too large to write (%s); recording it failed", event.id,
+                       event.kind, exc)
+        row = apply_event(before, unrecordable_outcome(event, str(exc)))
+        task_status[key] = row
     if row.status in TERMINAL:
         app.finish_waiters.wake(event.id)
     entry, had = schedule_of(row), schedule_of(before)

@@ -56,7 +56,7 @@ from tables.task_status import get_status
 from yadtq_app.application import app, settings
 from yadtq_app.compat import stale_ack
 from yadtq_app.context import ProgressReporter, TaskContext
-from yadtq_app.errors import InvalidTask, UnknownTask
+from yadtq_app.errors import InvalidTask, RecordWriteError, UnknownTask
 from yadtq_app.execution import Outcome, run_task
 from yadtq_app.registry import TaskDef
 from yadtq_app.records import (
@@ -153,6 +153,9 @@ async def execute_tasks(stream: AsyncIterable[Any]) -> None:
     async for event in stream.events():  # type: ignore[attr-defined]
         try:
             await handle_task_message(event)
+        except RecordWriteError as exc:
+            # Not acknowledged: the message is read again by the partition's next owner.
+            app.fatal(f"task message {event.message.topic}-{event.message.partition}@{event.message.offset}: {exc}")
         except Exception:  # noqa: BLE001 - see module docs
             msg = event.message
             logger.exception("worker %s: error handling message %s-%s@%s", settings.worker_id,
@@ -279,7 +282,8 @@ async def run_attempt(request: TaskRequest, taskdef: TaskDef, attempt: int, stat
         if not await _still_ours():
             raise _NotStarted  # e.g. frozen between the decision and here (see _NotStarted)
         return await run_task(taskdef, list(request.task_args), dict(request.task_kwargs), timeout=timeout,
-                              threads=app.threads, context=context, processes=app.processes)
+                              threads=app.threads, context=context, processes=app.processes,
+                              max_result_bytes=settings.max_result_bytes)
 
     # No await since the status row was read: a cancel folded from now on finds the job.
     job = asyncio.ensure_future(body())
@@ -496,9 +500,15 @@ async def report(request: TaskRequest, kind: str, *, attempt: int, state: Option
             return
         except Exception:  # noqa: BLE001 - fall back to the events topic
             logger.exception("task %s: could not record %s locally; sending it as an event", request.id, kind)
-    fut = await events_topic.send(key=request.key, value=event)
-    if wait:
-        await fut
+    try:
+        fut = await events_topic.send(key=request.key, value=event)
+        if wait:
+            await fut
+    except Exception as exc:
+        if kind == PROGRESS:  # progress is advice: the outcome supersedes it
+            logger.warning("task %s: could not send its progress: %r", request.id, exc)
+            return
+        raise RecordWriteError(f"task {request.id}: could not record {kind}: {exc!r}") from exc
 
 
 async def _still_ours() -> bool:

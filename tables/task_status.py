@@ -16,6 +16,7 @@ from typing import Any, Iterable, Optional
 from faust.types import EventT
 
 from yadtq_app.application import app, settings
+from yadtq_app.errors import RecordTooLarge
 from yadtq_app.fencing import FencedTable
 from yadtq_app.records import TaskState
 from yadtq_app.state import apply_event, merge_rows
@@ -39,6 +40,10 @@ class StatusTable(FencedTable):
         # passes through both as bytes: a tenth of a busy worker's status-writing cost.
         if isinstance(value, TaskState):
             value = value.dumps()
+        if isinstance(value, bytes) and len(value) > settings.record_limit:
+            # Refused here, before Faust writes it locally and hands it to the producer,
+            # where a send over the limit crashes the producer's buffer and the worker.
+            raise RecordTooLarge(f"the status row of task {key!r}", len(value), settings.record_limit)
         super().__setitem__(key, value)
 
     def apply_changelog_batch(self, batch: Iterable[EventT]) -> None:

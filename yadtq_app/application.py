@@ -22,9 +22,10 @@ from faust.types import TP
 from .admin import TopicSpec, ensure_topics, topic_specs
 from .compat import BrokerProfile, RecoveryWatchdog, profile_for
 from .fencing import FencedTable, FreezeGuard
+from .liveness import CrashWatch, crash_reason
 from .registry import TaskRegistry, default_registry
 from .security import broker_credentials, client_options
-from .settings import Settings
+from .settings import PRODUCER_MAX_REQUEST_SIZE, Settings
 from .execution import ProcessRunner, ThreadRunner
 from .state import FinishWaiters, RecentlyFinished, RunningTasks, WorkerStats
 
@@ -94,6 +95,8 @@ class YadtqApp(faust.App):
         #: Called (awaited) when a rebalance begins, before Faust waits for the
         #: messages being processed (agents.tasks leases the running tasks).
         self.on_revoking: list[Callable[[], Awaitable[None]]] = []
+        #: Ends the process once the worker cannot work (see yadtq_app.liveness).
+        self.crash_watch = CrashWatch(lambda: crash_reason(self))
         self.recovery_watchdog = RecoveryWatchdog(self)
         self.timer(interval=1.0, name="yadtq.recovery_watchdog")(self.recovery_watchdog.check)
         #: Topics whose messages may be read twice (the task agent decides from the status
@@ -112,9 +115,14 @@ class YadtqApp(faust.App):
                            config=self.profile.topic_config(), compacted=changelogs)
 
     async def on_first_start(self) -> None:
+        self.crash_watch.start()
         await super().on_first_start()
         await ensure_topics(self.settings.bootstrap_servers, self.topic_specs(),
                             client_options=client_options(self.settings))
+
+    def fatal(self, reason: str) -> None:
+        """The worker cannot go on: exit now (see :class:`~yadtq_app.liveness.CrashWatch`)."""
+        self.crash_watch.die(reason)
 
     async def on_stop(self) -> None:
         self.threads.close()
@@ -213,6 +221,7 @@ def faust_options(settings: Settings) -> dict[str, Any]:
         "web_cors_options": None,
         "Worker": Worker,
         "Table": FencedTable,
+        "producer_max_request_size": PRODUCER_MAX_REQUEST_SIZE,
         "producer_linger": settings.producer_linger_ms / 1000.0 if settings.producer_linger_ms is not None else None,
     }
     opts.update(profile_for(settings).faust_options())

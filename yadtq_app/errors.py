@@ -5,6 +5,8 @@
     YadtqError
     ├── ConfigurationError      bad settings or environment
     ├── BrokerError             the embedded broker could not start or be reached
+    ├── RecordTooLarge          a record yadtq would write exceeds the record limit
+    ├── RecordWriteError        a record that must be written could not be (fatal)
     ├── InvalidTask             a task message or submission that cannot run
     │   └── UnknownTask         the task name is not registered
     ├── TaskRegistrationError   a bad @task definition
@@ -26,6 +28,8 @@ __all__ = [
     "YadtqError",
     "ConfigurationError",
     "BrokerError",
+    "RecordTooLarge",
+    "RecordWriteError",
     "InvalidTask",
     "UnknownTask",
     "TaskRegistrationError",
@@ -50,6 +54,21 @@ class ConfigurationError(YadtqError):
 
 class BrokerError(YadtqError):
     """The embedded broker could not be started, or did not answer in time."""
+
+
+class RecordTooLarge(YadtqError):
+    """A record yadtq would write is larger than :attr:`Settings.record_limit`; it is
+    refused before it reaches the producer (where it would crash Faust's buffer)."""
+
+    def __init__(self, what: str, size: int, limit: int):
+        super().__init__(f"{what} is {size} bytes, over the {limit}-byte record limit")
+        self.size = size
+        self.limit = limit
+
+
+class RecordWriteError(YadtqError):
+    """A record the worker must write (a task's outcome, a dead letter) could not be
+    written. The worker stops rather than acknowledge work it could not account for."""
 
 
 class InvalidTask(YadtqError):

@@ -44,7 +44,13 @@ __all__ = ["Outcome", "run_task", "error_info", "ThreadRunner", "ProcessRunner",
 logger = logging.getLogger(__name__)
 
 #: Failures that would fail again the same way: never retried.
-NOT_RETRYABLE = frozenset({"InvalidArguments", "ResultNotSerializable"})
+NOT_RETRYABLE = frozenset({"InvalidArguments", "ResultNotSerializable", "ResultTooLarge"})
+
+#: Bounds on an error's text in status rows and events (characters): a message's head,
+#: a traceback's tail (its last frames say where it failed).
+MAX_ERROR_MESSAGE = 4_000
+MAX_TRACEBACK = 16_000
+MAX_TRACEBACK_LINE = 1_000
 
 
 @dataclass(frozen=True)
@@ -70,8 +76,35 @@ class Outcome:
 
 def error_info(exc: BaseException, *, with_traceback: bool = True) -> dict[str, Any]:
     """An exception as JSON-safe data: ``type``, ``message``, ``traceback``."""
-    tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)) if with_traceback else None
-    return {"type": type(exc).__name__, "message": str(exc), "traceback": tb}
+    tb = None
+    if with_traceback:
+        # Each line bounded (the exception's own line repeats its message), then the
+        # whole: its last frames say where it failed.
+        lines = traceback.format_exception(type(exc), exc, exc.__traceback__)
+        tb = clip_tail("".join(clip_head(line, MAX_TRACEBACK_LINE) for line in lines), MAX_TRACEBACK)
+    return {"type": type(exc).__name__[:200], "message": clip_head(_message(exc), MAX_ERROR_MESSAGE),
+            "traceback": tb}
+
+
+def _message(exc: BaseException) -> str:
+    try:
+        return str(exc)
+    except Exception as inner:  # noqa: BLE001 - a task's exception whose __str__ fails
+        return f"<unprintable {type(exc).__name__}: {type(inner).__name__}>"
+
+
+def clip_head(text: str, limit: int) -> str:
+    """``text``, or its first ``limit`` characters and a note of how much was cut."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… [{len(text) - limit} more characters]"
+
+
+def clip_tail(text: str, limit: int) -> str:
+    """``text``, or its last ``limit`` characters after a note of how much was cut."""
+    if len(text) <= limit:
+        return text
+    return f"[{len(text) - limit} characters before]…{text[-limit:]}"
 
 
 def _type_names(exc: BaseException) -> tuple[str, ...]:
@@ -92,19 +125,25 @@ def _time_limit(taskdef: TaskDef, timeout: float) -> Outcome:
 
 async def run_task(taskdef: TaskDef, args: list[Any], kwargs: dict[str, Any], *,
                    timeout: float, threads: Optional["ThreadRunner"] = None,
-                   context: Optional[TaskContext] = None, processes: Optional["ProcessRunner"] = None) -> Outcome:
+                   context: Optional[TaskContext] = None, processes: Optional["ProcessRunner"] = None,
+                   max_result_bytes: Optional[int] = None) -> Outcome:
     """Run ``taskdef`` with these arguments under ``timeout`` seconds.
 
     ``context`` is what :func:`yadtq_app.current_task` returns inside the task;
     ``threads`` runs plain ``def`` tasks (a shared default :class:`ThreadRunner` if ``None``);
-    ``processes`` runs ``process=True`` tasks (required for them).
+    ``processes`` runs ``process=True`` tasks (required for them). A result that is not
+    JSON, or whose JSON is over ``max_result_bytes``, is a failure
+    (``ResultNotSerializable``, ``ResultTooLarge``; neither is retried).
     """
     token = _current.set(context)
     try:
-        return await _run(taskdef, args, kwargs, timeout=timeout, threads=threads, context=context,
-                          processes=processes)
+        outcome = await _run(taskdef, args, kwargs, timeout=timeout, threads=threads, context=context,
+                             processes=processes)
     finally:
         _current.reset(token)
+    if outcome.ok:
+        return _checked_result(taskdef.name, outcome.result, max_result_bytes)
+    return outcome
 
 
 async def _run(taskdef: TaskDef, args: list[Any], kwargs: dict[str, Any], *,
@@ -134,15 +173,21 @@ async def _run(taskdef: TaskDef, args: list[Any], kwargs: dict[str, Any], *,
         raise
     except Exception as exc:  # noqa: BLE001 - a task body's exception is the task's failure
         return _failure(exc)
-    return _checked_result(taskdef.name, result)
+    return Outcome(ok=True, result=result)
 
 
-def _checked_result(name: str, result: Any) -> Outcome:
+def _checked_result(name: str, result: Any, max_bytes: Optional[int]) -> Outcome:
     try:
-        json.dumps(result, allow_nan=False)
-    except (TypeError, ValueError) as exc:
+        size = len(json.dumps(result, allow_nan=False))  # ASCII: characters are bytes
+    except (TypeError, ValueError, RecursionError) as exc:
         return Outcome(ok=False, error={"type": "ResultNotSerializable",
-                                        "message": f"{name} returned a value that is not JSON: {exc}",
+                                        "message": clip_head(f"{name} returned a value that is not JSON: {exc}",
+                                                             MAX_ERROR_MESSAGE),
+                                        "traceback": None})
+    if max_bytes is not None and size > max_bytes:
+        return Outcome(ok=False, error={"type": "ResultTooLarge",
+                                        "message": f"{name} returned {size} bytes of JSON, over the result "
+                                                   f"limit of {max_bytes} (YADTQ_MAX_RESULT_BYTES)",
                                         "traceback": None})
     return Outcome(ok=True, result=result)
 
@@ -313,7 +358,7 @@ def _process_entry(module: str, qualname: str, name: str, args_json: str, kwargs
         out = _failure(exc)
         return json.dumps({"ok": False, "error": out.error, "types": list(out.error_types), "retry": out.retry,
                            "retry_delay": out.retry_delay})
-    checked = _checked_result(name, result)
+    checked = _checked_result(name, result, None)  # the size is checked in the worker
     if not checked.ok:
         return json.dumps({"ok": False, "error": checked.error, "types": [], "retry": False, "retry_delay": None})
     return json.dumps({"ok": True, "result": result}, allow_nan=False)

@@ -21,6 +21,13 @@ __all__ = ["Settings", "DEFAULT_BROKER_URL"]
 
 DEFAULT_BROKER_URL = "kafka://127.0.0.1:9092"
 PROFILES = ("auto", "embedded", "kafka")
+#: The producer's largest request (Faust's default, set explicitly on the app) and the
+#: room kept in it for a record's key, headers and batch framing (bytes).
+PRODUCER_MAX_REQUEST_SIZE = 1_000_000
+RECORD_OVERHEAD = 16 * 1024
+#: Room in a status row for what is not arguments or result: the error, the history of
+#: attempts (both bounded) and the other fields (bytes).
+ROW_HEADROOM = 64 * 1024
 #: Values of ``YADTQ_SECURITY_PROTOCOL`` (Kafka's ``security.protocol``).
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 #: SASL mechanisms that take a username and password (what ``YADTQ_SASL_MECHANISM`` accepts).
@@ -55,8 +62,12 @@ class Settings:
     concurrency: int = 8
     #: Time limit (seconds) for a task that does not set its own.
     default_timeout: float = 300.0
-    #: Largest accepted task message (bytes of JSON).
-    max_message_bytes: int = 1_000_000
+    #: Largest accepted task message (bytes of JSON). With the result limit and the
+    #: bounded error fields it keeps a task's status row under :attr:`record_limit`.
+    max_message_bytes: int = 512 * 1024
+    #: Largest result a task may return (bytes of JSON); a larger one fails the task
+    #: with ``ResultTooLarge``.
+    max_result_bytes: int = 256 * 1024
     web_host: str = "127.0.0.1"
     web_port: int = 6066
     #: Where this worker keeps its RocksDB tables; empty means ``.yadtq/worker-<web_port>``
@@ -138,6 +149,12 @@ class Settings:
         for name in ("fetch_max_wait_ms", "busy_fetch_max_wait_ms"):
             if (getattr(self, name) or 0) < 0:
                 raise bad(name, "must not be negative")
+        if self.max_message_bytes < 1024 or self.max_result_bytes < 1024:
+            raise bad("max_message_bytes", "and YADTQ_MAX_RESULT_BYTES must be at least 1024")
+        if self.max_message_bytes + self.max_result_bytes + ROW_HEADROOM > self.record_limit:
+            raise bad("max_message_bytes", f"plus YADTQ_MAX_RESULT_BYTES must stay {ROW_HEADROOM} bytes under the "
+                      f"record limit ({self.record_limit} bytes): a task's status row holds both, its error "
+                      "and its history")
         if self.result_ttl < 0:
             raise bad("result_ttl", "must not be negative (0 keeps results forever)")
         if not 0 < self.web_port < 65536:
@@ -213,6 +230,13 @@ class Settings:
         mib = 1024 * 1024
         return {"write_buffer_size": int(self.rocksdb_write_buffer_mb * mib), "max_write_buffer_number": 2,
                 "block_cache_size": int(self.rocksdb_block_cache_mb * mib)}
+
+    @property
+    def record_limit(self) -> int:
+        """The largest record value yadtq writes (bytes): the producer's request limit
+        less room for the key, headers and batch framing. Anything larger is refused
+        before it reaches the producer (:class:`~yadtq_app.errors.RecordTooLarge`)."""
+        return PRODUCER_MAX_REQUEST_SIZE - RECORD_OVERHEAD
 
     @property
     def effective_worker_timeout(self) -> float:
@@ -319,6 +343,7 @@ ENV: dict[str, tuple[str, object]] = {
     "concurrency": ("YADTQ_CONCURRENCY", int),
     "default_timeout": ("YADTQ_DEFAULT_TIMEOUT", float),
     "max_message_bytes": ("YADTQ_MAX_MESSAGE_BYTES", int),
+    "max_result_bytes": ("YADTQ_MAX_RESULT_BYTES", int),
     "web_host": ("YADTQ_WEB_HOST", str),
     "web_port": ("YADTQ_WEB_PORT", int),
     "data_dir": ("YADTQ_DATA_DIR", str),

@@ -80,6 +80,9 @@ __all__ = [
 RANK = {QUEUED: 0, SCHEDULED: 0, PROCESSING: 1, RETRYING: 2, SUCCESS: 3, FAILED: 3, CANCELLED: 3}
 #: Attempts kept in a row's history (the newest).
 MAX_HISTORY = 50
+#: Characters of an attempt's error message kept in the history (the row's ``error``
+#: keeps more: see ``yadtq_app.execution.MAX_ERROR_MESSAGE``).
+MAX_HISTORY_MESSAGE = 500
 
 
 def apply_event(state: Optional[TaskState], event: TaskEvent) -> TaskState:
@@ -178,9 +181,21 @@ def apply_event(state: Optional[TaskState], event: TaskEvent) -> TaskState:
 def attempt_record(attempt: int, worker: Optional[str], status: str, started_at: Optional[float],
                    finished_at: float, error: Optional[dict[str, Any]]) -> dict[str, Any]:
     """One entry of a row's ``history`` (and of a dead letter's): how an attempt ended."""
-    brief = {"type": error.get("type"), "message": error.get("message")} if error else None
+    message = error.get("message") if error else None
+    if isinstance(message, str) and len(message) > MAX_HISTORY_MESSAGE:
+        message = message[:MAX_HISTORY_MESSAGE] + "…"
+    brief = {"type": error.get("type"), "message": message} if error else None
     return {"attempt": attempt, "worker": worker, "status": status, "started_at": started_at,
             "finished_at": finished_at, "error": brief}
+
+
+def unrecordable_outcome(event: TaskEvent, why: str) -> TaskEvent:
+    """The outcome to record instead of ``event``, whose row would be too large to
+    write: the attempt ``failed`` with a ``RecordTooLarge`` error and no result (the
+    task's arguments stay; they were accepted within the message limit)."""
+    error = {"type": "RecordTooLarge", "message": f"the task's outcome could not be recorded: {why}",
+             "traceback": None}
+    return event.derive(kind=FAILED, result=None, error=error, progress=None)
 
 
 def cancelled_error(message: str) -> dict[str, Any]:

@@ -63,6 +63,7 @@ from tables.workers import latest_heartbeats, workers
 from yadtq_app.application import app, settings
 from yadtq_app.compat import fetch_state
 from yadtq_app.errors import InvalidTask
+from yadtq_app.liveness import crash_reason
 from yadtq_app.records import (
     CANCEL,
     CANCELLED,
@@ -446,6 +447,9 @@ class HealthView(View):
     and what its consumer fetches (:func:`yadtq_app.compat.fetch_state`)."""
 
     async def get(self, request: Request) -> Response:
+        crashed = crash_reason(app)
+        if crashed is not None:  # about to exit (yadtq_app.liveness): never "ok" while dead
+            return error(self, f"this worker cannot work: {crashed}", 503, status="crashed")
         try:
             held = sorted(tp.partition for tp in app.consumer.assignment() if tp.topic == settings.task_topic)
             fetch = fetch_state(app.consumer)

@@ -173,3 +173,20 @@ async def ledgered_wait_file(path: str) -> str:
         await asyncio.sleep(0.02)
     _ledger("end", current_task())
     return "done"
+
+
+@task(name="tests.break_producer")
+async def break_producer(marker: str) -> str:
+    """The first run anywhere (the one that creates the file ``marker``) hands its
+    worker's producer buffer a record over the producer's limit, bypassing yadtq's own
+    checks: the write failure that once left a worker alive but dead."""
+    import os
+
+    from yadtq_app.topics import events_topic
+
+    try:
+        os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        return "spared"
+    events_topic.send_soon(key=b"break", value=b"x" * 2_000_000)
+    return "broke"

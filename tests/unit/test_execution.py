@@ -260,3 +260,45 @@ async def test_thread_runner_threads_are_daemons_and_end_on_close() -> None:
     assert not any(t.is_alive() for t in threads)
     assert await pool.submit(multiply, 2, 2) == 4  # a closed runner starts again when used
     pool.close()
+
+
+@pytest.mark.parametrize("is_async", [False, True])
+async def test_a_result_over_the_limit_is_a_failure_that_is_not_retried(is_async: bool) -> None:
+    fn = amultiply if is_async else multiply
+    at_limit = await run_task(td(fn), ["ab", 5], {}, timeout=5, max_result_bytes=len('"ababababab"'))
+    assert at_limit == Outcome(ok=True, result="ab" * 5)
+    over = await run_task(td(fn), ["ab", 6], {}, timeout=5, max_result_bytes=len('"ababababab"'))
+    assert over.ok is False and not over.retryable
+    assert over.error is not None and over.error["type"] == "ResultTooLarge"
+    assert "14 bytes" in over.error["message"] and "12" in over.error["message"]
+
+
+async def test_no_result_limit_unless_given() -> None:
+    assert (await run_task(td(multiply), ["ab", 100_000], {}, timeout=5)).ok
+
+
+def test_error_text_is_bounded_keeping_the_messages_head_and_the_tracebacks_tail() -> None:
+    from yadtq_app.execution import MAX_ERROR_MESSAGE, MAX_TRACEBACK
+
+    def deep(n: int) -> None:
+        if n:
+            deep(n - 1)
+        raise ValueError("head" + "m" * 100_000)
+
+    try:
+        deep(400)
+    except ValueError as exc:
+        info = error_info(exc)
+    assert info["message"].startswith("headmmm") and len(info["message"]) < MAX_ERROR_MESSAGE + 100
+    assert "more characters" in info["message"]
+    assert len(info["traceback"]) < MAX_TRACEBACK + 100
+    assert info["traceback"].rstrip().endswith("more characters]")  # the exception's line, clipped
+    assert "ValueError: headmmm" in info["traceback"] and "in deep" in info["traceback"]
+
+
+def test_an_exception_whose_str_fails_still_has_an_error() -> None:
+    class Weird(Exception):
+        def __str__(self) -> str:
+            raise RuntimeError("no")
+
+    assert error_info(Weird(), with_traceback=False)["message"] == "<unprintable Weird: RuntimeError>"

@@ -37,6 +37,7 @@ def test_unrelated_and_empty_variables_are_ignored() -> None:
     ("YADTQ_CONCURRENCY", "16", "concurrency", 16),
     ("YADTQ_DEFAULT_TIMEOUT", "2.5", "default_timeout", 2.5),
     ("YADTQ_MAX_MESSAGE_BYTES", "1024", "max_message_bytes", 1024),
+    ("YADTQ_MAX_RESULT_BYTES", "4096", "max_result_bytes", 4096),
     ("YADTQ_WEB_HOST", "0.0.0.0", "web_host", "0.0.0.0"),
     ("YADTQ_WEB_PORT", "7000", "web_port", 7000),
     ("YADTQ_DATA_DIR", "/tmp/d", "data_dir", "/tmp/d"),
@@ -92,7 +93,8 @@ def test_invalid_values_raise(var: str, raw: str) -> None:
 
 
 @pytest.mark.parametrize("var, raw", [("YADTQ_PARTITIONS", "0"), ("YADTQ_BROKER_PROFILE", "tansu"),
-                                      ("YADTQ_FETCH_MAX_WAIT_MS", "-1"), ("YADTQ_BUSY_FETCH_MAX_WAIT_MS", "-5")])
+                                      ("YADTQ_FETCH_MAX_WAIT_MS", "-1"), ("YADTQ_BUSY_FETCH_MAX_WAIT_MS", "-5"),
+                                      ("YADTQ_MAX_RESULT_BYTES", "10"), ("YADTQ_MAX_MESSAGE_BYTES", "900000")])
 def test_invalid_values_name_the_variable(var: str, raw: str) -> None:
     with pytest.raises(ConfigurationError, match=var):
         Settings.from_env({var: raw})
@@ -170,3 +172,11 @@ def test_every_table_store_bounds_rocksdb_memory() -> None:
 def test_rocksdb_memory_must_be_positive() -> None:
     with pytest.raises(ConfigurationError, match="YADTQ_ROCKSDB_BLOCK_CACHE_MB"):
         Settings(rocksdb_block_cache_mb=0)
+
+
+def test_message_and_result_limits_leave_a_status_row_under_the_record_limit() -> None:
+    s = Settings()
+    assert s.max_message_bytes + s.max_result_bytes + 64 * 1024 <= s.record_limit < 1_000_000
+    Settings(max_message_bytes=600_000, max_result_bytes=300_000)  # just fits
+    with pytest.raises(ConfigurationError, match="record limit"):
+        Settings(max_message_bytes=600_000, max_result_bytes=400_000)

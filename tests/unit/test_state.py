@@ -243,3 +243,22 @@ async def test_finish_waiters_wake_only_their_task_and_forget_ended_waits() -> N
     assert await b is True
     assert len(waiters) == 0 and waiters._waiting == {}
     waiters.wake("nobody-waits")  # nothing to do
+
+
+def test_an_outcome_too_large_to_record_becomes_a_failure_without_its_result() -> None:
+    from yadtq_app.state import unrecordable_outcome
+
+    running = fold(QUEUED, PROC1)
+    row = apply_event(running, unrecordable_outcome(SUCCESS, "row is 2000000 bytes"))
+    assert row.status == "failed" and row.result is None and row.task_args == [4, 5]
+    assert row.error == {"type": "RecordTooLarge", "traceback": None,
+                         "message": "the task's outcome could not be recorded: row is 2000000 bytes"}
+    assert row.history[-1]["status"] == "failed" and row.attempts == 1
+
+
+def test_history_keeps_a_bounded_message_per_attempt() -> None:
+    from yadtq_app.state import MAX_HISTORY_MESSAGE
+
+    row = fold(QUEUED, PROC1, FAILED.derive(error={"type": "E", "message": "m" * 10_000}))
+    assert len(row.history[-1]["error"]["message"]) == MAX_HISTORY_MESSAGE + 1
+    assert len(row.error["message"]) == 10_000  # the row's own error is bounded where it is made
