@@ -40,7 +40,6 @@ that). Without leases, a long task in flight during any rebalance could run twic
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextvars
 import functools
 import logging
@@ -57,7 +56,7 @@ from yadtq_app.application import app, settings
 from yadtq_app.compat import stale_ack
 from yadtq_app.context import ProgressReporter, TaskContext
 from yadtq_app.errors import InvalidTask, RecordWriteError, UnknownTask
-from yadtq_app.execution import Outcome, run_task
+from yadtq_app.execution import Outcome, clip_head, run_task
 from yadtq_app.registry import TaskDef
 from yadtq_app.records import (
     CANCELLED,
@@ -72,7 +71,10 @@ from yadtq_app.records import (
     TaskEvent,
     TaskRequest,
     TaskState,
+    is_utf8,
     parse_task_message,
+    partition_of,
+    raw_sample,
 )
 from yadtq_app.state import CANCEL_NOW, DEFER, SKIP, WAIT, attempt_record, backoff_delay, cancelled_error, decide
 from yadtq_app.topics import dead_letter_topic, events_topic, task_topic
@@ -171,10 +173,12 @@ async def handle_task_message(event: EventT) -> None:
     except InvalidTask as exc:
         await reject(exc, msg.topic, msg.partition, msg.offset, raw=event.value, key=event.key)
         return
-    if event.key != request.key:
-        # Route by the id, not by where the record arrived: re-send it keyed by its id,
-        # so it runs in the partition that holds its status row.
-        logger.info("task %s arrived with key %r; re-keying by its id", request.id, event.key)
+    if event.key != request.key or msg.partition != partition_of(request.key, settings.partitions):
+        # Route by the id, not by where the record arrived (another key, none, a
+        # producer with another partitioner, or an explicit partition): re-send it
+        # keyed by its id, so it runs in the partition that holds its status row.
+        logger.info("task %s arrived with key %r in partition %d; re-sending it keyed by its id", request.id,
+                    event.key, msg.partition)
         await (await task_topic.send(key=request.key, value=request.encode()))
         return
     try:
@@ -389,9 +393,11 @@ async def dead_letter_exhausted(request: TaskRequest, attempt: int, state: Optio
         id=request.id, reason="retries-exhausted", task_id=request.id, task=request.task,
         error=f"{err.get('type')}: {err.get('message')} (after {max_retries} retries)",
         topic=task_topic.get_topic_name(), partition=-1, offset=-1, at=time.time(),
-        raw=base64.b64encode(request.encode()).decode(), key=request.id, worker=settings.worker_id,
-        history=history)
-    await (await dead_letter_topic.send(key=letter.id, value=letter))
+        key=request.id, worker=settings.worker_id, history=history, **raw_sample(request.encode()))
+    try:
+        await (await dead_letter_topic.send(key=letter.id, value=letter))
+    except Exception as exc:
+        raise RecordWriteError(f"task {request.id}: could not dead-letter it: {exc!r}") from exc
 
 
 async def _send_progress(request: TaskRequest, attempt: int, progress: dict[str, Any]) -> None:
@@ -404,19 +410,27 @@ async def reject(exc: InvalidTask, topic: str, partition: int, offset: int, *, r
     app.stats.count_invalid(exc.reason)
     logger.warning("worker %s: invalid task message %s-%s@%s (%s): %s", settings.worker_id, topic, partition,
                    offset, exc.reason, exc)
+    task_id = exc.task_id if exc.task_id and is_utf8(exc.task_id) else None
     letter = DeadLetter(
-        id=exc.task_id or f"{topic}-{partition}-{offset}", reason=exc.reason, error=str(exc), topic=topic,
-        partition=partition, offset=offset, at=time.time(), task_id=exc.task_id, task=task,
-        raw=base64.b64encode(raw).decode() if raw is not None else None,
-        key=key.decode("utf-8", "replace") if key is not None else None, worker=settings.worker_id)
-    letter_sent = await dead_letter_topic.send(key=letter.id, value=letter)
-    if exc.task_id:
-        request = TaskRequest(id=exc.task_id, task=task or "?")
+        id=task_id or f"{topic}-{partition}-{offset}", reason=exc.reason, error=clip_head(str(exc), 1000),
+        topic=topic, partition=partition, offset=offset, at=time.time(), task_id=task_id,
+        task=clip_head(task, 300) if task is not None and is_utf8(task) else None,
+        key=clip_head(key.decode("utf-8", "replace"), 1000) if key is not None else None,
+        worker=settings.worker_id, **raw_sample(raw))
+    try:
+        letter_sent = await dead_letter_topic.send(key=letter.id, value=letter)
+    except Exception as exc2:
+        raise RecordWriteError(f"could not dead-letter {topic}-{partition}@{offset}: {exc2!r}") from exc2
+    if task_id:
+        request = TaskRequest(id=task_id, task=letter.task or "?")
         error_type = "UnknownTask" if isinstance(exc, UnknownTask) else "InvalidTask"
         await report(request, FAILED, attempt=0,
-                     error={"type": error_type, "message": str(exc), "reason": exc.reason, "traceback": None},
+                     error={"type": error_type, "message": letter.error, "reason": exc.reason, "traceback": None},
                      wait=True)
-    await letter_sent
+    try:
+        await letter_sent
+    except Exception as exc2:
+        raise RecordWriteError(f"could not dead-letter {topic}-{partition}@{offset}: {exc2!r}") from exc2
 
 
 #: What the executing worker writes into the status table itself (see ``report``).

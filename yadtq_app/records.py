@@ -19,7 +19,9 @@ Status travels as :class:`TaskEvent` on the internal events topic and is folded 
 with :class:`Heartbeat`.
 """
 
+import base64
 import datetime
+import hashlib
 import json
 import math
 import time
@@ -27,6 +29,7 @@ import uuid
 from typing import Any, Mapping, Optional
 
 import faust
+from aiokafka.partitioner import murmur2
 
 from .errors import InvalidTask
 
@@ -56,6 +59,10 @@ __all__ = [
     "EXPIRE",
     "EVENT_KINDS",
     "parse_time",
+    "partition_of",
+    "is_utf8",
+    "raw_sample",
+    "RAW_SAMPLE_BYTES",
 ]
 
 # Statuses of a task.
@@ -156,7 +163,12 @@ def task_request_from_json(obj: Any, *, default_id: Optional[str] = None) -> Tas
     if "/" in task_id or any(ord(c) < 32 for c in task_id):
         raise InvalidTask("'task-id' must not contain '/' or control characters", reason="bad-field",
                           task_id=None)
+    if not is_utf8(task_id):
+        raise InvalidTask("'task-id' must be valid Unicode (it holds a lone surrogate)", reason="bad-field")
     name = obj.get("task")
+    if isinstance(name, str) and not is_utf8(name):
+        raise InvalidTask("'task' must be valid Unicode (it holds a lone surrogate)", reason="bad-field",
+                          task_id=task_id)
     if not isinstance(name, str) or not name:
         raise InvalidTask("'task' must be a non-empty string naming a registered task",
                           reason="bad-field", task_id=task_id)
@@ -189,6 +201,9 @@ def task_request_from_json(obj: Any, *, default_id: Optional[str] = None) -> Tas
                                      or len(ordering_key) > MAX_ID_LENGTH):
         raise InvalidTask(f"'ordering_key' must be a non-empty string of at most {MAX_ID_LENGTH} characters",
                           reason="bad-field", task_id=task_id)
+    if ordering_key is not None and not is_utf8(ordering_key):
+        raise InvalidTask("'ordering_key' must be valid Unicode (it holds a lone surrogate)", reason="bad-field",
+                          task_id=task_id)
     sequenced = obj.get("sequenced")
     if sequenced is not None and not isinstance(sequenced, bool):
         raise InvalidTask("'sequenced' must be true or false", reason="bad-field", task_id=task_id)
@@ -253,7 +268,44 @@ def parse_task_message(raw: Optional[bytes], *, max_bytes: int, default_id: Opti
         obj = json.loads(text)
     except ValueError as exc:
         raise InvalidTask(f"message is not JSON: {exc}", reason="not-json") from None
-    return task_request_from_json(obj, default_id=default_id)
+    except RecursionError:
+        raise InvalidTask("message is nested too deeply to read", reason="too-deep") from None
+    request = task_request_from_json(obj, default_id=default_id)
+    # Re-encoded (as status rows and re-sent records are), non-ASCII text grows up to
+    # threefold (``\ud83d\ude00`` for a 4-byte character): the limit holds for that too.
+    if not raw.isascii() and len(request.encode()) > max_bytes:
+        raise InvalidTask(f"message exceeds the limit of {max_bytes} bytes once encoded as yadtq stores it",
+                          reason="too-large", task_id=request.id)
+    return request
+
+
+def partition_of(key: bytes, partitions: int) -> int:
+    """The partition a record keyed ``key`` belongs in: the Java client's default
+    partitioner (murmur2), which yadtq's producer and Faust's router use too."""
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+def is_utf8(text: str) -> bool:
+    """Whether ``text`` can be sent as UTF-8 (no lone surrogates, which JSON allows)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+#: How much of a bad record a dead letter keeps (bytes, before base64).
+RAW_SAMPLE_BYTES = 4096
+
+
+def raw_sample(raw: Optional[bytes]) -> dict[str, Any]:
+    """A dead letter's account of a raw record: its first :data:`RAW_SAMPLE_BYTES`
+    (base64), its size and its SHA-256, so any record is accounted for in a letter
+    that stays small."""
+    if raw is None:
+        return {"raw": None, "raw_size": None, "raw_sha256": None, "raw_truncated": False}
+    return {"raw": base64.b64encode(raw[:RAW_SAMPLE_BYTES]).decode(), "raw_size": len(raw),
+            "raw_sha256": hashlib.sha256(raw).hexdigest(), "raw_truncated": len(raw) > RAW_SAMPLE_BYTES}
 
 
 class TaskEvent(faust.Record, namespace="yadtq.TaskEvent", serializer="json"):
@@ -403,7 +455,9 @@ class DeadLetter(faust.Record, namespace="yadtq.DeadLetter", serializer="json"):
     """A task message that will not run, kept with why and where it came from.
 
     ``id`` is the task id when one could be read, else ``topic-partition-offset``.
-    ``raw`` is the message value, base64-encoded, exactly as it arrived.
+    ``raw`` is the start of the message value as it arrived (base64, at most
+    :data:`RAW_SAMPLE_BYTES`; ``raw_truncated`` if there was more), with the whole
+    value's size and SHA-256.
     """
 
     id: str
@@ -416,6 +470,9 @@ class DeadLetter(faust.Record, namespace="yadtq.DeadLetter", serializer="json"):
     task_id: Optional[str] = None
     task: Optional[str] = None
     raw: Optional[str] = None
+    raw_size: Optional[int] = None
+    raw_sha256: Optional[str] = None
+    raw_truncated: bool = False
     key: Optional[str] = None
     worker: Optional[str] = None
     #: For ``retries-exhausted``: every attempt (see TaskState.history).
@@ -433,6 +490,9 @@ class DeadLetter(faust.Record, namespace="yadtq.DeadLetter", serializer="json"):
             "offset": self.offset,
             "at": self.at,
             "raw": self.raw,
+            "raw_size": self.raw_size,
+            "raw_sha256": self.raw_sha256,
+            "raw_truncated": self.raw_truncated,
             "key": self.key,
             "worker": self.worker,
             "history": self.history,

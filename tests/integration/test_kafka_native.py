@@ -199,3 +199,77 @@ def test_readme_python_example_as_written(shared_cluster: Any, tmp_path: Path) -
                        env={"PYTHONPATH": str(ROOT)})
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "20"
+
+
+def test_a_record_in_a_partition_other_than_its_ids_runs_once_where_its_row_lives(
+        shared_cluster: Any, broker: Any) -> None:
+    """Seen before the fix: it ran, its row went to the wrong partition's changelog, every
+    worker answered 404 for good, and the same id submitted over HTTP ran again."""
+    from yadtq_app.records import partition_of
+
+    cluster = shared_cluster
+    kp = producer(broker)
+    ids = [f"elsewhere-{cluster.tag}-{i}" for i in range(6)]
+    for i, tid in enumerate(ids):
+        wrong = (partition_of(tid.encode(), cluster.partitions) + 1 + i) % cluster.partitions
+        kp.send(cluster.task_topic, key=tid.encode(), partition=wrong,
+                value=json.dumps({"task-id": tid, "task": "multiply", "args": [i, 3]}).encode()).get(timeout=10)
+    kp.close()
+    done = wait_all_finished(cluster, ids)
+    assert [done[t]["result"] for t in ids] == [3 * i for i in range(6)]
+    client = Client(cluster.running()[0].url)
+    for tid in ids:
+        answers = get_all(cluster, tid)
+        assert all(a == answers[0] for a in answers) and answers[0]["attempts"] == 1
+        again = httpx.post(f"{cluster.running()[1].url}/tasks", timeout=10,
+                           json={"task-id": tid, "task": "multiply", "args": [1, 1]})
+        assert again.status_code == 200 and again.json()["duplicate"] is True, again.text
+    for tid in ids:
+        assert client.get_task(tid)["attempts"] == 1
+
+
+def test_records_too_big_or_too_odd_to_copy_are_still_dead_lettered(cluster_factory: Any, broker: Any) -> None:
+    """Seen before the fix: for these, the dead letter (a base64 copy of the whole record)
+    could not be written either, and they vanished with only an ERROR line."""
+    import hashlib
+
+    cluster = cluster_factory(partitions=2).start(2)
+    tag = cluster.tag
+    big = b"\x00not json" + b"z" * 900_000
+    huge_task = json.dumps({"task-id": f"bigargs-{tag}", "task": "echo", "args": ["q" * 990_000]}).encode()
+    deep = b'{"task": "echo", "args": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    poison = [  # value, reason
+        (big, "too-large"),
+        (huge_task, "too-large"),
+        (deep, "too-deep"),
+        (b'{"task-id": "\\ud800' + tag.encode() + b'", "task": "add", "args": [1, 2]}', "bad-field"),
+        (b'{"task-id": "ok-key-' + tag.encode() + b'", "task": "add", "ordering_key": "\\udfff"}', "bad-field"),
+    ]
+    kp = producer(broker)
+    placed = []
+    good = []
+    for j, (value, reason) in enumerate(poison):
+        meta = kp.send(cluster.task_topic, key=f"p-{tag}-{j}".encode(), value=value).get(timeout=30)
+        placed.append((meta.partition, meta.offset, value, reason))
+        tid = f"around-{tag}-{j}"
+        kp.send(cluster.task_topic, key=tid.encode(),
+                value=json.dumps({"task-id": tid, "task": "add", "args": [j, j]}).encode()).get(timeout=10)
+        good.append(tid)
+    kp.close()
+    done = wait_all_finished(cluster, good)
+    assert [done[t]["result"] for t in good] == [2 * j for j in range(len(poison))]
+    client = Client(cluster.workers[0].url)
+
+    def letters() -> dict[tuple[int, int], dict[str, Any]]:
+        found = {(d["partition"], d["offset"]): d for d in client.dead_letters() if d["topic"] == cluster.task_topic}
+        return found if all((p, o) in found for p, o, _, _ in placed) else {}
+
+    found = wait_for(letters, timeout=30, message="a dead letter for every bad record")
+    for partition, offset, value, reason in placed:
+        d = found[(partition, offset)]
+        if reason is not None:
+            assert d["reason"] == reason, d
+        assert d["raw_size"] == len(value) and d["raw_sha256"] == hashlib.sha256(value).hexdigest()
+        assert base64.b64decode(d["raw"]) == value[:4096] and d["raw_truncated"] == (len(value) > 4096)
+    for w in cluster.workers:
+        assert w.alive and w.starts == 1
