@@ -111,9 +111,25 @@ async def _tick_freeze_guard() -> None:
     app.freeze_guard.tick()
 
 
+#: Keys of the task messages whose attempts were leased when the current rebalance began.
+_leased_keys: set[bytes] = set()
+
+
 async def lease_in_flight() -> None:
-    """A rebalance begins: lease every attempt running here (see the module docs)."""
-    await send_leases(list(_in_flight))
+    """A rebalance begins: lease every attempt running here (see the module docs); the
+    rebalance then goes on without waiting for them (:func:`_lease_covers`)."""
+    _leased_keys.clear()
+    _leased_keys.update(await send_leases(list(_in_flight)))
+
+
+def _lease_covers(message: Any) -> bool:
+    """Whether ``message`` is a task message whose task's running attempt holds a lease
+    sent at the start of this rebalance (a duplicate of it waiting behind the attempt
+    is skipped once the attempt ends: it was fetched before the rebalance)."""
+    return message.topic == _TASK_TOPIC and message.key in _leased_keys
+
+
+app.lease_covers = _lease_covers
 
 
 @app.timer(interval=LEASE_RENEW, name="yadtq.renew_leases")
@@ -125,10 +141,12 @@ async def _renew_leases() -> None:
         await send_leases(ids)
 
 
-async def send_leases(ids: list[str], *, timeout: float = 5.0) -> None:
-    """Send a lease for each of ``ids`` that still runs here; wait until the broker has them."""
+async def send_leases(ids: list[str], *, timeout: float = 5.0) -> set[bytes]:
+    """Send a lease for each of ``ids`` that still runs here; wait until the broker has
+    them. The keys of the tasks leased (none if the broker did not confirm them all)."""
     now = time.time()
     sent = []
+    keys = set()
     for task_id in ids:
         entry = _in_flight.get(task_id)
         if entry is None:
@@ -136,14 +154,16 @@ async def send_leases(ids: list[str], *, timeout: float = 5.0) -> None:
         request, attempt, started, _ = entry
         event = _event(request, PROCESSING, attempt=attempt, started_at=started, lease_until=now + LEASE)
         sent.append(await events_topic.send(key=request.key, value=event))
+        keys.add(request.key)
     if not sent:
-        return
+        return set()
     try:
         await asyncio.wait_for(asyncio.gather(*sent), timeout)
     except Exception:  # noqa: BLE001 - a lost lease costs a second run at worst
         logger.exception("worker %s: could not send the leases of %d running tasks", settings.worker_id, len(sent))
-    else:
-        logger.info("worker %s: leased %d running tasks for %.1f s", settings.worker_id, len(sent), LEASE)
+        return set()
+    logger.info("worker %s: leased %d running tasks for %.1f s", settings.worker_id, len(sent), LEASE)
+    return keys
 
 
 app.on_revoking.append(lease_in_flight)
@@ -468,7 +488,8 @@ def _write_start(task_id: str, attempt: int) -> None:
         return
     app.running.drop_start(task_id)
     current = faust.current_event()
-    if current is None or app.revoking or not app.may_act_now(current.message.topic, current.message.partition):
+    if current is None or app.revoking or _fetched_before_rebalance() \
+            or not app.may_act_now(current.message.topic, current.message.partition):
         return  # the partition moved away meanwhile, or may be moving (its lease records the start)
     try:
         fold(start)
@@ -547,7 +568,9 @@ async def _owns_current_partition(request: TaskRequest) -> bool:
     (a rebalance under way: another worker may already own it, see the module docs)."""
     current = faust.current_event()
     if current is None or current.message.topic != _TASK_TOPIC or current.message.key != request.key \
-            or app.revoking:
+            or app.revoking or _fetched_before_rebalance():
+        # Also after a rebalance that returned the partition here: an attempt that ran
+        # across it reports through the events topic, fenced like any other worker's.
         return False
     return await app.may_act_on(current.message.topic, current.message.partition)
 

@@ -95,6 +95,9 @@ class YadtqApp(faust.App):
         #: Called (awaited) when a rebalance begins, before Faust waits for the
         #: messages being processed (agents.tasks leases the running tasks).
         self.on_revoking: list[Callable[[], Awaitable[None]]] = []
+        #: Whether a message's processing is covered by a lease sent at the start of the
+        #: current rebalance, so the rebalance need not wait for it (agents.tasks sets it).
+        self.lease_covers: Callable[[Any], bool] = lambda message: False
         #: Ends the process once the worker cannot work (see yadtq_app.liveness).
         self.crash_watch = CrashWatch(lambda: crash_reason(self))
         self.recovery_watchdog = RecoveryWatchdog(self)

@@ -612,6 +612,22 @@ def _transport_with(*, fetch_max_wait_ms: int, busy_fetch_max_wait_ms: int, fix_
                 except Exception:  # noqa: BLE001 - the next rebalance seeks anyway
                     logger.exception("could not seek back to messages dropped unprocessed: %s", todo)
 
+        async def wait_empty(self) -> None:
+            """Faust's wait for every message being processed, except, during a
+            rebalance, the task messages whose attempts are leased (``agents.tasks``):
+            they run on across the rebalance and their owner waits for the outcome, so
+            the group need not wait for them (a busy survivor delayed every failover by
+            up to a task's length)."""
+            app = self.app
+            if not app.revoking or app.should_stop:
+                await super().wait_empty()
+                return
+            while not self.should_stop and any(not app.lease_covers(m) for m in self._unacked_messages):
+                await self.commit()
+                await self._wait_for_ack(timeout=1)
+                self._clean_unacked_messages()
+            await self.commit_and_end_transactions()
+
         def _new_offset(self, tp: TP) -> Optional[int]:
             committed = self._committed_offset[tp]
             if committed is None:
