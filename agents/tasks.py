@@ -44,14 +44,16 @@ import contextvars
 import functools
 import logging
 import time
+import urllib.parse
 from typing import Any, AsyncIterable, Optional
 
+import aiohttp
 import faust
 from faust.types import EventT
 
 from agents.ordering import enqueue, send_done
 from agents.status import OUTCOMES, fold, wait_caught_up
-from tables.task_status import get_status
+from tables.task_status import get_status, task_status
 from yadtq_app.application import app, settings
 from yadtq_app.compat import stale_ack
 from yadtq_app.context import ProgressReporter, TaskContext
@@ -139,6 +141,43 @@ async def _renew_leases() -> None:
            if app.revoking or not app.may_act_now(_TASK_TOPIC, partition)]
     if ids:
         await send_leases(ids)
+        await cancel_if_requested(ids)
+
+
+#: The header that marks a request one worker sends another (``yadtq_app.web``): the
+#: receiver answers it from its own table, without routing it on.
+ROUTED_HEADER = "X-Yadtq-Routed"
+
+
+async def cancel_if_requested(ids: list[str]) -> None:
+    """Cancel the attempts of ``ids`` running here whose rows, on the workers that own
+    them now, ask for it: a cancel for a task whose partition moved while it ran here
+    (a lease) is folded by the new owner, which cannot reach the attempt itself."""
+    for task_id in ids:
+        row = await _row_from_owner(task_id)
+        if row is not None and (row.get("cancel_requested") or row.get("status") == CANCELLED) \
+                and app.running.cancel(task_id):
+            logger.info("worker %s: task %s: cancelled here at its owner's request (leased attempt)",
+                        settings.worker_id, task_id)
+
+
+async def _row_from_owner(task_id: str) -> Optional[dict[str, Any]]:
+    """The status row of ``task_id`` as the worker owning its partition has it, or
+    ``None`` (no row, no owner known, no answer)."""
+    try:
+        owner = str(app.router.key_store(task_status.name, task_id.encode()))
+    except Exception:  # noqa: BLE001 - no owner known now (a rebalance): ask next time
+        return None
+    if owner == str(app.conf.canonical_url):
+        state = get_status(task_id)
+        return state.to_json() if state is not None else None
+    url = f"{owner.rstrip('/')}/tasks/{urllib.parse.quote(task_id, safe='')}"
+    try:
+        async with app.http_client.get(url, headers={ROUTED_HEADER: "1"},
+                                       timeout=aiohttp.ClientTimeout(total=2)) as resp:
+            return await resp.json() if resp.status == 200 else None  # type: ignore[no-any-return]
+    except (aiohttp.ClientError, asyncio.TimeoutError, ValueError):
+        return None
 
 
 async def send_leases(ids: list[str], *, timeout: float = 5.0) -> set[bytes]:

@@ -130,13 +130,11 @@ def ids_in_partitions(partitions: set[int], count: int, n: int) -> list[str]:
     return ids
 
 
-def test_a_rebalance_while_tasks_run_does_not_run_them_twice(cluster_factory: Any, tmp_path: Path) -> None:
-    """A worker still running tasks when a rebalance starts can be left out of the next
-    generation (it waits for them before it rejoins: longer than the embedded broker waits
-    for members, or, for a long task, than Kafka's rebalance timeout), and its partitions
-    go to the others. They read its tasks again, with rows that say ``processing``: they
-    must wait for the outcome (its lease), not run them a second time. Here the rebalance
-    is another worker's death, and the busy worker's tasks run until the test says."""
+def busy_worker_loses_its_partitions(cluster_factory: Any, tmp_path: Path,
+                                     n: int = 4) -> tuple[Any, Ledger, Any, list[str], Path, list[Any]]:
+    """A worker runs ``n`` tasks that wait for a file while its partitions go to the
+    others, which find the tasks leased to it. (cluster, ledger, the busy worker, the
+    task ids, the file that lets the tasks end, the other workers)."""
     # The first worker joins alone and leads the group (the embedded broker keeps it
     # leader; a group whose leader is slow to rejoin forms no generation at all).
     cluster, ledger = ledger_cluster(cluster_factory, tmp_path, 1)
@@ -148,7 +146,7 @@ def test_a_rebalance_while_tasks_run_does_not_run_them_twice(cluster_factory: An
     flag = tmp_path / "go"
     client = Client(cluster.workers[0].url)
     ids = [client.submit("tests.ledgered_wait_file", str(flag), task_id=tid).id
-           for tid in ids_in_partitions(set(view["partitions"]), cluster.partitions, 4)]
+           for tid in ids_in_partitions(set(view["partitions"]), cluster.partitions, n)]
     wait_for(lambda: len(ledger.read().running(busy.worker_id)) == len(ids), timeout=30, interval=0.05,
              message="the busy worker running every task")
     victim.signal(signal.SIGKILL)
@@ -180,10 +178,21 @@ def test_a_rebalance_while_tasks_run_does_not_run_them_twice(cluster_factory: An
 
     def found() -> bool:
         if any(len(exs) > 1 for exs in ledger.read().by_id().values()):
-            return True  # run twice: the assertions below say so
+            return True  # run twice: the caller's assertions say so
         return any("still runs on " + busy.worker_id in w.log_text() for w in others())
 
     wait_for(found, timeout=30, interval=0.1, message="another worker to find the busy worker's tasks")
+    return cluster, ledger, busy, ids, flag, others()
+
+
+def test_a_rebalance_while_tasks_run_does_not_run_them_twice(cluster_factory: Any, tmp_path: Path) -> None:
+    """A worker still running tasks when a rebalance starts can be left out of the next
+    generation (it waits for them before it rejoins: longer than the embedded broker waits
+    for members, or, for a long task, than Kafka's rebalance timeout), and its partitions
+    go to the others. They read its tasks again, with rows that say ``processing``: they
+    must wait for the outcome (its lease), not run them a second time. Here the rebalance
+    is another worker's death, and the busy worker's tasks run until the test says."""
+    cluster, ledger, busy, ids, flag, _ = busy_worker_loses_its_partitions(cluster_factory, tmp_path)
     flag.touch()
     done = wait_all_finished(cluster, ids, timeout=90)
     runs = ledger.read().by_id()
@@ -193,3 +202,28 @@ def test_a_rebalance_while_tasks_run_does_not_run_them_twice(cluster_factory: An
         assert done[t]["status"] == "success" and done[t]["attempts"] == 1, done[t]
         assert done[t]["worker"] == busy.worker_id and runs[t][0].worker == busy.worker_id
     cluster.wait_settled(timeout=60)
+
+
+def test_a_cancel_reaches_a_task_running_on_a_worker_that_lost_its_partition(
+        cluster_factory: Any, tmp_path: Path) -> None:
+    """Seen before: the new owner folded the cancel (the row said ``cancelled``) while the
+    old worker ran the task to its end."""
+    cluster, ledger, busy, ids, flag, others = busy_worker_loses_its_partitions(cluster_factory, tmp_path)
+    client = Client(others[0].url)
+    cancelled, kept = ids[:2], ids[2:]
+    for t in cancelled:
+        client.task(t).cancel()
+
+    def cancelled_all() -> bool:
+        return all(client.get_task(t)["status"] == "cancelled" for t in cancelled)
+
+    wait_for(cancelled_all, timeout=30, interval=0.1, message="the cancelled tasks to end cancelled")
+    flag.touch()  # a task still running would now finish: an "end" in the ledger
+    done = wait_all_finished(cluster, kept, timeout=60)
+    wait_for(lambda: all(r.end for t in kept for r in ledger.read().by_id()[t]), timeout=10,
+             message="the kept tasks' ends in the ledger")
+    assert all(done[t]["status"] == "success" for t in kept)
+    runs = ledger.read().by_id()
+    for t in cancelled:
+        assert [r.end for r in runs[t]] == [None], runs[t]  # stopped, never finished
+        assert client.get_task(t)["status"] == "cancelled"
