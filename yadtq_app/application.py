@@ -20,7 +20,7 @@ import faust
 from faust.types import TP
 
 from .admin import TopicSpec, ensure_topics, topic_specs
-from .compat import BrokerProfile, RecoveryWatchdog, profile_for
+from .compat import BrokerProfile, RecoveryWatchdog, StreamWatchdog, profile_for
 from .fencing import FencedTable, FreezeGuard
 from .liveness import CrashWatch, crash_reason
 from .registry import TaskRegistry, default_registry
@@ -102,6 +102,8 @@ class YadtqApp(faust.App):
         self.crash_watch = CrashWatch(lambda: crash_reason(self))
         self.recovery_watchdog = RecoveryWatchdog(self)
         self.timer(interval=1.0, name="yadtq.recovery_watchdog")(self.recovery_watchdog.check)
+        self.stream_watchdog = StreamWatchdog(self)
+        self.timer(interval=1.0, name="yadtq.stream_watchdog")(self.stream_watchdog.check)
         #: Topics whose messages may be read twice (the task agent decides from the status
         #: row): a message a stream dropped unprocessed at a rebalance is read again
         #: (yadtq_app.compat.stale_ack).

@@ -124,7 +124,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING, Any, Iterable, List, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Callable, Iterable, List, Mapping, Optional
 
 import aiokafka
 from aiokafka.protocol.group import JoinGroupRequest
@@ -477,6 +477,8 @@ def _transport_with(*, fetch_max_wait_ms: int, busy_fetch_max_wait_ms: int, fix_
             self._yadtq_reread_task: Optional[asyncio.Future[None]] = None
             #: The fetch wait of the worker consumer, by how busy the agents are.
             self.fetch_wait = FetchWait(fetch_max_wait_ms, busy_fetch_max_wait_ms)
+            #: When an agent last got a message of each partition (monotonic s).
+            self.delivered_at: dict[TP, float] = {}
 
         def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
             return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
@@ -563,7 +565,8 @@ def _transport_with(*, fetch_max_wait_ms: int, busy_fetch_max_wait_ms: int, fix_
 
             It also marks the worker busy, for the fetch wait (:class:`FetchWait`).
             """
-            self.fetch_wait.last_work = time.monotonic()
+            self.fetch_wait.last_work = now = time.monotonic()
+            self.delivered_at[tp] = now
             expected = self._yadtq_expect.get(tp)
             if expected is None:
                 return
@@ -761,6 +764,63 @@ class RecoveryWatchdog:
         logger.warning("%s: seeking it again", state)
         await consumer.seek(tp, max(offset, 0))
         consumer.resume_partitions([tp])
+
+
+class StreamWatchdog:
+    """Reads a task or events partition again when it stalls: records are left to read
+    or finish (its committed offset is below its end) but none is being processed and
+    none reached an agent for :attr:`stall` seconds.
+
+    Seen once under a CPU hog, after the generation that followed a busy worker's
+    revoke: both survivors idle for 80 s with statuses not final, the records fetched
+    and dropped by Faust on their way to the agents. A partition with work in flight
+    (backpressure: its messages wait in an agent's queue or run) is never touched; a
+    stalled one is sought back to its committed offset, which at worst reads a few
+    records twice (the task agent skips what its status row says is done).
+    """
+
+    def __init__(self, app: Any, *, stall: float = 5.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.app = app
+        self.stall = stall
+        self.clock = clock
+        self._kicked: dict[TP, float] = {}
+
+    def stalled(self) -> dict[TP, int]:
+        """The partitions to read again now, each with the offset to read from."""
+        app = self.app
+        consumer = app.consumer
+        if app.rebalancing or app.revoking or app.in_recovery or not app.flow_control.is_active():
+            self._kicked.clear()
+            return {}
+        now = self.clock()
+        busy = {message.tp for message in consumer._unacked_messages if not message.acked}
+        out: dict[TP, int] = {}
+        for tp in consumer.assignment():
+            if tp.topic not in app.rereadable_topics or tp in busy:
+                continue
+            committed = consumer._committed_offset.get(tp)
+            if committed is None:
+                committed = consumer._yadtq_floor.get(tp)  # where reading began: nothing committed yet
+            end = consumer.highwater(tp)
+            if committed is None or end is None or committed >= end:
+                continue
+            last = max(consumer.delivered_at.get(tp, 0.0), self._kicked.get(tp, 0.0))
+            if now - last < self.stall:
+                continue
+            self._kicked[tp] = now
+            out[tp] = committed
+        return out
+
+    async def check(self) -> None:
+        """Call every second or so."""
+        for tp, offset in self.stalled().items():
+            logger.warning("%s-%d: records up to offset %s are left, none is being processed and none reached "
+                           "an agent for %.0f s; reading it again from offset %d", tp.topic, tp.partition,
+                           self.app.consumer.highwater(tp), self.stall, offset)
+            try:
+                await self.app.consumer.seek(tp, offset)
+            except Exception:  # noqa: BLE001 - the next check or rebalance tries again
+                logger.exception("%s-%d: could not seek", tp.topic, tp.partition)
 
 
 def stale_ack(message_generation: Optional[int], current_generation: Optional[int]) -> bool:

@@ -449,3 +449,66 @@ async def test_recovery_watchdog_seeks_a_silent_partition_again_then_stops_the_w
     recovery.in_recovery = False
     await dog.check()
     assert dog._kicked == {}
+
+
+# -- StreamWatchdog ------------------------------------------------------------------------
+class StreamConsumer:
+    """What the stream watchdog reads of the worker's consumer."""
+
+    def __init__(self, committed: dict[Any, int], ends: dict[Any, int]) -> None:
+        self._committed_offset = dict(committed)
+        self._yadtq_floor: dict[Any, int] = {}
+        self.ends = ends
+        self._unacked_messages: list[Any] = []
+        self.delivered_at: dict[Any, float] = {}
+        self.seeks: list[tuple[Any, int]] = []
+
+    def assignment(self) -> set[Any]:
+        return set(self.ends)
+
+    def highwater(self, tp: Any) -> int:
+        return self.ends[tp]
+
+    async def seek(self, tp: Any, offset: int) -> None:
+        self.seeks.append((tp, offset))
+
+
+class StreamApp:
+    def __init__(self, consumer: StreamConsumer) -> None:
+        from types import SimpleNamespace
+
+        self.consumer = consumer
+        self.rebalancing = self.revoking = self.in_recovery = False
+        self.flow = True
+        self.flow_control = SimpleNamespace(is_active=lambda: self.flow)
+        self.rereadable_topics = frozenset({"tasks", "events"})
+
+
+async def test_stream_watchdog_reads_a_silent_partition_with_work_left_again_and_nothing_else() -> None:
+    from types import SimpleNamespace
+
+    from faust.types import TP
+
+    from yadtq_app.compat import StreamWatchdog
+
+    stalled, busy, done, recent, changelog, fresh = (TP("tasks", 0), TP("tasks", 1), TP("events", 2),
+                                                     TP("events", 3), TP("status-changelog", 0), TP("tasks", 5))
+    ends = {stalled: 10, busy: 10, done: 7, recent: 9, changelog: 50, fresh: 4}
+    consumer = StreamConsumer({stalled: 4, busy: 2, done: 7, recent: 3, changelog: 1}, ends)
+    consumer._yadtq_floor[fresh] = 1  # nothing committed yet: reading began at 1
+    consumer._unacked_messages.append(SimpleNamespace(tp=busy, acked=False))  # backpressure, not a stall
+    now = [100.0]
+    consumer.delivered_at[recent] = 97.0
+    app = StreamApp(consumer)
+    dog = StreamWatchdog(app, stall=5.0, clock=lambda: now[0])
+    await dog.check()
+    assert sorted(consumer.seeks) == sorted([(stalled, 4), (fresh, 1)])
+    await dog.check()  # just sought: it gets its time
+    assert len(consumer.seeks) == 2
+    now[0] = 106.0  # still nothing delivered: again; `recent` is silent for 9 s by now
+    await dog.check()
+    assert sorted(consumer.seeks[2:]) == sorted([(stalled, 4), (recent, 3), (fresh, 1)])
+    app.rebalancing = True  # never during a rebalance
+    now[0] = 200.0
+    await dog.check()
+    assert len(consumer.seeks) == 5 and dog._kicked == {}
