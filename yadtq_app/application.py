@@ -141,7 +141,8 @@ class YadtqApp(faust.App):
     async def may_act_on(self, topic: str, partition: int) -> bool:
         """Whether this worker may act on a message of ``topic``/``partition`` now.
 
-        Waits while the freeze guard is closed (:mod:`yadtq_app.fencing`). False at once if
+        Waits while the freeze guard is closed (:mod:`yadtq_app.fencing`) or the group's
+        heartbeats fail (:meth:`in_touch`). False at once if
         the group has evicted this worker: its commits fail from then on, so skipping the
         message leaves it to the partition's new owner, and returning (rather than
         waiting) lets Faust finish the rebalance that rejoins the group.
@@ -149,14 +150,28 @@ class YadtqApp(faust.App):
         while True:
             if self.membership_lost():
                 return False
-            if self.freeze_guard.is_open():
+            if self.freeze_guard.is_open() and self.in_touch():
                 break
             await asyncio.sleep(0.05)
         return self._holds(topic, partition)
 
     def may_act_now(self, topic: str, partition: int) -> bool:
-        """:meth:`may_act_on` without waiting: False while the freeze guard is closed."""
-        return not self.membership_lost() and self.freeze_guard.is_open() and self._holds(topic, partition)
+        """:meth:`may_act_on` without waiting: False while the freeze guard is closed or
+        the group's heartbeats fail."""
+        return not self.membership_lost() and self.freeze_guard.is_open() and self.in_touch() \
+            and self._holds(topic, partition)
+
+    def in_touch(self) -> bool:
+        """Whether the group coordinator answered a heartbeat lately (half the session
+        timeout): a worker cut off from the broker stops starting tasks well before the
+        group gives its partitions to others (see yadtq_app.compat.track_heartbeats)."""
+        heartbeats = getattr(self.consumer, "heartbeats", None)
+        return heartbeats is None or heartbeats.age() < self.out_of_touch_after
+
+    @property
+    def out_of_touch_after(self) -> float:
+        """Seconds without a successful group heartbeat after which the worker holds back."""
+        return max(self.conf.broker_session_timeout / 2, 2 * self.conf.broker_heartbeat_interval)
 
     def _holds(self, topic: str, partition: int) -> bool:
         assigned = self._assigned

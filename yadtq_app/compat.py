@@ -424,6 +424,8 @@ def _transport_with(*, fetch_max_wait_ms: int, busy_fetch_max_wait_ms: int, fix_
             await super().on_start()
             if busy_fetch_max_wait_ms != fetch_max_wait_ms and self._consumer is not None:
                 adapt_fetch_wait(self._consumer, self.consumer.fetch_wait)  # type: ignore[attr-defined]
+            if self._consumer is not None:
+                track_heartbeats(self._consumer, self.consumer.heartbeats)  # type: ignore[attr-defined]
 
         def membership_lost(self) -> bool:
             """True once the broker no longer knows this consumer (evicted, not yet rejoined).
@@ -479,6 +481,8 @@ def _transport_with(*, fetch_max_wait_ms: int, busy_fetch_max_wait_ms: int, fix_
             self.fetch_wait = FetchWait(fetch_max_wait_ms, busy_fetch_max_wait_ms)
             #: When an agent last got a message of each partition (monotonic s).
             self.delivered_at: dict[TP, float] = {}
+            #: When the group coordinator last answered a heartbeat.
+            self.heartbeats = Heartbeats()
 
         def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
             return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
@@ -764,6 +768,37 @@ class RecoveryWatchdog:
         logger.warning("%s: seeking it again", state)
         await consumer.seek(tp, max(offset, 0))
         consumer.resume_partitions([tp])
+
+
+class Heartbeats:
+    """When the consumer's group heartbeat last succeeded (monotonic s; written by the
+    consumer thread, read by the agents)."""
+
+    def __init__(self) -> None:
+        self.last_ok = time.monotonic()
+
+    def age(self) -> float:
+        return time.monotonic() - self.last_ok
+
+
+def track_heartbeats(consumer: aiokafka.AIOKafkaConsumer, heartbeats: Heartbeats) -> None:
+    """Record each successful group heartbeat of ``consumer`` in ``heartbeats``.
+
+    A worker cut off from the broker (a network fault) keeps handing the tasks it had
+    fetched to its agents, and the group gives its partitions to others after the
+    session timeout: what it starts meanwhile runs twice. With this, the agents hold
+    back once heartbeats stop succeeding (``YadtqApp.may_act_on``).
+    """
+    coordinator = consumer._coordinator
+    beat = coordinator._do_heartbeat
+
+    async def do_heartbeat() -> bool:
+        ok: bool = await beat()
+        if ok:
+            heartbeats.last_ok = time.monotonic()
+        return ok
+
+    coordinator._do_heartbeat = do_heartbeat
 
 
 class StreamWatchdog:

@@ -11,7 +11,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import httpx
 
@@ -29,9 +29,14 @@ def free_port() -> int:
 class WorkerProcess:
     """One ``yadtq worker`` subprocess with its own web port, data dir and log."""
 
-    def __init__(self, cluster: "Cluster", index: int) -> None:
+    def __init__(self, cluster: "Cluster", index: int, *, web_host: str = "127.0.0.1",
+                 wrap: Sequence[str] = ()) -> None:
         self.cluster = cluster
         self.index = index
+        #: The address its HTTP API listens on and advertises to the other workers.
+        self.web_host = web_host
+        #: A command prefix, e.g. ``ip netns exec NAME`` to run it in a network namespace.
+        self.wrap = list(wrap)
         self.web_port = free_port()
         self.worker_id = f"w{index}-{cluster.tag}"
         self.data_dir = cluster.workdir / f"data-{index}"
@@ -41,13 +46,14 @@ class WorkerProcess:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.web_port}"
+        return f"http://{self.web_host}:{self.web_port}"
 
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
         env.update(self.cluster.env)
         env.update({
             "YADTQ_WEB_PORT": str(self.web_port),
+            "YADTQ_WEB_HOST": self.web_host,
             "YADTQ_DATA_DIR": str(self.data_dir),
             "YADTQ_WORKER_ID": self.worker_id,
             "PYTHONUNBUFFERED": "1",
@@ -59,7 +65,7 @@ class WorkerProcess:
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it
         log.write(f"\n===== start #{self.starts + 1} =====\n".encode())
         log.flush()
-        self.proc = subprocess.Popen([sys.executable, "-m", "yadtq_app.cli", "worker"], env=self.env(),
+        self.proc = subprocess.Popen([*self.wrap, sys.executable, "-m", "yadtq_app.cli", "worker"], env=self.env(),
                                      cwd=str(self.cluster.workdir), stdout=log, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL)
         log.close()
@@ -138,8 +144,8 @@ class Cluster:
         self.env.update(extra_env or {})
         self.workers: list[WorkerProcess] = []
 
-    def add(self, n: int = 1) -> list[WorkerProcess]:
-        new = [WorkerProcess(self, len(self.workers) + i) for i in range(n)]
+    def add(self, n: int = 1, *, web_host: str = "127.0.0.1", wrap: Sequence[str] = ()) -> list[WorkerProcess]:
+        new = [WorkerProcess(self, len(self.workers) + i, web_host=web_host, wrap=wrap) for i in range(n)]
         self.workers.extend(new)
         for w in new:
             w.start()
