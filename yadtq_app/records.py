@@ -29,6 +29,7 @@ from typing import Any, Mapping, Optional
 import faust
 
 from .errors import InvalidTask
+from .ids import MAX_ID_LENGTH, id_problem
 
 __all__ = [
     "TaskRequest",
@@ -56,6 +57,7 @@ __all__ = [
     "EXPIRE",
     "EVENT_KINDS",
     "parse_time",
+    "MAX_ID_LENGTH",
 ]
 
 # Statuses of a task.
@@ -77,9 +79,6 @@ CANCEL = "cancel"  # someone asked to cancel the task
 REQUEUE = "requeue"  # someone asked to run a failed/cancelled task again
 EXPIRE = "expire"  # a finished task's row is past the result TTL
 EVENT_KINDS = frozenset(STATUSES) | {PROGRESS, CANCEL, REQUEUE, EXPIRE}
-
-MAX_ID_LENGTH = 200
-
 
 def new_task_id() -> str:
     """A fresh random task id."""
@@ -148,14 +147,9 @@ def task_request_from_json(obj: Any, *, default_id: Optional[str] = None) -> Tas
     task_id = obj.get("task-id", obj.get("task_id", default_id))
     if task_id is None:
         task_id = new_task_id()
-    if not isinstance(task_id, str) or not task_id or len(task_id) > MAX_ID_LENGTH:
-        raise InvalidTask(
-            f"'task-id' must be a non-empty string of at most {MAX_ID_LENGTH} characters",
-            reason="bad-field",
-        )
-    if "/" in task_id or any(ord(c) < 32 for c in task_id):
-        raise InvalidTask("'task-id' must not contain '/' or control characters", reason="bad-field",
-                          task_id=None)
+    problem = id_problem(task_id)
+    if problem is not None:
+        raise InvalidTask(problem, reason="bad-field")
     name = obj.get("task")
     if not isinstance(name, str) or not name:
         raise InvalidTask("'task' must be a non-empty string naming a registered task",
@@ -185,10 +179,8 @@ def task_request_from_json(obj: Any, *, default_id: Optional[str] = None) -> Tas
     if attempt is not None and (not isinstance(attempt, int) or isinstance(attempt, bool) or attempt < 1):
         raise InvalidTask("'attempt' must be a positive integer", reason="bad-field", task_id=task_id)
     ordering_key = obj.get("ordering_key")
-    if ordering_key is not None and (not isinstance(ordering_key, str) or not ordering_key
-                                     or len(ordering_key) > MAX_ID_LENGTH):
-        raise InvalidTask(f"'ordering_key' must be a non-empty string of at most {MAX_ID_LENGTH} characters",
-                          reason="bad-field", task_id=task_id)
+    if ordering_key is not None and (problem := id_problem(ordering_key, name="ordering_key")) is not None:
+        raise InvalidTask(problem, reason="bad-field", task_id=task_id)
     sequenced = obj.get("sequenced")
     if sequenced is not None and not isinstance(sequenced, bool):
         raise InvalidTask("'sequenced' must be true or false", reason="bad-field", task_id=task_id)

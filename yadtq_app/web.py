@@ -54,6 +54,7 @@ from typing import Any, Awaitable, Callable, Optional, Union
 
 import aiohttp
 from faust.types import TP
+from yarl import URL
 from faust.web import Request, Response, View
 
 from agents.status import caught_up_now
@@ -63,6 +64,7 @@ from tables.workers import latest_heartbeats, workers
 from yadtq_app.application import app, settings
 from yadtq_app.compat import fetch_state
 from yadtq_app.errors import InvalidTask
+from yadtq_app.ids import id_problem, quote_id, unquote_id
 from yadtq_app.records import (
     CANCEL,
     CANCELLED,
@@ -94,8 +96,26 @@ def error(view: View, message: str, status: int, **extra: Any) -> Response:
     return view.json({"error": message, **extra}, status=status, headers=headers)
 
 
-def routed(table: Any, *, match_info: Optional[str] = None, exact_key: Optional[str] = None) -> Callable[[Handler], Handler]:
-    """Answer from the worker that holds ``table``'s partition for the request's key.
+def path_task_id(fun: Handler) -> Handler:
+    """Give a ``/tasks/{task_id}...`` view the id its request names, read from the raw
+    path (:func:`yadtq_app.ids.unquote_id`): aiohttp's ``match_info`` leaves a
+    segment that is not UTF-8 undecoded, so ``%ff`` and ``%25ff`` would name one id.
+    A path that names no valid id is a 400 (``bad-id``)."""
+
+    @wraps(fun)
+    async def handler(view: View, request: Request, **kwargs: Any) -> Response:
+        try:
+            kwargs["task_id"] = unquote_id(request.rel_url.raw_path.split("/")[2])
+        except ValueError as exc:
+            return error(view, str(exc), 400, reason="bad-id")
+        return await fun(view, request, **kwargs)
+
+    return handler
+
+
+def routed(table: Any, *, key_arg: Optional[str] = None, exact_key: Optional[str] = None) -> Callable[[Handler], Handler]:
+    """Answer from the worker that holds ``table``'s partition for the request's key
+    (``exact_key``, or the handler's keyword argument ``key_arg``).
 
     Like Faust's ``table_route``, plus: a worker only answers locally when it holds
     the partition as active and is not recovering (else 503), a routed request is
@@ -106,8 +126,8 @@ def routed(table: Any, *, match_info: Optional[str] = None, exact_key: Optional[
 
     def decorate(fun: Handler) -> Handler:
         @wraps(fun)
-        async def handler(view: View, request: Request, *args: Any, **kwargs: Any) -> Response:
-            key = exact_key if exact_key is not None else request.match_info[match_info or ""]
+        async def handler(view: View, request: Request, **kwargs: Any) -> Response:
+            key = exact_key if exact_key is not None else kwargs[key_arg or ""]
             try:
                 tp, owner = await _locate(topic, table.changelog_topic.prepare_key(key, None)[0])
             except _Unroutable as exc:
@@ -115,7 +135,7 @@ def routed(table: Any, *, match_info: Optional[str] = None, exact_key: Optional[
             if owner == str(app.conf.canonical_url) or request.headers.get(ROUTED_HEADER):
                 if not _answers_locally(tp):
                     return error(view, "this worker is rebalancing; retry", 503)
-                return await fun(view, request, *args, **kwargs)
+                return await fun(view, request, **kwargs)
             return await _forward(view, request, owner)
 
         return handler
@@ -154,9 +174,11 @@ async def _partition_of(topic: str, key: bytes) -> int:
 
 
 async def _forward(view: View, request: Request, owner: str) -> Response:
-    url = f"{owner.rstrip('/')}{request.url.path}"
-    if request.query_string:
-        url += f"?{request.query_string}"
+    """The owner's answer to ``request``, sent on with its raw path and query (decoded,
+    ``%3F`` in an id would become a query, ``%2E%2E`` a step up)."""
+    url = URL(f"{owner.rstrip('/')}{request.rel_url.raw_path}", encoded=True)
+    if request.rel_url.raw_query_string:
+        url = URL(f"{url}?{request.rel_url.raw_query_string}", encoded=True)
     headers = {ROUTED_HEADER: "1", "Accept": "application/json"}
     body = await request.read() if request.method == "POST" else None
     try:
@@ -235,7 +257,7 @@ async def _existing(task_id: str) -> Optional[dict[str, Any]]:
             return None
         state = get_status(task_id)
         return state.to_json() if state is not None else None
-    url = f"{owner.rstrip('/')}/tasks/{task_id}"
+    url = URL(f"{owner.rstrip('/')}/tasks/{quote_id(task_id)}", encoded=True)
     try:
         async with app.http_client.get(url, headers={ROUTED_HEADER: "1"},
                                        timeout=aiohttp.ClientTimeout(total=5)) as resp:
@@ -270,15 +292,16 @@ class TaskView(View):
     ``?wait=S``, once the task is final (a long poll: the owner answers when it writes
     the final row, so a client learns of it at once without asking again and again)."""
 
+    @path_task_id
     async def get(self, request: Request, task_id: str) -> Response:
         try:
             wait = _wait_seconds(request)
         except ValueError as exc:
             return error(self, str(exc), 400, reason="bad-field")
-        return await self._get(request, task_id, wait)
+        return await self._get(request, task_id=task_id, wait=wait)
 
-    @routed(task_status, match_info="task_id")
-    async def _get(self, request: Request, task_id: str, wait: Optional[float]) -> Response:
+    @routed(task_status, key_arg="task_id")
+    async def _get(self, request: Request, *, task_id: str, wait: Optional[float]) -> Response:
         state = get_status(task_id)
         if wait is not None and (state is None or state.status not in TERMINAL):
             await app.finish_waiters.wait(task_id, wait)
@@ -321,6 +344,9 @@ class TaskStatusesView(View):
         ids = body.get("ids") if isinstance(body, dict) else None
         if not isinstance(ids, list) or not all(isinstance(i, str) and i for i in ids):
             return error(self, "request body must be {\"ids\": [task id, ...]}", 400, reason="bad-field")
+        bad = next((p for p in map(id_problem, ids) if p is not None), None)
+        if bad is not None:
+            return error(self, f"every id must be a task id: {bad}", 400, reason="bad-field")
         if len(ids) > MAX_BATCH_IDS:
             return error(self, f"at most {MAX_BATCH_IDS} ids per request, got {len(ids)}", 400, reason="too-many")
         tasks, unavailable = await _statuses(list(dict.fromkeys(ids)), routed=bool(request.headers.get(ROUTED_HEADER)))
@@ -399,7 +425,8 @@ async def _request_change(view: View, task_id: str, kind: str, allowed: Any, ver
 class CancelView(View):
     """``POST /tasks/{id}/cancel``: a waiting task never starts; a running one is cancelled."""
 
-    @routed(task_status, match_info="task_id")
+    @path_task_id
+    @routed(task_status, key_arg="task_id")
     async def post(self, request: Request, task_id: str) -> Response:
         return await _request_change(self, task_id, CANCEL, set(STATUSES_NOT_FINISHED), "cancel")
 
@@ -408,7 +435,8 @@ class CancelView(View):
 class RetryView(View):
     """``POST /tasks/{id}/retry``: run a failed or cancelled task again (a fresh retry budget)."""
 
-    @routed(task_status, match_info="task_id")
+    @path_task_id
+    @routed(task_status, key_arg="task_id")
     async def post(self, request: Request, task_id: str) -> Response:
         return await _request_change(self, task_id, REQUEUE, {FAILED, CANCELLED}, "retry")
 

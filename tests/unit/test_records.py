@@ -92,8 +92,10 @@ def test_too_large() -> None:
     ({"task-id": 12345, "task": "echo"}, None),                      # task-id not a string
     ({"task-id": "", "task": "echo"}, None),
     ({"task-id": "x" * (MAX_ID_LENGTH + 1), "task": "echo"}, None),
-    ({"task-id": "a/b", "task": "echo"}, None),
     ({"task-id": "a\nb", "task": "echo"}, None),
+    ({"task-id": "a\x85b", "task": "echo"}, None),                   # a C1 control
+    ({"task-id": "a\ud800", "task": "echo"}, None),                  # a lone surrogate: no UTF-8 key
+    ({"task-id": "t1", "task": "echo", "ordering_key": "\udfff"}, "t1"),
 ])
 def test_bad_fields(obj: dict, task_id: str | None) -> None:
     with pytest.raises(InvalidTask) as ei:
