@@ -57,7 +57,9 @@ __all__ = [
     "EXPIRE",
     "EVENT_KINDS",
     "parse_time",
+    "parse_json",
     "MAX_ID_LENGTH",
+    "DEFAULT_MAX_NESTING",
 ]
 
 # Statuses of a task.
@@ -79,6 +81,10 @@ CANCEL = "cancel"  # someone asked to cancel the task
 REQUEUE = "requeue"  # someone asked to run a failed/cancelled task again
 EXPIRE = "expire"  # a finished task's row is past the result TTL
 EVENT_KINDS = frozenset(STATUSES) | {PROGRESS, CANCEL, REQUEUE, EXPIRE}
+
+#: ``YADTQ_MAX_NESTING``'s default: levels of arrays/objects in a message, itself included.
+DEFAULT_MAX_NESTING = 32
+
 
 def new_task_id() -> str:
     """A fresh random task id."""
@@ -227,24 +233,83 @@ def parse_time(value: Any) -> float:
     return when.timestamp()
 
 
-def parse_task_message(raw: Optional[bytes], *, max_bytes: int, default_id: Optional[str] = None) -> TaskRequest:
+def parse_json(raw: bytes, *, max_depth: int = DEFAULT_MAX_NESTING, what: str = "message") -> Any:
+    """Decode strict JSON: UTF-8, no ``NaN``/``Infinity`` (nor numbers that overflow
+    to them), arrays and objects nested at most ``max_depth`` levels (the outermost
+    value is level 1). :class:`InvalidTask` with the reason ``not-utf8``,
+    ``not-json``, ``bad-number`` or ``too-deep`` otherwise."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidTask(f"{what} is not UTF-8: {exc}", reason="not-utf8") from None
+    try:
+        value = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
+    except RecursionError:
+        raise InvalidTask(f"{what} nests arrays/objects more than {max_depth} levels deep",
+                          reason="too-deep") from None
+    except ValueError as exc:
+        raise InvalidTask(f"{what} is not JSON: {exc}", reason="not-json") from None
+    if _depth_exceeds(value, max_depth):
+        raise InvalidTask(f"{what} nests arrays/objects more than {max_depth} levels deep", reason="too-deep")
+    return value
+
+
+def _refuse_constant(name: str) -> Any:
+    raise InvalidTask(f"{name} is not a JSON number (JSON has no NaN or Infinity)", reason="bad-number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise InvalidTask(f"{text} is out of the range of a double (it would be Infinity)", reason="bad-number")
+    return value
+
+
+def _depth_exceeds(value: Any, limit: int) -> bool:
+    """Whether ``value`` nests lists/dicts more than ``limit`` deep (iterative: a
+    recursive walk is what the limit protects against)."""
+    if not isinstance(value, (list, dict)):
+        return False
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        for child in item.values() if isinstance(item, dict) else item:
+            if isinstance(child, (list, dict)):
+                stack.append((child, depth + 1))
+    return False
+
+
+def _readable_id(raw: bytes) -> Optional[str]:
+    """The task id of a message refused for its numbers or depth, if plain JSON
+    decoding can still read one (so that the task's status can say why)."""
+    try:
+        obj = json.loads(raw)
+    except (ValueError, RecursionError):
+        return None
+    task_id = obj.get("task-id", obj.get("task_id")) if isinstance(obj, dict) else None
+    return task_id if id_problem(task_id) is None else None
+
+
+def parse_task_message(raw: Optional[bytes], *, max_bytes: int, max_depth: int = DEFAULT_MAX_NESTING,
+                       default_id: Optional[str] = None) -> TaskRequest:
     """Decode one task-topic message value into a :class:`TaskRequest`.
 
     Every way a message can be wrong raises :class:`InvalidTask` with a reason:
-    ``empty``, ``too-large``, ``not-utf8``, ``not-json``, ``not-object``, ``bad-field``.
+    ``empty``, ``too-large``, ``not-utf8``, ``not-json``, ``bad-number``, ``too-deep``
+    (see :func:`parse_json`), ``not-object``, ``bad-field``.
     """
     if raw is None or len(raw) == 0:
         raise InvalidTask("empty message", reason="empty")
     if len(raw) > max_bytes:
         raise InvalidTask(f"message of {len(raw)} bytes exceeds the limit of {max_bytes}", reason="too-large")
     try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise InvalidTask(f"message is not UTF-8: {exc}", reason="not-utf8") from None
-    try:
-        obj = json.loads(text)
-    except ValueError as exc:
-        raise InvalidTask(f"message is not JSON: {exc}", reason="not-json") from None
+        obj = parse_json(raw, max_depth=max_depth)
+    except InvalidTask as exc:
+        if exc.reason in ("bad-number", "too-deep"):
+            exc.task_id = _readable_id(raw)
+        raise
     return task_request_from_json(obj, default_id=default_id)
 
 

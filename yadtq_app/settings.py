@@ -59,6 +59,9 @@ class Settings:
     max_message_bytes: int = 1_000_000
     web_host: str = "127.0.0.1"
     web_port: int = 6066
+    #: Levels of arrays/objects a task message or request body may nest, itself
+    #: included (``{"args": [[1]]}`` is 3); deeper input is refused (``too-deep``).
+    max_nesting: int = 32
     #: Where this worker keeps its RocksDB tables; empty means ``.yadtq/worker-<web_port>``
     #: so that several workers on one machine never share a store.
     data_dir: str = ""
@@ -140,6 +143,8 @@ class Settings:
                 raise bad(name, "must not be negative")
         if self.result_ttl < 0:
             raise bad("result_ttl", "must not be negative (0 keeps results forever)")
+        if not 1 <= self.max_nesting <= 500:
+            raise bad("max_nesting", "must be from 1 to 500 (JSON decoding recurses once per level)")
         if not 0 < self.web_port < 65536:
             raise bad("web_port", "must be a TCP port (1-65535)")
         if not self.broker_url.startswith("kafka://"):
@@ -321,6 +326,7 @@ ENV: dict[str, tuple[str, object]] = {
     "max_message_bytes": ("YADTQ_MAX_MESSAGE_BYTES", int),
     "web_host": ("YADTQ_WEB_HOST", str),
     "web_port": ("YADTQ_WEB_PORT", int),
+    "max_nesting": ("YADTQ_MAX_NESTING", int),
     "data_dir": ("YADTQ_DATA_DIR", str),
     "worker_id": ("YADTQ_WORKER_ID", str),
     "heartbeat_interval": ("YADTQ_HEARTBEAT_INTERVAL", float),

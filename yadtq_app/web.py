@@ -46,7 +46,6 @@ cluster is rebalancing) the task is sent anyway and the worker's one-run-per-id 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from functools import wraps
@@ -76,6 +75,7 @@ from yadtq_app.records import (
     TERMINAL,
     TaskEvent,
     TaskState,
+    parse_json,
     task_request_from_json,
 )
 from yadtq_app.ordering import ENQUEUE, SequencerMessage
@@ -206,12 +206,12 @@ class TasksView(View):
         raw = await request.read()
         if len(raw) > settings.max_message_bytes:
             return error(self, f"request body exceeds {settings.max_message_bytes} bytes", 413)
+        if not raw:
+            return error(self, "request body must be a JSON object with a 'task' field", 400, reason="empty")
         try:
-            body = json.loads(raw.decode("utf-8")) if raw else None
-        except (UnicodeDecodeError, ValueError) as exc:
-            return error(self, f"request body is not JSON: {exc}", 400)
-        if body is None:
-            return error(self, "request body must be a JSON object with a 'task' field", 400)
+            body = parse_json(raw, max_depth=settings.max_nesting, what="request body")
+        except InvalidTask as exc:
+            return error(self, str(exc), 400, reason=exc.reason)
         if isinstance(body, dict) and (body.get("attempt") is not None or body.get("sequenced") is not None):
             return error(self, "'attempt' and 'sequenced' are set by yadtq itself, not by submitters", 400,
                          reason="bad-field")
@@ -338,9 +338,9 @@ class TaskStatusesView(View):
 
     async def post(self, request: Request) -> Response:
         try:
-            body = json.loads(await request.read() or b"null")
-        except (UnicodeDecodeError, ValueError) as exc:
-            return error(self, f"request body is not JSON: {exc}", 400)
+            body = parse_json(await request.read() or b"null", max_depth=settings.max_nesting, what="request body")
+        except InvalidTask as exc:
+            return error(self, str(exc), 400, reason=exc.reason)
         ids = body.get("ids") if isinstance(body, dict) else None
         if not isinstance(ids, list) or not all(isinstance(i, str) and i for i in ids):
             return error(self, "request body must be {\"ids\": [task id, ...]}", 400, reason="bad-field")

@@ -197,3 +197,29 @@ def test_a_stored_row_reads_as_the_record_would_answer_it() -> None:
     assert answer == {**rows[1].to_json(), "history": [], "cancel_requested": False, "progress": None,
                       "retries": 0}
     assert TaskState.loads(json.dumps(old).encode()).to_json() == answer  # the record's own defaults agree
+
+
+def _deep(levels: int) -> bytes:
+    return b"[" * levels + b"]" * levels
+
+
+@pytest.mark.parametrize("raw, reason, task_id", [
+    (b'{"task-id": "n1", "task": "echo", "args": [NaN]}', "bad-number", "n1"),
+    (b'{"task-id": "n2", "task": "echo", "args": [Infinity]}', "bad-number", "n2"),
+    (b'{"task-id": "n3", "task": "echo", "kwargs": {"v": -Infinity}}', "bad-number", "n3"),
+    (b'{"task-id": "n4", "task": "echo", "args": [1e400]}', "bad-number", "n4"),
+    (b'{"task-id": "d1", "task": "echo", "args": ' + _deep(32) + b"}", "too-deep", "d1"),
+    (b'{"task-id": "d2", "task": "echo", "args": ' + _deep(100_000) + b"}", "too-deep", None),
+])
+def test_strict_json(raw: bytes, reason: str, task_id: str | None) -> None:
+    with pytest.raises(InvalidTask) as ei:
+        parse(raw)
+    assert (ei.value.reason, ei.value.task_id) == (reason, task_id)
+
+
+def test_nesting_limit_counts_the_message_itself() -> None:
+    at_limit = b'{"task": "echo", "args": ' + _deep(31) + b"}"
+    assert parse(at_limit).task_args == json.loads(_deep(31))
+    with pytest.raises(InvalidTask):
+        parse(at_limit, max_depth=31)
+    assert parse(b'{"task": "echo", "args": [1.5, -2e300, 0]}').task_args == [1.5, -2e300, 0]

@@ -1,0 +1,106 @@
+"""Bad input is a JSON 4xx naming what is wrong, over HTTP and from Kafka alike."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.support.wait import wait_for
+from yadtq_app import Client
+
+pytestmark = pytest.mark.integration
+
+#: YADTQ_MAX_NESTING's default: the message object is level 1, ``args`` level 2.
+DEPTH = 32
+
+
+def nest(levels: int) -> Any:
+    """A list nested ``levels`` deep (``[]`` is one level)."""
+    value: Any = []
+    for _ in range(levels - 1):
+        value = [value]
+    return value
+
+
+def deep(levels: int) -> bytes:
+    """JSON text of :func:`nest` (too deep for ``json.dumps`` at a thousand levels)."""
+    return b"[" * levels + b"]" * levels
+
+
+def post(url: str, body: Any) -> httpx.Response:
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return httpx.post(url, content=raw, headers={"content-type": "application/json"}, timeout=30)
+
+
+@pytest.mark.parametrize("body, reason, named", [
+    (b'{"task": "echo", "args": ' + deep(1000) + b"}", "too-deep", str(DEPTH)),
+    (b'{"task": "echo", "args": ' + deep(100_000) + b"}", "too-deep", str(DEPTH)),
+    ({"task": "echo", "args": nest(DEPTH)}, "too-deep", str(DEPTH)),
+    ({"task": "echo", "kwargs": {"value": nest(DEPTH - 1)}}, "too-deep", str(DEPTH)),
+    (b'{"task": "echo", "args": [NaN]}', "bad-number", "NaN"),
+    (b'{"task": "echo", "args": [Infinity]}', "bad-number", "Infinity"),
+    (b'{"task": "echo", "kwargs": {"value": -Infinity}}', "bad-number", "-Infinity"),
+    (b'{"task": "echo", "args": [1e999]}', "bad-number", "1e999"),
+])
+def test_a_bad_submission_is_a_json_400_on_every_worker(shared_cluster: Any, body: Any, reason: str,
+                                                        named: str) -> None:
+    for w in shared_cluster.workers:
+        r = post(f"{w.url}/tasks", body)
+        assert r.status_code == 400, (r.status_code, r.headers.get("content-type"), r.text[:300])
+        assert r.headers["content-type"].startswith("application/json")
+        assert r.json()["reason"] == reason and named in r.json()["error"], r.json()
+
+
+def test_the_limits_themselves_are_accepted(shared_cluster: Any) -> None:
+    c = Client(shared_cluster.workers[0].url)
+    deep = c.submit_json({"task": "echo", "args": nest(DEPTH - 1)})
+    assert deep.result(timeout=30) == nest(DEPTH - 2)
+
+
+@pytest.mark.parametrize("body", [b'{"ids": ' + deep(1000) + b"}", {"ids": ["a"], "x": nest(DEPTH)},
+                                  b'{"ids": ["a", NaN]}'])
+def test_a_bad_batch_read_is_a_json_400(shared_cluster: Any, body: Any) -> None:
+    for w in shared_cluster.workers:
+        r = post(f"{w.url}/tasks/status", body)
+        assert r.status_code == 400, (r.status_code, r.text[:300])
+        assert r.json()["reason"] in ("too-deep", "bad-number"), r.json()
+
+
+def test_kafka_records_with_the_same_faults_are_dead_lettered(shared_cluster: Any, broker: Any) -> None:
+    """The task topic takes what HTTP takes: each of these ends ``failed`` with the
+    same reason and goes to the dead letters; none runs."""
+    from kafka import KafkaProducer
+
+    tag = shared_cluster.tag
+    records = {
+        f"nan-{tag}": (b'{"task-id": "nan-%s", "task": "echo", "args": [NaN]}' % tag.encode(), "bad-number"),
+        f"deep-{tag}": (json.dumps({"task-id": f"deep-{tag}", "task": "echo", "args": nest(DEPTH)}).encode(),
+                        "too-deep"),
+    }
+    # Too deep for any JSON decoder to read its id: dead-lettered where it lies.
+    unreadable = json.dumps({"task-id": f"very-deep-{tag}", "task": "echo"}).encode()[:-1] + b', "args": ' \
+        + deep(5000) + b"}"
+    kp = KafkaProducer(bootstrap_servers=broker.bootstrap)
+    for task_id, (value, _) in records.items():
+        kp.send(shared_cluster.task_topic, key=task_id.encode(), value=value)
+    kp.send(shared_cluster.task_topic, key=f"very-deep-{tag}".encode(), value=unreadable)
+    kp.flush()
+    kp.close()
+    c = Client(shared_cluster.workers[1].url)
+    for task_id, (_, reason) in records.items():
+        info = c.task(task_id).wait(30)
+        assert info["status"] == "failed" and info["error"]["reason"] == reason, info
+        assert info["attempts"] == 0
+
+    def dead() -> dict[str, str]:
+        letters = {d["task-id"]: d["reason"] for d in c.dead_letters() if d["task-id"] in records}
+        letters.update({"unreadable": d["reason"] for d in c.dead_letters()
+                        if d["raw"] and base64.b64decode(d["raw"]) == unreadable})
+        return letters if len(letters) == len(records) + 1 else {}
+
+    assert wait_for(dead, timeout=30, message="dead letters") == {
+        **{t: r for t, (_, r) in records.items()}, "unreadable": "too-deep"}
