@@ -59,7 +59,9 @@ __all__ = [
     "parse_time",
     "parse_json",
     "MAX_ID_LENGTH",
+    "MAX_DELAY",
     "DEFAULT_MAX_NESTING",
+    "WIRE_FIELDS",
 ]
 
 # Statuses of a task.
@@ -82,8 +84,14 @@ REQUEUE = "requeue"  # someone asked to run a failed/cancelled task again
 EXPIRE = "expire"  # a finished task's row is past the result TTL
 EVENT_KINDS = frozenset(STATUSES) | {PROGRESS, CANCEL, REQUEUE, EXPIRE}
 
+#: The longest a task may wait to start: a ``countdown`` or how far ahead an ``eta`` is (s).
+MAX_DELAY = 366 * 86400
 #: ``YADTQ_MAX_NESTING``'s default: levels of arrays/objects in a message, itself included.
 DEFAULT_MAX_NESTING = 32
+#: Every field a task message may have; any other is refused (``unknown-field``), so a
+#: typo (``"eta "``, ``"priority"``) is not silently dropped.
+WIRE_FIELDS = frozenset({"task-id", "task_id", "task", "args", "kwargs", "submitted_at", "max_retries", "timeout",
+                         "countdown", "eta", "ordering_key", "attempt", "sequenced"})
 
 
 def new_task_id() -> str:
@@ -156,6 +164,10 @@ def task_request_from_json(obj: Any, *, default_id: Optional[str] = None) -> Tas
     problem = id_problem(task_id)
     if problem is not None:
         raise InvalidTask(problem, reason="bad-field")
+    unknown = sorted(set(obj) - WIRE_FIELDS)
+    if unknown:
+        raise InvalidTask(f"unknown field {unknown[0]!r} (a task message has only {', '.join(sorted(WIRE_FIELDS))})",
+                          reason="unknown-field", task_id=task_id)
     name = obj.get("task")
     if not isinstance(name, str) or not name:
         raise InvalidTask("'task' must be a non-empty string naming a registered task",
@@ -206,16 +218,19 @@ def _eta(obj: Mapping[str, Any], task_id: str, submitted_at: Optional[float]) ->
     if countdown is not None and eta is not None:
         raise InvalidTask("give 'countdown' or 'eta', not both", reason="bad-field", task_id=task_id)
     if countdown is not None:
-        if not _is_number(countdown) or not 0 <= countdown <= 366 * 86400:
+        if not _is_number(countdown) or not 0 <= countdown <= MAX_DELAY:
             raise InvalidTask("'countdown' must be a number of seconds from 0 to a year",
                               reason="bad-field", task_id=task_id)
         return (submitted_at if submitted_at is not None else time.time()) + float(countdown)
     if eta is None:
         return None
     try:
-        return parse_time(eta)
+        when = parse_time(eta)
     except ValueError as exc:
         raise InvalidTask(f"'eta' {exc}", reason="bad-field", task_id=task_id) from None
+    if when > time.time() + MAX_DELAY:
+        raise InvalidTask(f"'eta' must be at most a year from now, not {eta!r}", reason="bad-field", task_id=task_id)
+    return when
 
 
 def parse_time(value: Any) -> float:
@@ -298,7 +313,7 @@ def parse_task_message(raw: Optional[bytes], *, max_bytes: int, max_depth: int =
 
     Every way a message can be wrong raises :class:`InvalidTask` with a reason:
     ``empty``, ``too-large``, ``not-utf8``, ``not-json``, ``bad-number``, ``too-deep``
-    (see :func:`parse_json`), ``not-object``, ``bad-field``.
+    (see :func:`parse_json`), ``not-object``, ``unknown-field``, ``bad-field``.
     """
     if raw is None or len(raw) == 0:
         raise InvalidTask("empty message", reason="empty")

@@ -45,6 +45,12 @@ def post(url: str, body: Any) -> httpx.Response:
     (b'{"task": "echo", "args": [Infinity]}', "bad-number", "Infinity"),
     (b'{"task": "echo", "kwargs": {"value": -Infinity}}', "bad-number", "-Infinity"),
     (b'{"task": "echo", "args": [1e999]}', "bad-number", "1e999"),
+    ({"task": "echo", "args": [1], "eta": 1e308}, "bad-field", "eta"),
+    ({"task": "echo", "args": [1], "eta": "9999-12-31T23:59:59"}, "bad-field", "eta"),
+    ({"task": "echo", "args": [1], "countdown": 400 * 86400}, "bad-field", "countdown"),
+    ({"task": "echo", "args": [1], "priority": 9}, "unknown-field", "priority"),
+    ({"task": "echo", "args": [1], "queue": "fast"}, "unknown-field", "queue"),
+    ({"task": "echo", "arg": [1]}, "unknown-field", "arg"),
 ])
 def test_a_bad_submission_is_a_json_400_on_every_worker(shared_cluster: Any, body: Any, reason: str,
                                                         named: str) -> None:
@@ -59,6 +65,9 @@ def test_the_limits_themselves_are_accepted(shared_cluster: Any) -> None:
     c = Client(shared_cluster.workers[0].url)
     deep = c.submit_json({"task": "echo", "args": nest(DEPTH - 1)})
     assert deep.result(timeout=30) == nest(DEPTH - 2)
+    later = c.send_task("echo", [1], countdown=365 * 86400)
+    assert later.info()["status"] == "scheduled"
+    later.cancel()
 
 
 @pytest.mark.parametrize("body", [b'{"ids": ' + deep(1000) + b"}", {"ids": ["a"], "x": nest(DEPTH)},
@@ -80,6 +89,10 @@ def test_kafka_records_with_the_same_faults_are_dead_lettered(shared_cluster: An
         f"nan-{tag}": (b'{"task-id": "nan-%s", "task": "echo", "args": [NaN]}' % tag.encode(), "bad-number"),
         f"deep-{tag}": (json.dumps({"task-id": f"deep-{tag}", "task": "echo", "args": nest(DEPTH)}).encode(),
                         "too-deep"),
+        f"field-{tag}": (json.dumps({"task-id": f"field-{tag}", "task": "echo", "args": [1],
+                                     "priority": 1}).encode(), "unknown-field"),
+        f"eta-{tag}": (json.dumps({"task-id": f"eta-{tag}", "task": "echo", "args": [1],
+                                   "eta": 1e308}).encode(), "bad-field"),
     }
     # Too deep for any JSON decoder to read its id: dead-lettered where it lies.
     unreadable = json.dumps({"task-id": f"very-deep-{tag}", "task": "echo"}).encode()[:-1] + b', "args": ' \

@@ -210,8 +210,10 @@ def _deep(levels: int) -> bytes:
     (b'{"task-id": "n4", "task": "echo", "args": [1e400]}', "bad-number", "n4"),
     (b'{"task-id": "d1", "task": "echo", "args": ' + _deep(32) + b"}", "too-deep", "d1"),
     (b'{"task-id": "d2", "task": "echo", "args": ' + _deep(100_000) + b"}", "too-deep", None),
+    (b'{"task-id": "u1", "task": "echo", "priority": 1}', "unknown-field", "u1"),
+    (b'{"task-id": "u2", "task": "echo", "queue": "q"}', "unknown-field", "u2"),
 ])
-def test_strict_json(raw: bytes, reason: str, task_id: str | None) -> None:
+def test_strict_json_and_known_fields_only(raw: bytes, reason: str, task_id: str | None) -> None:
     with pytest.raises(InvalidTask) as ei:
         parse(raw)
     assert (ei.value.reason, ei.value.task_id) == (reason, task_id)
@@ -223,3 +225,9 @@ def test_nesting_limit_counts_the_message_itself() -> None:
     with pytest.raises(InvalidTask):
         parse(at_limit, max_depth=31)
     assert parse(b'{"task": "echo", "args": [1.5, -2e300, 0]}').task_args == [1.5, -2e300, 0]
+
+
+def test_every_field_yadtq_writes_is_a_known_field() -> None:
+    req = TaskRequest(id="a", task="echo", task_args=[1], submitted_at=1.0, max_retries=1, timeout=2.0, eta=3.0,
+                      ordering_key="k", attempt=2, sequenced=True)
+    assert task_request_from_json(req.to_wire()) == req
