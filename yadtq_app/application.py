@@ -22,6 +22,7 @@ from faust.types import TP
 from .admin import TopicSpec, ensure_topics, topic_specs
 from .compat import BrokerProfile, RecoveryWatchdog, profile_for
 from .fencing import FencedTable, FreezeGuard
+from .http_server import WebServer
 from .registry import TaskRegistry, default_registry
 from .security import broker_credentials, client_options
 from .settings import Settings
@@ -100,6 +101,10 @@ class YadtqApp(faust.App):
         #: row): a message a stream dropped unprocessed at a rebalance is read again
         #: (yadtq_app.compat.stale_ack).
         self.rereadable_topics = frozenset({settings.task_topic, settings.events_topic})
+
+    def _new_web(self) -> Any:
+        # yadtq's limits on the HTTP server (yadtq_app.http_server).
+        return WebServer(self)
 
     def _new_transport(self) -> Any:
         return self.profile.transport_class()(self.conf.broker_consumer, self)

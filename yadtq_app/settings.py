@@ -62,6 +62,11 @@ class Settings:
     #: Levels of arrays/objects a task message or request body may nest, itself
     #: included (``{"args": [[1]]}`` is 3); deeper input is refused (``too-deep``).
     max_nesting: int = 32
+    #: Seconds an HTTP connection may go without sending a complete request (idle
+    #: between requests, or sending its headers) before the worker closes it.
+    http_idle_timeout: float = 30.0
+    #: Seconds a client may take to send a request body (else 408 and the connection closed).
+    http_read_timeout: float = 30.0
     #: Where this worker keeps its RocksDB tables; empty means ``.yadtq/worker-<web_port>``
     #: so that several workers on one machine never share a store.
     data_dir: str = ""
@@ -143,6 +148,9 @@ class Settings:
                 raise bad(name, "must not be negative")
         if self.result_ttl < 0:
             raise bad("result_ttl", "must not be negative (0 keeps results forever)")
+        for name in ("http_idle_timeout", "http_read_timeout"):
+            if not getattr(self, name) > 0:
+                raise bad(name, "must be positive")
         if not 1 <= self.max_nesting <= 500:
             raise bad("max_nesting", "must be from 1 to 500 (JSON decoding recurses once per level)")
         if not 0 < self.web_port < 65536:
@@ -327,6 +335,8 @@ ENV: dict[str, tuple[str, object]] = {
     "web_host": ("YADTQ_WEB_HOST", str),
     "web_port": ("YADTQ_WEB_PORT", int),
     "max_nesting": ("YADTQ_MAX_NESTING", int),
+    "http_idle_timeout": ("YADTQ_HTTP_IDLE_TIMEOUT", float),
+    "http_read_timeout": ("YADTQ_HTTP_READ_TIMEOUT", float),
     "data_dir": ("YADTQ_DATA_DIR", str),
     "worker_id": ("YADTQ_WORKER_ID", str),
     "heartbeat_interval": ("YADTQ_HEARTBEAT_INTERVAL", float),

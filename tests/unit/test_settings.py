@@ -54,6 +54,8 @@ def test_unrelated_and_empty_variables_are_ignored() -> None:
     ("YADTQ_FIX_END_OFFSETS", "FALSE", "fix_end_offsets", False),
     ("YADTQ_LOG_LEVEL", "debug", "log_level", "debug"),
     ("YADTQ_MAX_NESTING", "64", "max_nesting", 64),
+    ("YADTQ_HTTP_IDLE_TIMEOUT", "5", "http_idle_timeout", 5.0),
+    ("YADTQ_HTTP_READ_TIMEOUT", "2.5", "http_read_timeout", 2.5),
 ])
 def test_each_variable(var: str, raw: str, field: str, value: object) -> None:
     s = Settings.from_env({var: raw})
@@ -94,7 +96,8 @@ def test_invalid_values_raise(var: str, raw: str) -> None:
 
 @pytest.mark.parametrize("var, raw", [("YADTQ_PARTITIONS", "0"), ("YADTQ_BROKER_PROFILE", "tansu"),
                                       ("YADTQ_FETCH_MAX_WAIT_MS", "-1"), ("YADTQ_BUSY_FETCH_MAX_WAIT_MS", "-5"),
-                                      ("YADTQ_MAX_NESTING", "0"), ("YADTQ_MAX_NESTING", "501")])
+                                      ("YADTQ_MAX_NESTING", "0"), ("YADTQ_MAX_NESTING", "501"),
+                                      ("YADTQ_HTTP_IDLE_TIMEOUT", "0"), ("YADTQ_HTTP_READ_TIMEOUT", "-1")])
 def test_invalid_values_name_the_variable(var: str, raw: str) -> None:
     with pytest.raises(ConfigurationError, match=var):
         Settings.from_env({var: raw})
