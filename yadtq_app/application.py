@@ -16,6 +16,7 @@ import socket
 import time
 from typing import Any, Awaitable, Callable, Optional, Set
 
+import aiohttp
 import faust
 from faust.types import TP
 
@@ -80,6 +81,7 @@ class YadtqApp(faust.App):
         self.running = RunningTasks()
         self.finish_waiters = FinishWaiters()
         self.processes = ProcessRunner(settings.processes)
+        self._long_poll_http: Optional[aiohttp.ClientSession] = None
         session = self.profile.faust_options()["broker_session_timeout"]
         #: Closes the worker's gate after it was frozen (see yadtq_app.fencing).
         self.freeze_guard = FreezeGuard(threshold=max(1.0, session / 2), hold=2 * session)
@@ -121,9 +123,21 @@ class YadtqApp(faust.App):
         await ensure_topics(self.settings.bootstrap_servers, self.topic_specs(),
                             client_options=client_options(self.settings))
 
+    @property
+    def long_poll_http(self) -> aiohttp.ClientSession:
+        """The HTTP session that forwards long polls to other workers: a connection
+        pool of its own (``YADTQ_MAX_FORWARDED_LONG_POLLS``), so held long polls never
+        take the connections of other forwarded requests (``http_client``: 100)."""
+        if self._long_poll_http is None:
+            connector = aiohttp.TCPConnector(limit=self.settings.max_forwarded_long_polls, limit_per_host=0)
+            self._long_poll_http = aiohttp.ClientSession(connector=connector)
+        return self._long_poll_http
+
     async def on_stop(self) -> None:
         self.threads.close()
         self.processes.close()
+        if self._long_poll_http is not None:
+            await self._long_poll_http.close()
         await super().on_stop()
 
     def membership_lost(self) -> bool:

@@ -67,6 +67,9 @@ class Settings:
     http_idle_timeout: float = 30.0
     #: Seconds a client may take to send a request body (else 408 and the connection closed).
     http_read_timeout: float = 30.0
+    #: Long polls (``GET /tasks/{id}?wait=``) one worker forwards to others at once, on a
+    #: connection pool of their own; more wait for a free connection.
+    max_forwarded_long_polls: int = 1000
     #: Where this worker keeps its RocksDB tables; empty means ``.yadtq/worker-<web_port>``
     #: so that several workers on one machine never share a store.
     data_dir: str = ""
@@ -151,6 +154,8 @@ class Settings:
         for name in ("http_idle_timeout", "http_read_timeout"):
             if not getattr(self, name) > 0:
                 raise bad(name, "must be positive")
+        if self.max_forwarded_long_polls < 1:
+            raise bad("max_forwarded_long_polls", "must be at least 1")
         if not 1 <= self.max_nesting <= 500:
             raise bad("max_nesting", "must be from 1 to 500 (JSON decoding recurses once per level)")
         if not 0 < self.web_port < 65536:
@@ -337,6 +342,7 @@ ENV: dict[str, tuple[str, object]] = {
     "max_nesting": ("YADTQ_MAX_NESTING", int),
     "http_idle_timeout": ("YADTQ_HTTP_IDLE_TIMEOUT", float),
     "http_read_timeout": ("YADTQ_HTTP_READ_TIMEOUT", float),
+    "max_forwarded_long_polls": ("YADTQ_MAX_FORWARDED_LONG_POLLS", int),
     "data_dir": ("YADTQ_DATA_DIR", str),
     "worker_id": ("YADTQ_WORKER_ID", str),
     "heartbeat_interval": ("YADTQ_HEARTBEAT_INTERVAL", float),

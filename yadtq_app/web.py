@@ -186,8 +186,11 @@ async def _forward(view: View, request: Request, owner: str) -> Response:
             wait = _wait_seconds(request) or 0.0
         except ValueError:
             wait = 0.0
-        async with app.http_client.request(request.method, url, headers=headers, data=body,
-                                           timeout=aiohttp.ClientTimeout(total=10 + wait)) as resp:
+        # A long poll is held by the owner for up to ``wait`` s: on its own pool, so
+        # hundreds of them never hold up other forwarded requests.
+        http = app.long_poll_http if wait else app.http_client
+        async with http.request(request.method, url, headers=headers, data=body,
+                                timeout=aiohttp.ClientTimeout(total=10 + wait)) as resp:
             body = await resp.read()
             out = view.bytes(body, content_type="application/json", status=resp.status)
             if "Retry-After" in resp.headers:

@@ -13,6 +13,16 @@ def partition_of(task_id: str, partitions: int) -> int:
     return (murmur2(task_id.encode()) & 0x7FFFFFFF) % partitions
 
 
+def holders(cluster: Any) -> dict[int, Any]:
+    """Partition → the worker holding it, in a settled cluster."""
+    out = {}
+    for w in cluster.running():
+        for p in httpx.get(w.url + "/health", timeout=5).json()["partitions"]:
+            out[p] = w
+    assert sorted(out) == list(range(cluster.partitions)), out
+    return out
+
+
 def owner_and_other(cluster: Any, task_id: str) -> tuple[Any, Any]:
     """(the worker holding ``task_id``'s partition, another worker) of a settled cluster."""
     partition = partition_of(task_id, cluster.partitions)
