@@ -117,3 +117,19 @@ def test_kafka_records_with_the_same_faults_are_dead_lettered(shared_cluster: An
 
     assert wait_for(dead, timeout=30, message="dead letters") == {
         **{t: r for t, (_, r) in records.items()}, "unreadable": "too-deep"}
+
+
+def test_lone_surrogates_outside_ids_are_never_a_500(shared_cluster: Any) -> None:
+    """A lone surrogate (``"\\ud800"`` in JSON) has no UTF-8 form: in a task name or an
+    ordering key it is a 400; in an argument it is data, carried as the escape."""
+    w = shared_cluster.workers[0]
+    r = post(f"{w.url}/tasks", {"task": "\ud800", "args": []})
+    assert r.status_code == 400 and r.json()["reason"] == "unknown-task", r.text
+    r = post(f"{w.url}/tasks", {"task": "echo", "args": [1], "ordering_key": "k\udfff"})
+    assert r.status_code == 400 and r.json()["reason"] == "bad-field", r.text
+    r = post(f"{w.url}/tasks", {"task": "echo", "args": ["a\ud800b"]})
+    assert r.status_code == 202, r.text
+    task_id = r.json()["task-id"]
+    for v in shared_cluster.workers:
+        row = Client(v.url).task(task_id).wait(30)
+        assert row["status"] == "success" and row["result"] == "a\ud800b", row
