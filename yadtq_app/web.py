@@ -22,7 +22,13 @@ listed under ``unavailable`` could not be answered now (their owner is rebalanci
 did not answer: a 503 for one id) and are worth asking again. ``GET /tasks/status`` is
 still the task whose id is ``status``. A worker that is rebalancing or recovering its tables answers 503
 (with ``Retry-After``) rather than a possibly incomplete 404. Errors are JSON:
-``{"error": "..."}``.
+``{"error": "...", "reason": "..."}`` (views here, the rest in :mod:`yadtq_app.http_server`).
+
+A task id in a path is read from the raw path (:func:`yadtq_app.ids.unquote_id`), and
+a request is forwarded to its owner with its raw path and query, so ``%2F``, ``%3F``,
+``%23``, ``%25`` or ``%2E%2E`` in an id never turn into a path, a query, a fragment, an
+escape or a step up on the way. Long polls are forwarded on a connection pool of their
+own (:attr:`~yadtq_app.application.YadtqApp.long_poll_http`).
 
 A task is found from the moment its ``POST /tasks`` was answered: the 202 comes once
 the task message and its ``queued`` event are in Kafka, but the row is written when
@@ -53,8 +59,8 @@ from typing import Any, Awaitable, Callable, Optional, Union
 
 import aiohttp
 from faust.types import TP
-from yarl import URL
 from faust.web import Request, Response, View
+from yarl import URL
 
 from agents.status import caught_up_now
 from tables.dead_letters import dead_letters, list_dead_letters
@@ -208,7 +214,7 @@ class TasksView(View):
     async def post(self, request: Request) -> Response:
         raw = await request.read()
         if len(raw) > settings.max_message_bytes:
-            return error(self, f"request body exceeds {settings.max_message_bytes} bytes", 413)
+            return error(self, f"request body exceeds {settings.max_message_bytes} bytes", 413, reason="too-large")
         if not raw:
             return error(self, "request body must be a JSON object with a 'task' field", 400, reason="empty")
         try:
@@ -347,11 +353,11 @@ class TaskStatusesView(View):
         ids = body.get("ids") if isinstance(body, dict) else None
         if not isinstance(ids, list) or not all(isinstance(i, str) and i for i in ids):
             return error(self, "request body must be {\"ids\": [task id, ...]}", 400, reason="bad-field")
+        if len(ids) > MAX_BATCH_IDS:
+            return error(self, f"at most {MAX_BATCH_IDS} ids per request, got {len(ids)}", 400, reason="too-many")
         bad = next((p for p in map(id_problem, ids) if p is not None), None)
         if bad is not None:
             return error(self, f"every id must be a task id: {bad}", 400, reason="bad-field")
-        if len(ids) > MAX_BATCH_IDS:
-            return error(self, f"at most {MAX_BATCH_IDS} ids per request, got {len(ids)}", 400, reason="too-many")
         tasks, unavailable = await _statuses(list(dict.fromkeys(ids)), routed=bool(request.headers.get(ROUTED_HEADER)))
         return self.json({"tasks": tasks, "unavailable": unavailable})
 
