@@ -200,3 +200,16 @@ def test_errors_outside_the_views_are_json_too(worker: WorkerProcess, method: st
     assert r.status_code == status, r.text
     assert r.headers["content-type"].startswith("application/json"), (r.headers["content-type"], r.text)
     assert r.json()["error"]
+
+
+def test_a_client_that_hangs_up_mid_body_is_not_logged_as_a_failure(worker: WorkerProcess) -> None:
+    start = len(worker.log_text())
+    head = b"POST /tasks HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
+    for _ in range(3):
+        with socket.create_connection(("127.0.0.1", worker.web_port), timeout=5) as s:
+            s.sendall(head + b'{"task": "')
+            time.sleep(0.2)  # the worker is reading the body when the client goes
+    assert httpx.get(worker.url + "/health", timeout=5).status_code == 200
+    assert Client(worker.url).submit("add", 1, 2).result(timeout=30) == 3
+    logged = worker.log_text()[start:]
+    assert "Traceback" not in logged and "failed" not in logged, logged[-2000:]
