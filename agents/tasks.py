@@ -228,7 +228,8 @@ async def handle_task_message(event: EventT) -> None:
     app.consumer.delivered(msg.tp, msg.offset)  # type: ignore[attr-defined]  # yadtq_app.compat.Consumer
     default_id = f"{msg.topic}-{msg.partition}-{msg.offset}"
     try:
-        request = parse_task_message(event.value, max_bytes=settings.max_message_bytes, default_id=default_id)
+        request = parse_task_message(event.value, max_bytes=settings.max_message_bytes,
+                                     max_depth=settings.max_nesting, default_id=default_id)
     except InvalidTask as exc:
         await reject(exc, msg.topic, msg.partition, msg.offset, raw=event.value, key=event.key)
         return

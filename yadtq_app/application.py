@@ -16,6 +16,7 @@ import socket
 import time
 from typing import Any, Awaitable, Callable, Optional, Set
 
+import aiohttp
 import faust
 from faust.types import TP
 
@@ -23,6 +24,7 @@ from .admin import TopicSpec, ensure_topics, topic_specs
 from .compat import BrokerProfile, RecoveryWatchdog, StreamWatchdog, profile_for
 from .fencing import FencedTable, FreezeGuard
 from .liveness import CrashWatch, crash_reason
+from .http_server import WebServer
 from .registry import TaskRegistry, default_registry
 from .security import broker_credentials, client_options
 from .settings import PRODUCER_MAX_REQUEST_SIZE, Settings
@@ -80,6 +82,7 @@ class YadtqApp(faust.App):
         self.running = RunningTasks()
         self.finish_waiters = FinishWaiters()
         self.processes = ProcessRunner(settings.processes)
+        self._long_poll_http: Optional[aiohttp.ClientSession] = None
         session = self.profile.faust_options()["broker_session_timeout"]
         #: Closes the worker's gate after it was frozen (see yadtq_app.fencing).
         self.freeze_guard = FreezeGuard(threshold=max(1.0, session / 2), hold=2 * session)
@@ -109,6 +112,10 @@ class YadtqApp(faust.App):
         #: (yadtq_app.compat.stale_ack).
         self.rereadable_topics = frozenset({settings.task_topic, settings.events_topic})
 
+    def _new_web(self) -> Any:
+        # yadtq's limits on the HTTP server (yadtq_app.http_server).
+        return WebServer(self)
+
     def _new_transport(self) -> Any:
         return self.profile.transport_class()(self.conf.broker_consumer, self)
 
@@ -128,10 +135,21 @@ class YadtqApp(faust.App):
     def fatal(self, reason: str) -> None:
         """The worker cannot go on: exit now (see :class:`~yadtq_app.liveness.CrashWatch`)."""
         self.crash_watch.die(reason)
+    @property
+    def long_poll_http(self) -> aiohttp.ClientSession:
+        """The HTTP session that forwards long polls to other workers: a connection
+        pool of its own (``YADTQ_MAX_FORWARDED_LONG_POLLS``), so held long polls never
+        take the connections of other forwarded requests (``http_client``: 100)."""
+        if self._long_poll_http is None:
+            connector = aiohttp.TCPConnector(limit=self.settings.max_forwarded_long_polls, limit_per_host=0)
+            self._long_poll_http = aiohttp.ClientSession(connector=connector)
+        return self._long_poll_http
 
     async def on_stop(self) -> None:
         self.threads.close()
         self.processes.close()
+        if self._long_poll_http is not None:
+            await self._long_poll_http.close()
         await super().on_stop()
 
     def membership_lost(self) -> bool:

@@ -30,6 +30,7 @@ from .errors import (
     TaskTimeout,
     UnknownTask,
 )
+from .ids import quote_id
 
 __all__ = ["Client", "TaskHandle"]
 
@@ -180,9 +181,9 @@ class Client:
         ``wait`` (seconds, at most 60), the worker answers once the task is final, or
         after ``wait`` seconds with the row as it is then."""
         if wait is None:
-            return self._request("GET", f"/tasks/{task_id}")  # type: ignore[no-any-return]
+            return self._request("GET", f"/tasks/{quote_id(task_id)}")  # type: ignore[no-any-return]
         read = self._http.timeout.read
-        row = self._request("GET", f"/tasks/{task_id}", params={"wait": f"{max(wait, 0.001):.3f}"},
+        row = self._request("GET", f"/tasks/{quote_id(task_id)}", params={"wait": f"{max(wait, 0.001):.3f}"},
                             timeout=read + wait if read is not None else None)
         return row  # type: ignore[no-any-return]
 
@@ -229,11 +230,11 @@ class Client:
 
     def cancel(self, task_id: str) -> dict[str, Any]:
         """Ask to cancel ``task_id``: a waiting task never starts, a running one is cancelled."""
-        return self._request("POST", f"/tasks/{task_id}/cancel")  # type: ignore[no-any-return]
+        return self._request("POST", f"/tasks/{quote_id(task_id)}/cancel")  # type: ignore[no-any-return]
 
     def retry(self, task_id: str) -> dict[str, Any]:
         """Run a failed or cancelled (e.g. dead-lettered) task again."""
-        return self._request("POST", f"/tasks/{task_id}/retry")  # type: ignore[no-any-return]
+        return self._request("POST", f"/tasks/{quote_id(task_id)}/retry")  # type: ignore[no-any-return]
 
     def workers(self) -> list[dict[str, Any]]:
         """Every worker seen recently (``GET /workers``)."""

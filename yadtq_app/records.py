@@ -32,6 +32,7 @@ import faust
 from aiokafka.partitioner import murmur2
 
 from .errors import InvalidTask
+from .ids import MAX_ID_LENGTH, id_problem
 
 __all__ = [
     "TaskRequest",
@@ -63,6 +64,11 @@ __all__ = [
     "is_utf8",
     "raw_sample",
     "RAW_SAMPLE_BYTES",
+    "parse_json",
+    "MAX_ID_LENGTH",
+    "MAX_DELAY",
+    "DEFAULT_MAX_NESTING",
+    "WIRE_FIELDS",
 ]
 
 # Statuses of a task.
@@ -85,7 +91,14 @@ REQUEUE = "requeue"  # someone asked to run a failed/cancelled task again
 EXPIRE = "expire"  # a finished task's row is past the result TTL
 EVENT_KINDS = frozenset(STATUSES) | {PROGRESS, CANCEL, REQUEUE, EXPIRE}
 
-MAX_ID_LENGTH = 200
+#: The longest a task may wait to start: a ``countdown`` or how far ahead an ``eta`` is (s).
+MAX_DELAY = 366 * 86400
+#: ``YADTQ_MAX_NESTING``'s default: levels of arrays/objects in a message, itself included.
+DEFAULT_MAX_NESTING = 32
+#: Every field a task message may have; any other is refused (``unknown-field``), so a
+#: typo (``"eta "``, ``"priority"``) is not silently dropped.
+WIRE_FIELDS = frozenset({"task-id", "task_id", "task", "args", "kwargs", "submitted_at", "max_retries", "timeout",
+                         "countdown", "eta", "ordering_key", "attempt", "sequenced"})
 
 
 def new_task_id() -> str:
@@ -155,20 +168,14 @@ def task_request_from_json(obj: Any, *, default_id: Optional[str] = None) -> Tas
     task_id = obj.get("task-id", obj.get("task_id", default_id))
     if task_id is None:
         task_id = new_task_id()
-    if not isinstance(task_id, str) or not task_id or len(task_id) > MAX_ID_LENGTH:
-        raise InvalidTask(
-            f"'task-id' must be a non-empty string of at most {MAX_ID_LENGTH} characters",
-            reason="bad-field",
-        )
-    if "/" in task_id or any(ord(c) < 32 for c in task_id):
-        raise InvalidTask("'task-id' must not contain '/' or control characters", reason="bad-field",
-                          task_id=None)
-    if not is_utf8(task_id):
-        raise InvalidTask("'task-id' must be valid Unicode (it holds a lone surrogate)", reason="bad-field")
+    problem = id_problem(task_id)
+    if problem is not None:
+        raise InvalidTask(problem, reason="bad-field")
+    unknown = sorted(set(obj) - WIRE_FIELDS)
+    if unknown:
+        raise InvalidTask(f"unknown field {unknown[0]!r} (a task message has only {', '.join(sorted(WIRE_FIELDS))})",
+                          reason="unknown-field", task_id=task_id)
     name = obj.get("task")
-    if isinstance(name, str) and not is_utf8(name):
-        raise InvalidTask("'task' must be valid Unicode (it holds a lone surrogate)", reason="bad-field",
-                          task_id=task_id)
     if not isinstance(name, str) or not name:
         raise InvalidTask("'task' must be a non-empty string naming a registered task",
                           reason="bad-field", task_id=task_id)
@@ -197,13 +204,8 @@ def task_request_from_json(obj: Any, *, default_id: Optional[str] = None) -> Tas
     if attempt is not None and (not isinstance(attempt, int) or isinstance(attempt, bool) or attempt < 1):
         raise InvalidTask("'attempt' must be a positive integer", reason="bad-field", task_id=task_id)
     ordering_key = obj.get("ordering_key")
-    if ordering_key is not None and (not isinstance(ordering_key, str) or not ordering_key
-                                     or len(ordering_key) > MAX_ID_LENGTH):
-        raise InvalidTask(f"'ordering_key' must be a non-empty string of at most {MAX_ID_LENGTH} characters",
-                          reason="bad-field", task_id=task_id)
-    if ordering_key is not None and not is_utf8(ordering_key):
-        raise InvalidTask("'ordering_key' must be valid Unicode (it holds a lone surrogate)", reason="bad-field",
-                          task_id=task_id)
+    if ordering_key is not None and (problem := id_problem(ordering_key, name="ordering_key")) is not None:
+        raise InvalidTask(problem, reason="bad-field", task_id=task_id)
     sequenced = obj.get("sequenced")
     if sequenced is not None and not isinstance(sequenced, bool):
         raise InvalidTask("'sequenced' must be true or false", reason="bad-field", task_id=task_id)
@@ -223,16 +225,19 @@ def _eta(obj: Mapping[str, Any], task_id: str, submitted_at: Optional[float]) ->
     if countdown is not None and eta is not None:
         raise InvalidTask("give 'countdown' or 'eta', not both", reason="bad-field", task_id=task_id)
     if countdown is not None:
-        if not _is_number(countdown) or not 0 <= countdown <= 366 * 86400:
+        if not _is_number(countdown) or not 0 <= countdown <= MAX_DELAY:
             raise InvalidTask("'countdown' must be a number of seconds from 0 to a year",
                               reason="bad-field", task_id=task_id)
         return (submitted_at if submitted_at is not None else time.time()) + float(countdown)
     if eta is None:
         return None
     try:
-        return parse_time(eta)
+        when = parse_time(eta)
     except ValueError as exc:
         raise InvalidTask(f"'eta' {exc}", reason="bad-field", task_id=task_id) from None
+    if when > time.time() + MAX_DELAY:
+        raise InvalidTask(f"'eta' must be at most a year from now, not {eta!r}", reason="bad-field", task_id=task_id)
+    return when
 
 
 def parse_time(value: Any) -> float:
@@ -250,26 +255,83 @@ def parse_time(value: Any) -> float:
     return when.timestamp()
 
 
-def parse_task_message(raw: Optional[bytes], *, max_bytes: int, default_id: Optional[str] = None) -> TaskRequest:
+def parse_json(raw: bytes, *, max_depth: int = DEFAULT_MAX_NESTING, what: str = "message") -> Any:
+    """Decode strict JSON: UTF-8, no ``NaN``/``Infinity`` (nor numbers that overflow
+    to them), arrays and objects nested at most ``max_depth`` levels (the outermost
+    value is level 1). :class:`InvalidTask` with the reason ``not-utf8``,
+    ``not-json``, ``bad-number`` or ``too-deep`` otherwise."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidTask(f"{what} is not UTF-8: {exc}", reason="not-utf8") from None
+    try:
+        value = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
+    except RecursionError:
+        raise InvalidTask(f"{what} nests arrays/objects more than {max_depth} levels deep",
+                          reason="too-deep") from None
+    except ValueError as exc:
+        raise InvalidTask(f"{what} is not JSON: {exc}", reason="not-json") from None
+    if _depth_exceeds(value, max_depth):
+        raise InvalidTask(f"{what} nests arrays/objects more than {max_depth} levels deep", reason="too-deep")
+    return value
+
+
+def _refuse_constant(name: str) -> Any:
+    raise InvalidTask(f"{name} is not a JSON number (JSON has no NaN or Infinity)", reason="bad-number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise InvalidTask(f"{text} is out of the range of a double (it would be Infinity)", reason="bad-number")
+    return value
+
+
+def _depth_exceeds(value: Any, limit: int) -> bool:
+    """Whether ``value`` nests lists/dicts more than ``limit`` deep (iterative: a
+    recursive walk is what the limit protects against)."""
+    if not isinstance(value, (list, dict)):
+        return False
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        for child in item.values() if isinstance(item, dict) else item:
+            if isinstance(child, (list, dict)):
+                stack.append((child, depth + 1))
+    return False
+
+
+def _readable_id(raw: bytes) -> Optional[str]:
+    """The task id of a message refused for its numbers or depth, if plain JSON
+    decoding can still read one (so that the task's status can say why)."""
+    try:
+        obj = json.loads(raw)
+    except (ValueError, RecursionError):
+        return None
+    task_id = obj.get("task-id", obj.get("task_id")) if isinstance(obj, dict) else None
+    return task_id if id_problem(task_id) is None else None
+
+
+def parse_task_message(raw: Optional[bytes], *, max_bytes: int, max_depth: int = DEFAULT_MAX_NESTING,
+                       default_id: Optional[str] = None) -> TaskRequest:
     """Decode one task-topic message value into a :class:`TaskRequest`.
 
     Every way a message can be wrong raises :class:`InvalidTask` with a reason:
-    ``empty``, ``too-large``, ``not-utf8``, ``not-json``, ``not-object``, ``bad-field``.
+    ``empty``, ``too-large``, ``not-utf8``, ``not-json``, ``bad-number``, ``too-deep``
+    (see :func:`parse_json`), ``not-object``, ``unknown-field``, ``bad-field``.
     """
     if raw is None or len(raw) == 0:
         raise InvalidTask("empty message", reason="empty")
     if len(raw) > max_bytes:
         raise InvalidTask(f"message of {len(raw)} bytes exceeds the limit of {max_bytes}", reason="too-large")
     try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise InvalidTask(f"message is not UTF-8: {exc}", reason="not-utf8") from None
-    try:
-        obj = json.loads(text)
-    except ValueError as exc:
-        raise InvalidTask(f"message is not JSON: {exc}", reason="not-json") from None
-    except RecursionError:
-        raise InvalidTask("message is nested too deeply to read", reason="too-deep") from None
+        obj = parse_json(raw, max_depth=max_depth)
+    except InvalidTask as exc:
+        if exc.reason in ("bad-number", "too-deep"):
+            exc.task_id = _readable_id(raw)
+        raise
     request = task_request_from_json(obj, default_id=default_id)
     # Re-encoded (as status rows and re-sent records are), non-ASCII text grows up to
     # threefold (``\ud83d\ude00`` for a 4-byte character): the limit holds for that too.

@@ -70,6 +70,17 @@ class Settings:
     max_result_bytes: int = 256 * 1024
     web_host: str = "127.0.0.1"
     web_port: int = 6066
+    #: Levels of arrays/objects a task message or request body may nest, itself
+    #: included (``{"args": [[1]]}`` is 3); deeper input is refused (``too-deep``).
+    max_nesting: int = 32
+    #: Seconds an HTTP connection may go without sending a complete request (idle
+    #: between requests, or sending its headers) before the worker closes it.
+    http_idle_timeout: float = 30.0
+    #: Seconds a client may take to send a request body (else 408 and the connection closed).
+    http_read_timeout: float = 30.0
+    #: Long polls (``GET /tasks/{id}?wait=``) one worker forwards to others at once, on a
+    #: connection pool of their own; more wait for a free connection.
+    max_forwarded_long_polls: int = 1000
     #: Where this worker keeps its RocksDB tables; empty means ``.yadtq/worker-<web_port>``
     #: so that several workers on one machine never share a store.
     data_dir: str = ""
@@ -149,14 +160,21 @@ class Settings:
         for name in ("fetch_max_wait_ms", "busy_fetch_max_wait_ms"):
             if (getattr(self, name) or 0) < 0:
                 raise bad(name, "must not be negative")
-        if self.max_message_bytes < 1024 or self.max_result_bytes < 1024:
-            raise bad("max_message_bytes", "and YADTQ_MAX_RESULT_BYTES must be at least 1024")
+        if self.max_message_bytes < 1 or self.max_result_bytes < 1:
+            raise bad("max_message_bytes", "and YADTQ_MAX_RESULT_BYTES must be positive")
         if self.max_message_bytes + self.max_result_bytes + ROW_HEADROOM > self.record_limit:
             raise bad("max_message_bytes", f"plus YADTQ_MAX_RESULT_BYTES must stay {ROW_HEADROOM} bytes under the "
                       f"record limit ({self.record_limit} bytes): a task's status row holds both, its error "
                       "and its history")
         if self.result_ttl < 0:
             raise bad("result_ttl", "must not be negative (0 keeps results forever)")
+        for name in ("http_idle_timeout", "http_read_timeout"):
+            if not getattr(self, name) > 0:
+                raise bad(name, "must be positive")
+        if self.max_forwarded_long_polls < 1:
+            raise bad("max_forwarded_long_polls", "must be at least 1")
+        if not 1 <= self.max_nesting <= 500:
+            raise bad("max_nesting", "must be from 1 to 500 (JSON decoding recurses once per level)")
         if not 0 < self.web_port < 65536:
             raise bad("web_port", "must be a TCP port (1-65535)")
         if not self.broker_url.startswith("kafka://"):
@@ -346,6 +364,10 @@ ENV: dict[str, tuple[str, object]] = {
     "max_result_bytes": ("YADTQ_MAX_RESULT_BYTES", int),
     "web_host": ("YADTQ_WEB_HOST", str),
     "web_port": ("YADTQ_WEB_PORT", int),
+    "max_nesting": ("YADTQ_MAX_NESTING", int),
+    "http_idle_timeout": ("YADTQ_HTTP_IDLE_TIMEOUT", float),
+    "http_read_timeout": ("YADTQ_HTTP_READ_TIMEOUT", float),
+    "max_forwarded_long_polls": ("YADTQ_MAX_FORWARDED_LONG_POLLS", int),
     "data_dir": ("YADTQ_DATA_DIR", str),
     "worker_id": ("YADTQ_WORKER_ID", str),
     "heartbeat_interval": ("YADTQ_HEARTBEAT_INTERVAL", float),

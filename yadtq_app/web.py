@@ -22,7 +22,13 @@ listed under ``unavailable`` could not be answered now (their owner is rebalanci
 did not answer: a 503 for one id) and are worth asking again. ``GET /tasks/status`` is
 still the task whose id is ``status``. A worker that is rebalancing or recovering its tables answers 503
 (with ``Retry-After``) rather than a possibly incomplete 404. Errors are JSON:
-``{"error": "..."}``.
+``{"error": "...", "reason": "..."}`` (views here, the rest in :mod:`yadtq_app.http_server`).
+
+A task id in a path is read from the raw path (:func:`yadtq_app.ids.unquote_id`), and
+a request is forwarded to its owner with its raw path and query, so ``%2F``, ``%3F``,
+``%23``, ``%25`` or ``%2E%2E`` in an id never turn into a path, a query, a fragment, an
+escape or a step up on the way. Long polls are forwarded on a connection pool of their
+own (:attr:`~yadtq_app.application.YadtqApp.long_poll_http`).
 
 A task is found from the moment its ``POST /tasks`` was answered: the 202 comes once
 the task message and its ``queued`` event are in Kafka, but the row is written when
@@ -46,7 +52,6 @@ cluster is rebalancing) the task is sent anyway and the worker's one-run-per-id 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from functools import wraps
@@ -55,6 +60,7 @@ from typing import Any, Awaitable, Callable, Optional, Union
 import aiohttp
 from faust.types import TP
 from faust.web import Request, Response, View
+from yarl import URL
 
 from agents.status import caught_up_now
 from tables.dead_letters import dead_letters, list_dead_letters
@@ -64,6 +70,7 @@ from yadtq_app.application import app, settings
 from yadtq_app.compat import fetch_state
 from yadtq_app.errors import InvalidTask
 from yadtq_app.liveness import crash_reason
+from yadtq_app.ids import id_problem, quote_id, unquote_id
 from yadtq_app.records import (
     CANCEL,
     CANCELLED,
@@ -75,6 +82,7 @@ from yadtq_app.records import (
     TERMINAL,
     TaskEvent,
     TaskState,
+    parse_json,
     task_request_from_json,
 )
 from yadtq_app.ordering import ENQUEUE, SequencerMessage
@@ -95,8 +103,26 @@ def error(view: View, message: str, status: int, **extra: Any) -> Response:
     return view.json({"error": message, **extra}, status=status, headers=headers)
 
 
-def routed(table: Any, *, match_info: Optional[str] = None, exact_key: Optional[str] = None) -> Callable[[Handler], Handler]:
-    """Answer from the worker that holds ``table``'s partition for the request's key.
+def path_task_id(fun: Handler) -> Handler:
+    """Give a ``/tasks/{task_id}...`` view the id its request names, read from the raw
+    path (:func:`yadtq_app.ids.unquote_id`): aiohttp's ``match_info`` leaves a
+    segment that is not UTF-8 undecoded, so ``%ff`` and ``%25ff`` would name one id.
+    A path that names no valid id is a 400 (``bad-id``)."""
+
+    @wraps(fun)
+    async def handler(view: View, request: Request, **kwargs: Any) -> Response:
+        try:
+            kwargs["task_id"] = unquote_id(request.rel_url.raw_path.split("/")[2])
+        except ValueError as exc:
+            return error(view, str(exc), 400, reason="bad-id")
+        return await fun(view, request, **kwargs)
+
+    return handler
+
+
+def routed(table: Any, *, key_arg: Optional[str] = None, exact_key: Optional[str] = None) -> Callable[[Handler], Handler]:
+    """Answer from the worker that holds ``table``'s partition for the request's key
+    (``exact_key``, or the handler's keyword argument ``key_arg``).
 
     Like Faust's ``table_route``, plus: a worker only answers locally when it holds
     the partition as active and is not recovering (else 503), a routed request is
@@ -107,8 +133,8 @@ def routed(table: Any, *, match_info: Optional[str] = None, exact_key: Optional[
 
     def decorate(fun: Handler) -> Handler:
         @wraps(fun)
-        async def handler(view: View, request: Request, *args: Any, **kwargs: Any) -> Response:
-            key = exact_key if exact_key is not None else request.match_info[match_info or ""]
+        async def handler(view: View, request: Request, **kwargs: Any) -> Response:
+            key = exact_key if exact_key is not None else kwargs[key_arg or ""]
             try:
                 tp, owner = await _locate(topic, table.changelog_topic.prepare_key(key, None)[0])
             except _Unroutable as exc:
@@ -116,7 +142,7 @@ def routed(table: Any, *, match_info: Optional[str] = None, exact_key: Optional[
             if owner == str(app.conf.canonical_url) or request.headers.get(ROUTED_HEADER):
                 if not _answers_locally(tp):
                     return error(view, "this worker is rebalancing; retry", 503)
-                return await fun(view, request, *args, **kwargs)
+                return await fun(view, request, **kwargs)
             return await _forward(view, request, owner)
 
         return handler
@@ -155,9 +181,11 @@ async def _partition_of(topic: str, key: bytes) -> int:
 
 
 async def _forward(view: View, request: Request, owner: str) -> Response:
-    url = f"{owner.rstrip('/')}{request.url.path}"
-    if request.query_string:
-        url += f"?{request.query_string}"
+    """The owner's answer to ``request``, sent on with its raw path and query (decoded,
+    ``%3F`` in an id would become a query, ``%2E%2E`` a step up)."""
+    url = URL(f"{owner.rstrip('/')}{request.rel_url.raw_path}", encoded=True)
+    if request.rel_url.raw_query_string:
+        url = URL(f"{url}?{request.rel_url.raw_query_string}", encoded=True)
     headers = {ROUTED_HEADER: "1", "Accept": "application/json"}
     body = await request.read() if request.method == "POST" else None
     try:
@@ -165,8 +193,11 @@ async def _forward(view: View, request: Request, owner: str) -> Response:
             wait = _wait_seconds(request) or 0.0
         except ValueError:
             wait = 0.0
-        async with app.http_client.request(request.method, url, headers=headers, data=body,
-                                           timeout=aiohttp.ClientTimeout(total=10 + wait)) as resp:
+        # A long poll is held by the owner for up to ``wait`` s: on its own pool, so
+        # hundreds of them never hold up other forwarded requests.
+        http = app.long_poll_http if wait else app.http_client
+        async with http.request(request.method, url, headers=headers, data=body,
+                                timeout=aiohttp.ClientTimeout(total=10 + wait)) as resp:
             body = await resp.read()
             out = view.bytes(body, content_type="application/json", status=resp.status)
             if "Retry-After" in resp.headers:
@@ -184,13 +215,13 @@ class TasksView(View):
     async def post(self, request: Request) -> Response:
         raw = await request.read()
         if len(raw) > settings.max_message_bytes:
-            return error(self, f"request body exceeds {settings.max_message_bytes} bytes", 413)
+            return error(self, f"request body exceeds {settings.max_message_bytes} bytes", 413, reason="too-large")
+        if not raw:
+            return error(self, "request body must be a JSON object with a 'task' field", 400, reason="empty")
         try:
-            body = json.loads(raw.decode("utf-8")) if raw else None
-        except (UnicodeDecodeError, ValueError) as exc:
-            return error(self, f"request body is not JSON: {exc}", 400)
-        if body is None:
-            return error(self, "request body must be a JSON object with a 'task' field", 400)
+            body = parse_json(raw, max_depth=settings.max_nesting, what="request body")
+        except InvalidTask as exc:
+            return error(self, str(exc), 400, reason=exc.reason)
         if isinstance(body, dict) and (body.get("attempt") is not None or body.get("sequenced") is not None):
             return error(self, "'attempt' and 'sequenced' are set by yadtq itself, not by submitters", 400,
                          reason="bad-field")
@@ -236,7 +267,7 @@ async def _existing(task_id: str) -> Optional[dict[str, Any]]:
             return None
         state = get_status(task_id)
         return state.to_json() if state is not None else None
-    url = f"{owner.rstrip('/')}/tasks/{task_id}"
+    url = URL(f"{owner.rstrip('/')}/tasks/{quote_id(task_id)}", encoded=True)
     try:
         async with app.http_client.get(url, headers={ROUTED_HEADER: "1"},
                                        timeout=aiohttp.ClientTimeout(total=5)) as resp:
@@ -271,15 +302,16 @@ class TaskView(View):
     ``?wait=S``, once the task is final (a long poll: the owner answers when it writes
     the final row, so a client learns of it at once without asking again and again)."""
 
+    @path_task_id
     async def get(self, request: Request, task_id: str) -> Response:
         try:
             wait = _wait_seconds(request)
         except ValueError as exc:
             return error(self, str(exc), 400, reason="bad-field")
-        return await self._get(request, task_id, wait)
+        return await self._get(request, task_id=task_id, wait=wait)
 
-    @routed(task_status, match_info="task_id")
-    async def _get(self, request: Request, task_id: str, wait: Optional[float]) -> Response:
+    @routed(task_status, key_arg="task_id")
+    async def _get(self, request: Request, *, task_id: str, wait: Optional[float]) -> Response:
         state = get_status(task_id)
         if wait is not None and (state is None or state.status not in TERMINAL):
             await app.finish_waiters.wait(task_id, wait)
@@ -316,14 +348,17 @@ class TaskStatusesView(View):
 
     async def post(self, request: Request) -> Response:
         try:
-            body = json.loads(await request.read() or b"null")
-        except (UnicodeDecodeError, ValueError) as exc:
-            return error(self, f"request body is not JSON: {exc}", 400)
+            body = parse_json(await request.read() or b"null", max_depth=settings.max_nesting, what="request body")
+        except InvalidTask as exc:
+            return error(self, str(exc), 400, reason=exc.reason)
         ids = body.get("ids") if isinstance(body, dict) else None
         if not isinstance(ids, list) or not all(isinstance(i, str) and i for i in ids):
             return error(self, "request body must be {\"ids\": [task id, ...]}", 400, reason="bad-field")
         if len(ids) > MAX_BATCH_IDS:
             return error(self, f"at most {MAX_BATCH_IDS} ids per request, got {len(ids)}", 400, reason="too-many")
+        bad = next((p for p in map(id_problem, ids) if p is not None), None)
+        if bad is not None:
+            return error(self, f"every id must be a task id: {bad}", 400, reason="bad-field")
         tasks, unavailable = await _statuses(list(dict.fromkeys(ids)), routed=bool(request.headers.get(ROUTED_HEADER)))
         return self.json({"tasks": tasks, "unavailable": unavailable})
 
@@ -400,7 +435,8 @@ async def _request_change(view: View, task_id: str, kind: str, allowed: Any, ver
 class CancelView(View):
     """``POST /tasks/{id}/cancel``: a waiting task never starts; a running one is cancelled."""
 
-    @routed(task_status, match_info="task_id")
+    @path_task_id
+    @routed(task_status, key_arg="task_id")
     async def post(self, request: Request, task_id: str) -> Response:
         return await _request_change(self, task_id, CANCEL, set(STATUSES_NOT_FINISHED), "cancel")
 
@@ -409,7 +445,8 @@ class CancelView(View):
 class RetryView(View):
     """``POST /tasks/{id}/retry``: run a failed or cancelled task again (a fresh retry budget)."""
 
-    @routed(task_status, match_info="task_id")
+    @path_task_id
+    @routed(task_status, key_arg="task_id")
     async def post(self, request: Request, task_id: str) -> Response:
         return await _request_change(self, task_id, REQUEUE, {FAILED, CANCELLED}, "retry")
 

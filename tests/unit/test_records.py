@@ -92,8 +92,10 @@ def test_too_large() -> None:
     ({"task-id": 12345, "task": "echo"}, None),                      # task-id not a string
     ({"task-id": "", "task": "echo"}, None),
     ({"task-id": "x" * (MAX_ID_LENGTH + 1), "task": "echo"}, None),
-    ({"task-id": "a/b", "task": "echo"}, None),
     ({"task-id": "a\nb", "task": "echo"}, None),
+    ({"task-id": "a\x85b", "task": "echo"}, None),                   # a C1 control
+    ({"task-id": "a\ud800", "task": "echo"}, None),                  # a lone surrogate: no UTF-8 key
+    ({"task-id": "t1", "task": "echo", "ordering_key": "\udfff"}, "t1"),
 ])
 def test_bad_fields(obj: dict, task_id: str | None) -> None:
     with pytest.raises(InvalidTask) as ei:
@@ -195,3 +197,37 @@ def test_a_stored_row_reads_as_the_record_would_answer_it() -> None:
     assert answer == {**rows[1].to_json(), "history": [], "cancel_requested": False, "progress": None,
                       "retries": 0}
     assert TaskState.loads(json.dumps(old).encode()).to_json() == answer  # the record's own defaults agree
+
+
+def _deep(levels: int) -> bytes:
+    return b"[" * levels + b"]" * levels
+
+
+@pytest.mark.parametrize("raw, reason, task_id", [
+    (b'{"task-id": "n1", "task": "echo", "args": [NaN]}', "bad-number", "n1"),
+    (b'{"task-id": "n2", "task": "echo", "args": [Infinity]}', "bad-number", "n2"),
+    (b'{"task-id": "n3", "task": "echo", "kwargs": {"v": -Infinity}}', "bad-number", "n3"),
+    (b'{"task-id": "n4", "task": "echo", "args": [1e400]}', "bad-number", "n4"),
+    (b'{"task-id": "d1", "task": "echo", "args": ' + _deep(32) + b"}", "too-deep", "d1"),
+    (b'{"task-id": "d2", "task": "echo", "args": ' + _deep(100_000) + b"}", "too-deep", None),
+    (b'{"task-id": "u1", "task": "echo", "priority": 1}', "unknown-field", "u1"),
+    (b'{"task-id": "u2", "task": "echo", "queue": "q"}', "unknown-field", "u2"),
+])
+def test_strict_json_and_known_fields_only(raw: bytes, reason: str, task_id: str | None) -> None:
+    with pytest.raises(InvalidTask) as ei:
+        parse(raw)
+    assert (ei.value.reason, ei.value.task_id) == (reason, task_id)
+
+
+def test_nesting_limit_counts_the_message_itself() -> None:
+    at_limit = b'{"task": "echo", "args": ' + _deep(31) + b"}"
+    assert parse(at_limit).task_args == json.loads(_deep(31))
+    with pytest.raises(InvalidTask):
+        parse(at_limit, max_depth=31)
+    assert parse(b'{"task": "echo", "args": [1.5, -2e300, 0]}').task_args == [1.5, -2e300, 0]
+
+
+def test_every_field_yadtq_writes_is_a_known_field() -> None:
+    req = TaskRequest(id="a", task="echo", task_args=[1], submitted_at=1.0, max_retries=1, timeout=2.0, eta=3.0,
+                      ordering_key="k", attempt=2, sequenced=True)
+    assert task_request_from_json(req.to_wire()) == req

@@ -4,6 +4,7 @@ plus the pieces they are built from (decide, backoff, progress, options, process
 from __future__ import annotations
 
 import asyncio
+import datetime
 import itertools
 import os
 import random
@@ -285,9 +286,11 @@ def test_progress_without_a_reporter_says_why() -> None:
 def test_countdown_counts_from_submission_and_eta_parses_iso() -> None:
     r = task_request_from_json({"task": "t", "countdown": 5, "submitted_at": 100.0})
     assert r.eta == 105.0 and r.options == {"eta": 105.0}
-    r = task_request_from_json({"task": "t", "eta": "2030-01-01T00:00:00+01:00"})
-    assert r.eta == 1893452400.0
-    assert task_request_from_json({"task": "t", "eta": "2030-01-01T00:00:00"}).eta == 1893456000.0  # UTC
+    year = datetime.datetime.now(datetime.timezone.utc).year + 1  # an eta is at most a year ahead
+    r = task_request_from_json({"task": "t", "eta": f"{year}-01-01T00:00:00+01:00"})
+    utc = datetime.datetime(year, 1, 1, tzinfo=datetime.timezone.utc).timestamp()
+    assert r.eta == utc - 3600
+    assert task_request_from_json({"task": "t", "eta": f"{year}-01-01T00:00:00"}).eta == utc  # UTC
     r = task_request_from_json({"task": "t", "max_retries": 2, "timeout": 1.5, "attempt": 3})
     assert (r.max_retries, r.timeout, r.attempt) == (2, 1.5, 3)
     assert task_request_from_json(r.to_wire()) == r
@@ -296,7 +299,8 @@ def test_countdown_counts_from_submission_and_eta_parses_iso() -> None:
 @pytest.mark.parametrize("bad", [
     {"countdown": -1}, {"countdown": "soon"}, {"countdown": 1, "eta": 5}, {"eta": "tomorrow"}, {"eta": [1]},
     {"max_retries": -1}, {"max_retries": 1.5}, {"max_retries": True}, {"timeout": 0}, {"timeout": "1"},
-    {"timeout": float("inf")}, {"attempt": 0},
+    {"timeout": float("inf")}, {"attempt": 0}, {"countdown": 367 * 86400}, {"eta": 1e308},
+    {"eta": "9999-12-31T23:59:59"}, {"eta": time.time() + 367 * 86400},
 ])
 def test_bad_options_are_invalid(bad: dict[str, Any]) -> None:
     with pytest.raises(InvalidTask) as info:

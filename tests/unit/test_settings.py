@@ -54,6 +54,10 @@ def test_unrelated_and_empty_variables_are_ignored() -> None:
     ("YADTQ_FIX_END_OFFSETS", " On ", "fix_end_offsets", True),
     ("YADTQ_FIX_END_OFFSETS", "FALSE", "fix_end_offsets", False),
     ("YADTQ_LOG_LEVEL", "debug", "log_level", "debug"),
+    ("YADTQ_MAX_NESTING", "64", "max_nesting", 64),
+    ("YADTQ_HTTP_IDLE_TIMEOUT", "5", "http_idle_timeout", 5.0),
+    ("YADTQ_HTTP_READ_TIMEOUT", "2.5", "http_read_timeout", 2.5),
+    ("YADTQ_MAX_FORWARDED_LONG_POLLS", "50", "max_forwarded_long_polls", 50),
 ])
 def test_each_variable(var: str, raw: str, field: str, value: object) -> None:
     s = Settings.from_env({var: raw})
@@ -94,7 +98,10 @@ def test_invalid_values_raise(var: str, raw: str) -> None:
 
 @pytest.mark.parametrize("var, raw", [("YADTQ_PARTITIONS", "0"), ("YADTQ_BROKER_PROFILE", "tansu"),
                                       ("YADTQ_FETCH_MAX_WAIT_MS", "-1"), ("YADTQ_BUSY_FETCH_MAX_WAIT_MS", "-5"),
-                                      ("YADTQ_MAX_RESULT_BYTES", "10"), ("YADTQ_MAX_MESSAGE_BYTES", "900000")])
+                                      ("YADTQ_MAX_RESULT_BYTES", "0"), ("YADTQ_MAX_MESSAGE_BYTES", "900000"),
+                                      ("YADTQ_MAX_NESTING", "0"), ("YADTQ_MAX_NESTING", "501"),
+                                      ("YADTQ_HTTP_IDLE_TIMEOUT", "0"), ("YADTQ_HTTP_READ_TIMEOUT", "-1"),
+                                      ("YADTQ_MAX_FORWARDED_LONG_POLLS", "0")])
 def test_invalid_values_name_the_variable(var: str, raw: str) -> None:
     with pytest.raises(ConfigurationError, match=var):
         Settings.from_env({var: raw})

@@ -1,0 +1,114 @@
+"""The workers' HTTP server: Faust's aiohttp driver with yadtq's limits and JSON errors.
+
+Faust builds its aiohttp ``Application`` and ``AppRunner`` with aiohttp's defaults:
+an idle connection is kept for an hour (3,630 s), request bodies in
+``Content-Encoding: deflate``/``gzip`` are inflated as they arrive (on the event
+loop: six 1 MB bodies that inflate to 1 GB each froze a worker for ~9 s before
+the size cap refused them), and anything a view raises is a ``text/plain`` answer.
+:class:`WebServer` replaces both with:
+
+- ``keepalive_timeout`` = ``YADTQ_HTTP_IDLE_TIMEOUT``: a connection that sends no
+  complete request for that long (idle, or sending its headers slowly) is closed;
+- no request decompression: a compressed body is refused (415) before it is read;
+- ``client_max_size`` = ``YADTQ_MAX_MESSAGE_BYTES``: a larger body is refused while
+  it is read (413), at once when its ``Content-Length`` says so;
+- a request body must arrive within ``YADTQ_HTTP_READ_TIMEOUT`` (else 408);
+- :func:`json_errors`: every error is ``{"error": ..., "reason": ...}`` JSON.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, Awaitable, Callable, Optional
+
+from aiohttp import web
+from faust.web.drivers.aiohttp import Web
+
+from .errors import InvalidTask
+from .settings import Settings
+
+__all__ = ["WebServer", "json_errors", "json_error"]
+
+logger = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def json_error(status: int, message: str, *, reason: Optional[str] = None, close: bool = False) -> web.Response:
+    """An error answer: ``{"error": message, "reason": reason}`` with ``status``; ``close``
+    ends the connection after it (its request body was not read)."""
+    body: dict[str, Any] = {"error": message}
+    if reason is not None:
+        body["reason"] = reason
+    resp = web.json_response(body, status=status, headers={"Retry-After": "1"} if status == 503 else None)
+    if close:
+        resp.force_close()
+    return resp
+
+
+def json_errors(settings: Settings) -> Any:
+    """aiohttp middleware: reads the request body under the limits above before the
+    view runs, and turns whatever a view raises into a JSON answer: aiohttp's HTTP
+    errors keep their status, :class:`~yadtq_app.errors.InvalidTask` is a 400, any
+    other exception a 500 (logged with its traceback)."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            if request.body_exists:
+                refused = await _read_body(request, settings)
+                if refused is not None:
+                    return refused
+            return await handler(request)
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            reason = "too-large" if exc.status == 413 else None
+            return json_error(exc.status, exc.text or exc.reason, reason=reason, close=exc.status == 413)
+        except InvalidTask as exc:
+            return json_error(400, str(exc), reason=exc.reason)
+        except asyncio.CancelledError:
+            raise
+        except ConnectionError:
+            # The client hung up (say, mid-body): nobody to answer and nothing broken
+            # (raised, aiohttp would log it as an error with its traceback).
+            logger.debug("worker %s: %s %s: the client went away", settings.worker_id, request.method,
+                         request.rel_url)
+            return json_error(400, "the client closed the connection", reason="disconnected", close=True)
+        except Exception as exc:  # noqa: BLE001 - the point: no view answers text/plain
+            logger.exception("worker %s: %s %s failed", settings.worker_id, request.method, request.rel_url)
+            return json_error(500, f"internal error ({type(exc).__name__}); see the worker's log", reason="internal")
+
+    return middleware
+
+
+async def _read_body(request: web.Request, settings: Settings) -> Optional[web.Response]:
+    """Read the body into the request (``request.read()`` answers from it later); an
+    error answer instead if it is compressed, too large or too slow."""
+    encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
+    if encoding not in ("", "identity"):
+        return json_error(415, f"request bodies must not be compressed (Content-Encoding: {encoding})",
+                          reason="compressed", close=True)
+    limit = settings.max_message_bytes
+    if request.content_length is not None and request.content_length > limit:
+        return json_error(413, f"request body of {request.content_length} bytes exceeds {limit} bytes",
+                          reason="too-large", close=True)
+    try:
+        await asyncio.wait_for(request.read(), settings.http_read_timeout)
+    except asyncio.TimeoutError:
+        return json_error(408, f"request body not received within {settings.http_read_timeout:g} s",
+                          reason="slow-body", close=True)
+    return None
+
+
+class WebServer(Web):
+    """Faust's aiohttp web driver, with the application and runner described above."""
+
+    def __init__(self, app: Any, **kwargs: Any) -> None:
+        super().__init__(app, **kwargs)
+        settings: Settings = app.settings
+        self.web_app = web.Application(middlewares=[json_errors(settings)],
+                                       client_max_size=settings.max_message_bytes)
+        self._runner = web.AppRunner(self.web_app, access_log=None, keepalive_timeout=settings.http_idle_timeout,
+                                     auto_decompress=False)
