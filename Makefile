@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test unit integration bench-failover bench-memory bench clean
+.PHONY: install run test unit integration kafka-jars bench-failover bench-memory bench clean
 
 install: $(STAMP)
 
@@ -16,6 +16,20 @@ $(STAMP): pyproject.toml
 
 run: install
 	$(BIN)/yadtq run
+
+# Apache Kafka's own jars from Maven Central (apache-kafka/pom.xml) in .kafka/lib, for
+# `make kafka` and the Kafka half of the tests. Fetched once: again only when the pom changes.
+KAFKA_STAMP := .kafka/.fetched
+HAVE_JAVA   := $(shell command -v java >/dev/null 2>&1 && command -v mvn >/dev/null 2>&1 && echo yes)
+
+kafka-jars: $(KAFKA_STAMP)
+
+$(KAFKA_STAMP): apache-kafka/pom.xml
+	@test -n "$(HAVE_JAVA)" || { echo "make kafka-jars: needs Java 17+ (java) and Maven (mvn) on PATH"; exit 1; }
+	rm -rf .kafka/lib
+	cd apache-kafka && timeout 900 mvn -q -B dependency:copy-dependencies \
+		-DoutputDirectory=../.kafka/lib -DincludeScope=runtime
+	touch $@
 
 test: install
 	$(BIN)/python -m pytest tests -q
@@ -49,4 +63,4 @@ bench/.venv/.installed: pyproject.toml
 	touch $@
 
 clean:
-	rm -rf $(VENV) .yadtq .pytest_cache *.egg-info
+	rm -rf $(VENV) .yadtq .pytest_cache *.egg-info .kafka
