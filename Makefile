@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test unit integration kafka-jars bench-failover bench-memory bench clean
+.PHONY: install run test unit integration kafka kafka-jars bench-failover bench-memory bench clean
 
 install: $(STAMP)
 
@@ -30,6 +30,11 @@ $(KAFKA_STAMP): apache-kafka/pom.xml
 	cd apache-kafka && timeout 900 mvn -q -B dependency:copy-dependencies \
 		-DoutputDirectory=../.kafka/lib -DincludeScope=runtime
 	touch $@
+
+# Apache Kafka (one KRaft node) in the foreground on 127.0.0.1:9092, data in .yadtq/kafka;
+# Ctrl-C stops it. `make kafka KAFKA_ARGS='--nodes 3'` for three.
+kafka: install kafka-jars
+	$(BIN)/yadtq kafka $(KAFKA_ARGS)
 
 test: install
 	$(BIN)/python -m pytest tests -q
