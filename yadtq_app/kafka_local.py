@@ -315,12 +315,8 @@ class LocalKafka:
 
     def _prepare(self) -> None:
         """Write each node's config; format the storage of nodes that have none yet."""
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._save_state()
         (self.data_dir / "log4j2.properties").write_text(LOG4J2)
-        state = {"cluster_id": self.cluster_id,
-                 "nodes": [{"id": n.node_id, "port": n.port, "controller_port": n.controller_port}
-                           for n in self.nodes]}
-        (self.data_dir / STATE_FILE).write_text(json.dumps(state, indent=2) + "\n")
         for node in self.nodes:
             node.folder.mkdir(parents=True, exist_ok=True)
             node.config_path.write_text("".join(f"{k}={v}\n" for k, v in self._config(node).items()))
@@ -336,6 +332,14 @@ class LocalKafka:
             node, r = failed[0]
             raise BrokerError(f"formatting Kafka node {node.node_id}'s storage failed (exit {r.returncode}):\n"
                               f"{(r.stdout + r.stderr).strip()[-1500:]}")
+
+    def _save_state(self) -> None:
+        """Keep the cluster id and ports for the next start on this data folder."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        state = {"cluster_id": self.cluster_id,
+                 "nodes": [{"id": n.node_id, "port": n.port, "controller_port": n.controller_port}
+                           for n in self.nodes]}
+        (self.data_dir / STATE_FILE).write_text(json.dumps(state, indent=2) + "\n")
 
     def _format(self, node: _Node) -> "subprocess.CompletedProcess[str]":
         cmd = ["java", *TOOL_OPTIONS, "-cp", self._classpath(), "kafka.tools.StorageTool", "format",
