@@ -120,7 +120,7 @@ def test_submit_status_workers_info(cluster_factory: Any) -> None:
 def test_faust_command_starts_a_worker(broker: Any, tmp_path: Path) -> None:
     port = free_port()
     tag = os.urandom(4).hex()
-    env = dict(os.environ, YADTQ_BROKER_URL=broker.url, YADTQ_APP_ID=f"yf-{tag}", YADTQ_TASK_TOPIC=f"tf-{tag}",
+    env = dict(os.environ, **broker.env, YADTQ_BROKER_URL=broker.url, YADTQ_APP_ID=f"yf-{tag}", YADTQ_TASK_TOPIC=f"tf-{tag}",
                YADTQ_WEB_PORT=str(port), YADTQ_DATA_DIR=str(tmp_path / "data"), PYTHONPATH=str(ROOT))
     faust = str(Path(sys.executable).parent / "faust")
     log = open(tmp_path / "faust.log", "wb")  # noqa: SIM115
