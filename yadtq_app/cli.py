@@ -85,7 +85,7 @@ def cmd_kafka(args: argparse.Namespace) -> int:
     from .kafka_local import LocalKafka
 
     data_dir = args.data_dir or f".yadtq/kafka/nodes-{args.nodes}"
-    kafka = LocalKafka(args.nodes, data_dir=data_dir, port=args.port)
+    kafka = LocalKafka(args.nodes, data_dir=data_dir, port=args.port, max_lifetime=args.max_lifetime)
     signal.signal(signal.SIGTERM, _interrupt)  # stop the nodes as on Ctrl-C, even while starting
     try:
         kafka.start()
@@ -347,6 +347,8 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--nodes", type=int, default=1, help="1, or 3 for a replicated cluster")
     k.add_argument("--port", type=int, default=9092, help="the first node's client port; the others follow")
     k.add_argument("--data-dir", help="data, config and logs (default .yadtq/kafka/nodes-N, kept between runs)")
+    k.add_argument("--max-lifetime", type=float, metavar="SECONDS",
+                   help="kill the nodes after this long, even if this command is killed first")
     k.set_defaults(func=cmd_kafka)
 
     w = sub.add_parser("worker", help="run a worker (settings from YADTQ_* variables)")
