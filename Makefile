@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test unit integration bench-failover bench-memory bench clean
+.PHONY: install run test unit integration kafka kafka-jars bench-failover bench-memory bench clean
 
 install: $(STAMP)
 
@@ -17,7 +17,29 @@ $(STAMP): pyproject.toml
 run: install
 	$(BIN)/yadtq run
 
-test: install
+# Apache Kafka's own jars from Maven Central (apache-kafka/pom.xml) in .kafka/lib, for
+# `make kafka` and the Kafka half of the tests. Fetched once: again only when the pom changes.
+KAFKA_STAMP := .kafka/.fetched
+HAVE_JAVA   := $(shell command -v java >/dev/null 2>&1 && command -v mvn >/dev/null 2>&1 && echo yes)
+
+kafka-jars: $(KAFKA_STAMP)
+
+$(KAFKA_STAMP): apache-kafka/pom.xml
+	@test -n "$(HAVE_JAVA)" || { echo "make kafka-jars: needs Java 17+ (java) and Maven (mvn) on PATH"; exit 1; }
+	rm -rf .kafka/lib
+	cd apache-kafka && timeout 900 mvn -q -B dependency:copy-dependencies \
+		-DoutputDirectory=../.kafka/lib -DincludeScope=runtime
+	touch $@
+
+# Apache Kafka (one KRaft node) in the foreground on 127.0.0.1:9092, data in .yadtq/kafka;
+# Ctrl-C stops it. `make kafka KAFKA_ARGS='--nodes 3'` for three.
+kafka: install kafka-jars
+	$(BIN)/yadtq kafka $(KAFKA_ARGS)
+
+# The integration tests run on the embedded broker and on Apache Kafka; without Java and
+# Maven the Kafka half is skipped, and says so (CI sets YADTQ_REQUIRE_KAFKA=1: it fails).
+test: install $(if $(HAVE_JAVA),kafka-jars)
+	@test -n "$(HAVE_JAVA)" || echo "make test: java or mvn not found: the Apache Kafka half of the tests will be skipped"
 	$(BIN)/python -m pytest tests -q
 
 unit: install
@@ -49,4 +71,4 @@ bench/.venv/.installed: pyproject.toml
 	touch $@
 
 clean:
-	rm -rf $(VENV) .yadtq .pytest_cache *.egg-info
+	rm -rf $(VENV) .yadtq .pytest_cache *.egg-info .kafka

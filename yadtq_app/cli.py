@@ -3,6 +3,7 @@
 ::
 
     yadtq broker [--host H] [--port P]       the embedded broker, in the foreground
+    yadtq kafka [--nodes N] [--port P] [--data-dir D]   Apache Kafka (KRaft), in the foreground
     yadtq worker [--web-port W] [--data-dir D]
     yadtq run                                 embedded broker + one worker (make run)
     yadtq submit multiply 4 5 [--wait] [--json]
@@ -77,6 +78,33 @@ def cmd_broker(args: argparse.Namespace) -> int:
         print(f"embedded broker exited with code {code}", file=sys.stderr)
         return 1
     return 0
+
+
+def cmd_kafka(args: argparse.Namespace) -> int:
+    """Apache Kafka from Maven's jars (``make kafka-jars``), until Ctrl-C."""
+    from .kafka_local import LocalKafka
+
+    data_dir = args.data_dir or f".yadtq/kafka/nodes-{args.nodes}"
+    kafka = LocalKafka(args.nodes, data_dir=data_dir, port=args.port, max_lifetime=args.max_lifetime)
+    signal.signal(signal.SIGTERM, _interrupt)  # stop the nodes as on Ctrl-C, even while starting
+    try:
+        kafka.start()
+        replication = ("\n    export YADTQ_REPLICATION_FACTOR=3 YADTQ_MIN_INSYNC_REPLICAS=2"
+                       if args.nodes >= 3 else "")
+        print(f"""Apache Kafka ready: {args.nodes} node(s) at {kafka.bootstrap} (pids {kafka.pids}); data and logs in {data_dir}
+
+Point yadtq at it (loopback addresses select the embedded broker's profile unless told):
+    export YADTQ_BROKER_URL='{kafka.url}'
+    export YADTQ_BROKER_PROFILE=kafka{replication}
+Ctrl-C stops it.""", flush=True)
+        code = kafka.wait()
+    except KeyboardInterrupt:
+        print("stopping Kafka...", flush=True)
+        return 0
+    finally:
+        kafka.stop()
+    print(f"a Kafka node exited with code {code}; its log is in {data_dir}", file=sys.stderr)
+    return 1
 
 
 #: Faust's worker takes these level names only; accept the logging module's too.
@@ -314,6 +342,14 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--host", default="127.0.0.1")
     b.add_argument("--port", type=int, default=9092)
     b.set_defaults(func=cmd_broker)
+
+    k = sub.add_parser("kafka", help="run Apache Kafka (KRaft, from `make kafka-jars`) in the foreground")
+    k.add_argument("--nodes", type=int, default=1, help="1, or 3 for a replicated cluster")
+    k.add_argument("--port", type=int, default=9092, help="the first node's client port; the others follow")
+    k.add_argument("--data-dir", help="data, config and logs (default .yadtq/kafka/nodes-N, kept between runs)")
+    k.add_argument("--max-lifetime", type=float, metavar="SECONDS",
+                   help="kill the nodes after this long, even if this command is killed first")
+    k.set_defaults(func=cmd_kafka)
 
     w = sub.add_parser("worker", help="run a worker (settings from YADTQ_* variables)")
     w.add_argument("--web-port", type=int)

@@ -49,6 +49,7 @@ async def listed_and_true(bootstrap: str, *, batched: bool) -> tuple[int, int]:
     return listed, fixed[TP(topic, 0)]
 
 
+@pytest.mark.embedded_only
 def test_batched_writes_get_a_wrong_end_offset_and_the_remedy_corrects_it(broker: Any) -> None:
     listed, fixed = asyncio.run(listed_and_true(broker.bootstrap, batched=True))
     assert listed < N, "the embedded broker's end-offset defect did not reproduce"
@@ -94,6 +95,7 @@ async def _first_record_within(bootstrap: str, topic: str, fetch_max_wait_ms: in
         await consumer.stop()
 
 
+@pytest.mark.embedded_only
 def test_a_zero_fetch_wait_reads_nothing_on_the_embedded_broker(broker: Any) -> None:
     # Why the embedded profile refuses a 0 ms fetch wait (compat.EmbeddedProfile.fetch_waits).
     async def run() -> tuple[bool, bool]:
@@ -149,6 +151,7 @@ def test_fetches_wait_less_while_work_flows(broker: Any) -> None:
     asyncio.run(run())
 
 
+@pytest.mark.embedded_only  # the fetch waits are the embedded profile's
 def test_a_worker_fetches_no_changelog_it_writes_and_polls_faster_while_busy(shared_cluster: Any) -> None:
     """Across real worker processes: what their consumers fetch (``GET /health``)."""
     import httpx

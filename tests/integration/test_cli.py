@@ -55,6 +55,37 @@ def test_broker_runs_until_sigterm() -> None:
             proc.wait()
 
 
+def test_kafka_runs_until_sigterm_and_says_how_to_use_it(tmp_path: Path) -> None:
+    from tests.support.brokers import kafka_or_skip
+    from yadtq_app.broker import kafka_api_versions_ok
+
+    kafka_or_skip()
+    port = free_port()
+    # --max-lifetime: should this test kill the command, its JVM still goes within minutes.
+    proc = subprocess.Popen(YADTQ + ["kafka", "--port", str(port), "--data-dir", str(tmp_path / "kafka"),
+                                     "--max-lifetime", "300"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=str(ROOT))
+    try:
+        assert proc.stdout is not None
+        lines = []
+        for line in proc.stdout:  # the process ends (and so does this loop) if the start fails
+            lines.append(line)
+            if "Ctrl-C" in line:
+                break
+        text = "".join(lines)
+        assert f"YADTQ_BROKER_URL='kafka://127.0.0.1:{port}'" in text, text + (proc.stderr.read() if proc.poll() else "")
+        assert "YADTQ_BROKER_PROFILE=kafka" in text
+        assert kafka_api_versions_ok("127.0.0.1", port)
+        proc.terminate()
+        assert proc.wait(60) == 0
+        assert not kafka_api_versions_ok("127.0.0.1", port, timeout=0.2)  # stop() waited for the JVM
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert (tmp_path / "kafka" / "node-1" / "kafka.log").stat().st_size > 0
+
+
 def test_submit_status_workers_info(cluster_factory: Any) -> None:
     cluster = cluster_factory().start(1)
     url = cluster.workers[0].url
@@ -120,7 +151,7 @@ def test_submit_status_workers_info(cluster_factory: Any) -> None:
 def test_faust_command_starts_a_worker(broker: Any, tmp_path: Path) -> None:
     port = free_port()
     tag = os.urandom(4).hex()
-    env = dict(os.environ, YADTQ_BROKER_URL=broker.url, YADTQ_APP_ID=f"yf-{tag}", YADTQ_TASK_TOPIC=f"tf-{tag}",
+    env = dict(os.environ, **broker.env, YADTQ_BROKER_URL=broker.url, YADTQ_APP_ID=f"yf-{tag}", YADTQ_TASK_TOPIC=f"tf-{tag}",
                YADTQ_WEB_PORT=str(port), YADTQ_DATA_DIR=str(tmp_path / "data"), PYTHONPATH=str(ROOT))
     faust = str(Path(sys.executable).parent / "faust")
     log = open(tmp_path / "faust.log", "wb")  # noqa: SIM115

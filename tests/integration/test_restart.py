@@ -82,6 +82,7 @@ def test_every_status_is_answered_after_a_restart(cluster_factory: Any, wipe: bo
     assert Client(cluster.workers[1].url).submit("add", 20, 22).result(timeout=30) == 42
 
 
+@pytest.mark.embedded_only
 def test_without_the_end_offset_remedy_rows_go_missing(cluster_factory: Any) -> None:
     """The defect is real: with the remedy off, the survivor's recovery crashes with
     ``ConsistencyError`` (its store is ahead of the wrong end offset) or loses rows."""

@@ -149,22 +149,22 @@ def test_embedded_profile_refuses_a_zero_fetch_wait(kwargs: dict[str, int]) -> N
 
 
 def test_kafka_transport_keeps_faust_defaults() -> None:
-    # Always yadtq's consumer (for the seek fix every broker needs), with Faust's fetch
-    # wait and no end-offset remedy.
+    # Always yadtq's consumer (for the seek fix every broker needs), with the profile's
+    # fetch wait (not Faust's 1.5 s) and no end-offset remedy.
     for settings in (Settings(broker_url=KAFKA), Settings(broker_url=KAFKA, fix_end_offsets=False)):
         t = profile_for(settings).transport_class()
         assert t.Consumer is not faust_aiokafka.Consumer
-        assert remedies(t) == (1500, 1500, False)  # Kafka's fetch wakes on data: one wait
+        assert remedies(t) == (100, 100, False)  # Kafka's fetch wakes on data: one wait
 
 
 def test_kafka_transport_when_remedies_requested() -> None:
     t = profile_for(Settings(broker_url=KAFKA, fix_end_offsets=True)).transport_class()
     assert t is not None and t.Consumer is not faust_aiokafka.Consumer
-    assert remedies(t) == (1500, 1500, True)
+    assert remedies(t) == (100, 100, True)
     t = profile_for(Settings(broker_url=KAFKA, fetch_max_wait_ms=50)).transport_class()
     assert remedies(t) == (50, 50, False)
-    t = profile_for(Settings(broker_url=KAFKA, busy_fetch_max_wait_ms=100)).transport_class()
-    assert remedies(t) == (1500, 100, False)
+    t = profile_for(Settings(broker_url=KAFKA, busy_fetch_max_wait_ms=20)).transport_class()
+    assert remedies(t) == (100, 20, False)
 
 
 def test_kafka_transport_honours_zero_fetch_wait() -> None:
