@@ -500,8 +500,10 @@ def _transport_with(*, fetch_max_wait_ms: int, busy_fetch_max_wait_ms: int, fix_
             self._yadtq_reread_task: Optional[asyncio.Future[None]] = None
             #: The fetch wait of the worker consumer, by how busy the agents are.
             self.fetch_wait = FetchWait(fetch_max_wait_ms, busy_fetch_max_wait_ms)
-            #: When an agent last got a message of each partition (monotonic s).
+            #: When an agent last got a message of each partition (monotonic s), and the
+            #: messages agents got and have not acked yet (tp, offset): being processed.
             self.delivered_at: dict[TP, float] = {}
+            self.processing: set[tuple[TP, int]] = set()
             #: When the group coordinator last answered a heartbeat.
             self.heartbeats = Heartbeats()
 
@@ -557,6 +559,7 @@ def _transport_with(*, fetch_max_wait_ms: int, busy_fetch_max_wait_ms: int, fix_
                     self._gap.pop(tp, None)
 
         def ack(self, message: Any) -> bool:
+            self.processing.discard((message.tp, message.offset))
             # While flow control is off (a rebalance is under way, until its seek back to
             # the committed offsets is done), Faust's streams drop what they read and ack
             # it unprocessed; those messages are read again once the flow resumes.
@@ -592,6 +595,7 @@ def _transport_with(*, fetch_max_wait_ms: int, busy_fetch_max_wait_ms: int, fix_
             """
             self.fetch_wait.last_work = now = time.monotonic()
             self.delivered_at[tp] = now
+            self.processing.add((tp, offset))
             expected = self._yadtq_expect.get(tp)
             if expected is None:
                 return
@@ -612,6 +616,10 @@ def _transport_with(*, fetch_max_wait_ms: int, busy_fetch_max_wait_ms: int, fix_
             logger.warning("%s-%d: the message at offset %d, where reading resumed, did not reach the agent; "
                            "reading again from there", tp.topic, tp.partition, offset)
             self._expect(tp, offset, tries + 1)
+            self._reread_later(tp, offset)
+
+        def reread(self, tp: TP, offset: int) -> None:
+            """Read ``tp`` again from ``offset`` (soon, unless a rebalance seeks it first)."""
             self._reread_later(tp, offset)
 
         def _reread_later(self, tp: TP, offset: int) -> None:
@@ -829,9 +837,9 @@ class StreamWatchdog:
 
     Seen once under a CPU hog, after the generation that followed a busy worker's
     revoke: both survivors idle for 80 s with statuses not final, the records fetched
-    and dropped by Faust on their way to the agents. A partition with work in flight
-    (backpressure: its messages wait in an agent's queue or run) is never touched; a
-    stalled one is sought back to its committed offset, which at worst reads a few
+    and dropped by Faust on their way to the agents. A partition with a message being
+    processed is never touched, nor any while every task slot is taken (backpressure:
+    messages wait their turn); a stalled one is sought back to its committed offset, which at worst reads a few
     records twice (the task agent skips what its status row says is done).
     """
 
@@ -840,6 +848,8 @@ class StreamWatchdog:
         self.stall = stall
         self.clock = clock
         self._kicked: dict[TP, float] = {}
+        #: When each partition was first seen assigned since the last rebalance.
+        self._since: dict[TP, float] = {}
 
     def stalled(self) -> dict[TP, int]:
         """The partitions to read again now, each with the offset to read from."""
@@ -847,11 +857,15 @@ class StreamWatchdog:
         consumer = app.consumer
         if app.rebalancing or app.revoking or app.in_recovery or not app.flow_control.is_active():
             self._kicked.clear()
+            self._since.clear()
             return {}
         now = self.clock()
-        busy = {message.tp for message in consumer._unacked_messages if not message.acked}
+        if app.stats.in_progress >= app.settings.concurrency:
+            return {}  # every slot taken: messages wait their turn (backpressure), none is lost
+        busy = {tp for tp, _ in consumer.processing}
         out: dict[TP, int] = {}
         for tp in consumer.assignment():
+            since = self._since.setdefault(tp, now)
             if tp.topic not in app.rereadable_topics or tp in busy:
                 continue
             committed = consumer._committed_offset.get(tp)
@@ -860,7 +874,7 @@ class StreamWatchdog:
             end = consumer.highwater(tp)
             if committed is None or end is None or committed >= end:
                 continue
-            last = max(consumer.delivered_at.get(tp, 0.0), self._kicked.get(tp, 0.0))
+            last = max(consumer.delivered_at.get(tp, 0.0), self._kicked.get(tp, 0.0), since)
             if now - last < self.stall:
                 continue
             self._kicked[tp] = now
@@ -873,10 +887,7 @@ class StreamWatchdog:
             logger.warning("%s-%d: records up to offset %s are left, none is being processed and none reached "
                            "an agent for %.0f s; reading it again from offset %d", tp.topic, tp.partition,
                            self.app.consumer.highwater(tp), self.stall, offset)
-            try:
-                await self.app.consumer.seek(tp, offset)
-            except Exception:  # noqa: BLE001 - the next check or rebalance tries again
-                logger.exception("%s-%d: could not seek", tp.topic, tp.partition)
+            self.app.consumer.reread(tp, offset)
 
 
 def stale_ack(message_generation: Optional[int], current_generation: Optional[int]) -> bool:

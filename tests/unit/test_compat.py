@@ -459,7 +459,7 @@ class StreamConsumer:
         self._committed_offset = dict(committed)
         self._yadtq_floor: dict[Any, int] = {}
         self.ends = ends
-        self._unacked_messages: list[Any] = []
+        self.processing: set[tuple[Any, int]] = set()
         self.delivered_at: dict[Any, float] = {}
         self.seeks: list[tuple[Any, int]] = []
 
@@ -469,7 +469,7 @@ class StreamConsumer:
     def highwater(self, tp: Any) -> int:
         return self.ends[tp]
 
-    async def seek(self, tp: Any, offset: int) -> None:
+    def reread(self, tp: Any, offset: int) -> None:
         self.seeks.append((tp, offset))
 
 
@@ -482,6 +482,8 @@ class StreamApp:
         self.flow = True
         self.flow_control = SimpleNamespace(is_active=lambda: self.flow)
         self.rereadable_topics = frozenset({"tasks", "events"})
+        self.stats = SimpleNamespace(in_progress=0)
+        self.settings = SimpleNamespace(concurrency=8)
 
 
 async def test_stream_watchdog_reads_a_silent_partition_with_work_left_again_and_nothing_else() -> None:
@@ -496,19 +498,26 @@ async def test_stream_watchdog_reads_a_silent_partition_with_work_left_again_and
     ends = {stalled: 10, busy: 10, done: 7, recent: 9, changelog: 50, fresh: 4}
     consumer = StreamConsumer({stalled: 4, busy: 2, done: 7, recent: 3, changelog: 1}, ends)
     consumer._yadtq_floor[fresh] = 1  # nothing committed yet: reading began at 1
-    consumer._unacked_messages.append(SimpleNamespace(tp=busy, acked=False))  # backpressure, not a stall
+    consumer.processing.add((busy, 2))  # a message of it being processed: not a stall
     now = [100.0]
-    consumer.delivered_at[recent] = 97.0
     app = StreamApp(consumer)
     dog = StreamWatchdog(app, stall=5.0, clock=lambda: now[0])
+    await dog.check()
+    assert consumer.seeks == []  # just assigned: every partition gets its time
+    now[0] = 106.0
+    consumer.delivered_at[recent] = 103.0
+    app.stats.in_progress = 8  # every task slot taken: backpressure, never a stall
+    await dog.check()
+    assert consumer.seeks == []
+    app.stats.in_progress = 3
     await dog.check()
     assert sorted(consumer.seeks) == sorted([(stalled, 4), (fresh, 1)])
     await dog.check()  # just sought: it gets its time
     assert len(consumer.seeks) == 2
-    now[0] = 106.0  # still nothing delivered: again; `recent` is silent for 9 s by now
+    now[0] = 112.0  # still nothing delivered: again; `recent` is silent for 9 s by now
     await dog.check()
     assert sorted(consumer.seeks[2:]) == sorted([(stalled, 4), (recent, 3), (fresh, 1)])
     app.rebalancing = True  # never during a rebalance
     now[0] = 200.0
     await dog.check()
-    assert len(consumer.seeks) == 5 and dog._kicked == {}
+    assert len(consumer.seeks) == 5 and dog._kicked == {} and dog._since == {}
