@@ -65,6 +65,9 @@ class Settings:
     #: Largest accepted task message (bytes of JSON). With the result limit and the
     #: bounded error fields it keeps a task's status row under :attr:`record_limit`.
     max_message_bytes: int = 512 * 1024
+    #: How long ``POST /tasks`` waits for the brokers to confirm a submission (s) before
+    #: it answers 503 (e.g. too few in-sync replicas for ``acks=all``).
+    submit_timeout: float = 10.0
     #: Largest result a task may return (bytes of JSON); a larger one fails the task
     #: with ``ResultTooLarge``.
     max_result_bytes: int = 256 * 1024
@@ -166,6 +169,8 @@ class Settings:
             raise bad("max_message_bytes", f"plus YADTQ_MAX_RESULT_BYTES must stay {ROW_HEADROOM} bytes under the "
                       f"record limit ({self.record_limit} bytes): a task's status row holds both, its error "
                       "and its history")
+        if self.submit_timeout <= 0:
+            raise bad("submit_timeout", "must be positive")
         if self.result_ttl < 0:
             raise bad("result_ttl", "must not be negative (0 keeps results forever)")
         for name in ("http_idle_timeout", "http_read_timeout"):
@@ -362,6 +367,7 @@ ENV: dict[str, tuple[str, object]] = {
     "default_timeout": ("YADTQ_DEFAULT_TIMEOUT", float),
     "max_message_bytes": ("YADTQ_MAX_MESSAGE_BYTES", int),
     "max_result_bytes": ("YADTQ_MAX_RESULT_BYTES", int),
+    "submit_timeout": ("YADTQ_SUBMIT_TIMEOUT", float),
     "web_host": ("YADTQ_WEB_HOST", str),
     "web_port": ("YADTQ_WEB_PORT", int),
     "max_nesting": ("YADTQ_MAX_NESTING", int),

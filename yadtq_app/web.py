@@ -58,6 +58,8 @@ from functools import wraps
 from typing import Any, Awaitable, Callable, Optional, Union
 
 import aiohttp
+from aiokafka.errors import KafkaError
+from faust.exceptions import ProducerSendError
 from faust.types import TP
 from faust.web import Request, Response, View
 from yarl import URL
@@ -67,7 +69,7 @@ from tables.dead_letters import dead_letters, list_dead_letters
 from tables.task_status import get_status, get_status_json, task_status
 from tables.workers import latest_heartbeats, workers
 from yadtq_app.application import app, settings
-from yadtq_app.compat import fetch_state
+from yadtq_app.compat import fetch_state, unconfirmed_reason
 from yadtq_app.errors import InvalidTask
 from yadtq_app.liveness import crash_reason
 from yadtq_app.ids import id_problem, quote_id, unquote_id
@@ -250,10 +252,23 @@ class TasksView(View):
             sending = sequencer_topic.send(key=req.ordering_key.encode(), value=message)
         else:
             sending = task_topic.send(key=req.key, value=value)
-        # Both records handed to the producer in one go, so that they travel in one
-        # produce request: one round trip to the broker before the 202, not two.
-        await asyncio.gather(*await asyncio.gather(sending, events_topic.send(key=req.key, value=queued)))
+        try:
+            # Both records handed to the producer in one go, so that they travel in one
+            # produce request: one round trip to the broker before the 202, not two.
+            await asyncio.wait_for(_confirmed(sending, events_topic.send(key=req.key, value=queued)),
+                                   settings.submit_timeout)
+        except (asyncio.TimeoutError, KafkaError, ProducerSendError) as exc:
+            why = await unconfirmed_reason(app, task_topic.get_topic_name(), req.key, exc)
+            logger.warning("task %s: the brokers did not confirm its submission: %s", req.id, why)
+            return error(self, f"the brokers did not confirm the task within {settings.submit_timeout:g} s "
+                         f"({why}); it may still be written: submit it again with the same task-id, which "
+                         "never runs twice", 503, reason="not-confirmed", **{"task-id": req.id})
         return self.json({"task-id": req.id, "status": SCHEDULED if waiting else QUEUED}, status=202)
+
+
+async def _confirmed(*sends: Any) -> None:
+    """Wait until the broker has every record handed over by ``sends``."""
+    await asyncio.gather(*await asyncio.gather(*sends))
 
 
 async def _existing(task_id: str) -> Optional[dict[str, Any]]:
