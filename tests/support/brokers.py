@@ -28,6 +28,9 @@ KAFKA_TEST_SETTINGS: dict[str, object] = {
     "group.initial.rebalance.delay.ms": 0,
     "group.min.session.timeout.ms": 1000,
     "offsets.topic.num.partitions": 10,
+    # The log cleaner looks for work every second (15 s by default): the compaction test
+    # waits for it.
+    "log.cleaner.backoff.ms": 1000,
 }
 #: And for tests that kill brokers: a dead broker is fenced (its partitions get new
 #: leaders) after 3 s without a heartbeat instead of 9 s, and drops out of the in-sync
