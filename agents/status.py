@@ -35,7 +35,7 @@ from faust.types import TP
 from tables.schedule import task_schedule
 from tables.task_status import task_status
 from yadtq_app.application import app, settings
-from yadtq_app.compat import last_fetched_ms
+from yadtq_app.compat import last_fetched_ms, stale_ack
 from yadtq_app.records import (
     CANCEL,
     CANCELLED,
@@ -73,8 +73,11 @@ async def record_status(stream: AsyncIterable[Any]) -> None:
         value = event.value
         msg = event.message
         app.consumer.delivered(msg.tp, msg.offset)  # type: ignore[attr-defined]  # yadtq_app.compat.Consumer
-        if not await app.may_act_on(msg.topic, msg.partition):
-            continue  # a frozen worker's leftovers: the new owner folds this event
+        if not await app.may_act_on(msg.topic, msg.partition) \
+                or stale_ack(msg.generation_id, app.consumer_generation_id):
+            # A frozen worker's leftovers, or fetched before a rebalance that ended while
+            # this waited: the partition's owner reads it again and folds it.
+            continue
         try:
             fold(value)
         except Exception:  # noqa: BLE001 - a bad event must not stop the partition

@@ -588,11 +588,14 @@ async def report(request: TaskRequest, kind: str, *, attempt: int, state: Option
 
 async def _still_ours() -> bool:
     """Whether the current task message may still be acted on: no rebalance began since
-    it was fetched, and this worker holds its partition."""
+    it was fetched, this worker holds its partition, and (waited for) the group's
+    heartbeats succeed: a worker cut off from the broker starts nothing."""
     current = faust.current_event()
     if current is None or app.revoking or _fetched_before_rebalance():
         return False
-    return await app.may_act_on(current.message.topic, current.message.partition)
+    if not await app.may_act_on(current.message.topic, current.message.partition, strict=True):
+        return False
+    return not (app.revoking or _fetched_before_rebalance())  # as it is after the wait
 
 
 def _fetched_before_rebalance() -> bool:
@@ -612,5 +615,10 @@ async def _owns_current_partition(request: TaskRequest) -> bool:
         # Also after a rebalance that returned the partition here: an attempt that ran
         # across it reports through the events topic, fenced like any other worker's.
         return False
-    return await app.may_act_on(current.message.topic, current.message.partition)
+    if not await app.may_act_on(current.message.topic, current.message.partition, strict=True):
+        return False
+    # Asked again after the wait: a rebalance may have begun or ended meanwhile (seen: an
+    # outcome folded here while the table was being rebuilt was lost, the row stayed
+    # ``processing``).
+    return not (app.revoking or _fetched_before_rebalance())
 

@@ -156,28 +156,28 @@ class YadtqApp(faust.App):
         """The group evicted this worker (e.g. it was frozen) and it has not rejoined yet."""
         return bool(self.consumer._thread.membership_lost())  # type: ignore[attr-defined]
 
-    async def may_act_on(self, topic: str, partition: int) -> bool:
+    async def may_act_on(self, topic: str, partition: int, *, strict: bool = False) -> bool:
         """Whether this worker may act on a message of ``topic``/``partition`` now.
 
-        Waits while the freeze guard is closed (:mod:`yadtq_app.fencing`) or the group's
-        heartbeats fail (:meth:`in_touch`). False at once if
-        the group has evicted this worker: its commits fail from then on, so skipping the
-        message leaves it to the partition's new owner, and returning (rather than
-        waiting) lets Faust finish the rebalance that rejoins the group.
+        Waits while the freeze guard is closed (:mod:`yadtq_app.fencing`) and, with
+        ``strict`` (about to start a task's code, or to write its outcome into the table
+        itself), while the group's heartbeats fail (:meth:`in_touch`): a worker cut off
+        from the broker neither starts tasks nor writes rows another worker now owns. False at once if the group has evicted this worker: its
+        commits fail from then on, so skipping the message leaves it to the partition's
+        new owner, and returning (rather than waiting) lets Faust finish the rebalance
+        that rejoins the group.
         """
         while True:
             if self.membership_lost():
                 return False
-            if self.freeze_guard.is_open() and self.in_touch():
+            if self.freeze_guard.is_open() and (not strict or self.in_touch()):
                 break
             await asyncio.sleep(0.05)
         return self._holds(topic, partition)
 
     def may_act_now(self, topic: str, partition: int) -> bool:
-        """:meth:`may_act_on` without waiting: False while the freeze guard is closed or
-        the group's heartbeats fail."""
-        return not self.membership_lost() and self.freeze_guard.is_open() and self.in_touch() \
-            and self._holds(topic, partition)
+        """:meth:`may_act_on` without waiting: False while the freeze guard is closed."""
+        return not self.membership_lost() and self.freeze_guard.is_open() and self._holds(topic, partition)
 
     def in_touch(self) -> bool:
         """Whether the group coordinator answered a heartbeat lately (half the session

@@ -507,8 +507,10 @@ class HealthView(View):
             fetch = fetch_state(app.consumer)
         except Exception:  # noqa: BLE001 - no consumer yet
             held, fetch = [], {}
+        heartbeats = getattr(app.consumer, "heartbeats", None)
         return self.json({"status": "ok", "worker": settings.worker_id, "rebalancing": bool(app.rebalancing),
-                          "partitions": held, "fetch": fetch})
+                          "partitions": held, "fetch": fetch, "in_touch": app.in_touch(),
+                          "heartbeat_age": round(heartbeats.age(), 3) if heartbeats is not None else None})
 
 
 @app.task

@@ -61,7 +61,17 @@ def wait_all_finished(cluster: Any, ids: list[str], timeout: float = 60) -> dict
                 done[tid] = info
         return len(done) == len(ids)
 
-    wait_for(finished, timeout=timeout, interval=0.1, message=f"{len(ids)} tasks to finish")
+    try:
+        wait_for(finished, timeout=timeout, interval=0.1, message=f"{len(ids)} tasks to finish")
+    except AssertionError as exc:
+        left = {}
+        for tid in [t for t in ids if t not in done][:5]:
+            try:
+                info = client.get_task(tid)
+                left[tid] = (info["status"], info["attempts"], info["worker"], info.get("lease_until"))
+            except Exception as read_exc:  # noqa: BLE001 - diagnostics only
+                left[tid] = repr(read_exc)
+        raise AssertionError(f"{exc}; not finished: {left}") from None
     return done
 
 
