@@ -112,6 +112,12 @@ class YadtqApp(faust.App):
         #: (yadtq_app.compat.stale_ack).
         self.rereadable_topics = frozenset({settings.task_topic, settings.events_topic})
 
+    def _discovery_modules(self) -> list[str]:
+        """The modules Faust scans: :data:`AUTODISCOVER` only. Faust adds the app's
+        origin package, and scanning ``yadtq_app`` imported every module in it, so
+        ``yadtq_app.examples`` registered its tasks whatever ``YADTQ_TASK_MODULES`` said."""
+        return list(AUTODISCOVER)
+
     def _new_web(self) -> Any:
         # yadtq's limits on the HTTP server (yadtq_app.http_server).
         return WebServer(self)
