@@ -230,9 +230,15 @@ class TasksView(View):
             body = {**body, "submitted_at": now}  # the server's clock; a countdown counts from now
         try:
             req = task_request_from_json(body)
-            app.registry.get(req.task)
+            taskdef = app.registry.get(req.task)
         except InvalidTask as exc:
             return error(self, str(exc), 400, reason=exc.reason)
+        try:
+            # The worker that accepts a task has its signature: bad arguments are a 400
+            # now, not a task that fails later.
+            taskdef.check_arguments(req.task_args, req.task_kwargs)
+        except TypeError as exc:
+            return error(self, f"{req.task}: {exc}", 400, reason="bad-arguments")
         value = req.encode()
         if len(value) > settings.max_message_bytes:
             return error(self, f"task message exceeds {settings.max_message_bytes} bytes", 413)

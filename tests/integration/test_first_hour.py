@@ -26,3 +26,14 @@ def test_only_the_listed_task_modules_register(cluster_factory: Any) -> None:
     assert r.status_code == 400, r.text
     assert r.json()["reason"] == "unknown-task"
     assert post_task(url, {"task": "tests.concat", "args": ["a", "b"]}).status_code == 202
+
+
+def test_arguments_are_bound_at_submit(shared_cluster: Any) -> None:
+    url = shared_cluster.workers[0].url
+    r = post_task(url, {"task": "multiply", "args": [4]})
+    assert r.status_code == 400, r.text
+    assert r.json()["reason"] == "bad-arguments"
+    assert "missing a required argument: 'b'" in r.json()["error"]
+    r = post_task(url, {"task": "tests.concat", "args": ["a"], "kwargs": {"c": 1}})
+    assert r.status_code == 400 and "unexpected keyword argument 'c'" in r.json()["error"], r.text
+    assert post_task(url, {"task": "tests.concat", "args": ["a"]}).status_code == 202
