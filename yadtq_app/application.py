@@ -25,6 +25,7 @@ from .compat import BrokerProfile, RecoveryWatchdog, StreamWatchdog, profile_for
 from .fencing import FencedTable, FreezeGuard
 from .liveness import CrashWatch, crash_reason
 from .http_server import WebServer
+from .peers import PeerTasks
 from .registry import TaskRegistry, default_registry
 from .security import broker_credentials, client_options
 from .settings import PRODUCER_MAX_REQUEST_SIZE, Settings
@@ -81,6 +82,8 @@ class YadtqApp(faust.App):
         self.finished = RecentlyFinished()
         self.running = RunningTasks()
         self.finish_waiters = FinishWaiters()
+        #: What the other alive workers register (refreshed by yadtq_app.web).
+        self.peer_tasks = PeerTasks(settings.worker_id, registry.names(), registry.digest())
         self.processes = ProcessRunner(settings.processes)
         self._long_poll_http: Optional[aiohttp.ClientSession] = None
         session = self.profile.faust_options()["broker_session_timeout"]

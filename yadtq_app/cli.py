@@ -225,12 +225,23 @@ def cmd_workers(args: argparse.Namespace) -> int:
         print(json.dumps(workers, indent=2))
         return 0
     now = time.time()
-    rows = [("ID", "PID", "ALIVE", "LAST SEEN", "DONE", "FAILED", "RUNNING", "PARTITIONS")]
+    rows = [("ID", "PID", "ALIVE", "LAST SEEN", "DONE", "FAILED", "RUNNING", "PARTITIONS", "TASKS")]
     for w in workers:
+        tasks = f"{len(w.get('tasks') or [])} ({w.get('tasks_digest') or '?'})"
+        if w.get("tasks_differ"):
+            tasks += " DIFFERS"
         rows.append((w["id"], str(w["pid"]), "yes" if w["alive"] else "NO", f"{now - w['last_heartbeat']:.1f}s ago",
                      str(w["tasks_done"]), str(w["tasks_failed"]), str(w["in_progress"]),
-                     ",".join(str(p) for p in w.get("partitions", []))))
+                     ",".join(str(p) for p in w.get("partitions", [])), tasks))
     _print_table(rows)
+    differ = [w for w in workers if w.get("tasks_differ")]
+    if differ:
+        print("\nThe alive workers do not register the same tasks (every worker must load the same "
+              "YADTQ_TASK_MODULES):")
+        everywhere = set.intersection(*(set(w.get("tasks") or []) for w in differ))
+        for w in differ:
+            only = sorted(set(w.get("tasks") or []) - everywhere)
+            print(f"  {w['id']}: only it has {', '.join(only) or 'nothing more'}")
     return 0
 
 

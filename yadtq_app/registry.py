@@ -36,6 +36,7 @@ the time limit kills it; the function must be importable at module level).
 from __future__ import annotations
 
 import functools
+import hashlib
 import importlib
 import inspect
 from dataclasses import dataclass
@@ -43,7 +44,7 @@ from typing import Any, Callable, Iterable, Iterator, Optional, TypeVar, overloa
 
 from .errors import TaskRegistrationError, UnknownTask
 
-__all__ = ["TaskDef", "TaskRegistry", "task", "default_registry"]
+__all__ = ["TaskDef", "TaskRegistry", "task", "default_registry", "names_digest"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -162,6 +163,10 @@ class TaskRegistry:
     def names(self) -> list[str]:
         return sorted(self._tasks)
 
+    def digest(self) -> str:
+        """A short digest of the set of task names: equal on workers that register the same tasks."""
+        return names_digest(self._tasks)
+
     def load_modules(self, modules: Iterable[str]) -> None:
         """Import modules so their ``@task`` functions register."""
         for mod in modules:
@@ -169,6 +174,11 @@ class TaskRegistry:
                 importlib.import_module(mod)
             except ImportError as exc:
                 raise TaskRegistrationError(f"cannot import task module {mod!r}: {exc}") from exc
+
+
+def names_digest(names: Iterable[str]) -> str:
+    """12 hex digits of SHA-256 over the sorted names, one a line."""
+    return hashlib.sha256("\n".join(sorted(names)).encode()).hexdigest()[:12]
 
 
 def _same_definition(a: Callable[..., Any], b: Callable[..., Any]) -> bool:

@@ -86,6 +86,7 @@ from yadtq_app.records import (
     task_request_from_json,
 )
 from yadtq_app.ordering import ENQUEUE, SequencerMessage
+from yadtq_app.peers import differing
 from yadtq_app.topics import events_topic, sequencer_topic, task_topic
 
 __all__ = ["TasksView", "TaskView", "TaskStatusesView", "CancelView", "RetryView", "WorkersView", "DeadLettersView",
@@ -230,13 +231,15 @@ class TasksView(View):
             body = {**body, "submitted_at": now}  # the server's clock; a countdown counts from now
         try:
             req = task_request_from_json(body)
-            taskdef = app.registry.get(req.task)
         except InvalidTask as exc:
             return error(self, str(exc), 400, reason=exc.reason)
+        unavailable = _not_everywhere(self, req.task)
+        if unavailable is not None:
+            return unavailable
         try:
             # The worker that accepts a task has its signature: bad arguments are a 400
             # now, not a task that fails later.
-            taskdef.check_arguments(req.task_args, req.task_kwargs)
+            app.registry.get(req.task).check_arguments(req.task_args, req.task_kwargs)
         except TypeError as exc:
             return error(self, f"{req.task}: {exc}", 400, reason="bad-arguments")
         value = req.encode()
@@ -260,6 +263,22 @@ class TasksView(View):
         # produce request: one round trip to the broker before the 202, not two.
         await asyncio.gather(*await asyncio.gather(sending, events_topic.send(key=req.key, value=queued)))
         return self.json({"task-id": req.id, "status": SCHEDULED if waiting else QUEUED}, status=202)
+
+
+def _not_everywhere(view: View, name: str) -> Optional[Response]:
+    """A 400 for a task that not every alive worker registers (its messages would fail
+    as ``unknown task`` on the workers without it); ``None`` if every one does."""
+    peers = app.peer_tasks
+    if not peers.anywhere(name):
+        known = sorted(app.registry.names())
+        return error(view, f"unknown task {name!r}: no alive worker registers it; this one registers "
+                     f"{', '.join(known) or 'none'}", 400, reason="unknown-task")
+    lacking = peers.lacking(name)
+    if lacking:
+        return error(view, f"task {name!r} is registered on some workers only: {', '.join(lacking)} "
+                     "lack it (every worker must load the same YADTQ_TASK_MODULES)", 400,
+                     reason="not-on-every-worker", workers_without=lacking)
+    return None
 
 
 async def _existing(task_id: str) -> Optional[dict[str, Any]]:
@@ -465,8 +484,27 @@ class WorkersView(View):
     async def get(self, request: Request) -> Response:
         now = time.time()
         timeout = settings.effective_worker_timeout
-        return self.json({"workers": [hb.to_json(now=now, timeout=timeout) for hb in latest_heartbeats()],
-                          "alive_timeout": timeout})
+        rows = [hb.to_json(now=now, timeout=timeout) for hb in latest_heartbeats()]
+        mismatched = differing(rows)
+        for row in rows:
+            row["tasks_differ"] = row["id"] in mismatched
+        return self.json({"workers": rows, "alive_timeout": timeout})
+
+
+@app.timer(interval=settings.heartbeat_interval, name="yadtq.refresh_peer_tasks")
+async def _refresh_peer_tasks() -> None:
+    """Learn what the other alive workers register (``GET /workers``, asked of this
+    worker, which routes it to the table's owner); warn of a set unlike this one's."""
+    url = f"{str(app.conf.canonical_url).rstrip('/')}/workers"
+    try:
+        async with app.http_client.get(url, timeout=aiohttp.ClientTimeout(total=5)) as resp:
+            if resp.status != 200:
+                return
+            rows = (await resp.json())["workers"]
+    except (aiohttp.ClientError, asyncio.TimeoutError, ValueError, KeyError, TypeError):
+        return  # starting, or rebalancing: the next beat asks again
+    for warning in app.peer_tasks.update(rows):
+        logger.warning("%s", warning)
 
 
 @app.page("/dead-letters")

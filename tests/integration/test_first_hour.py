@@ -37,3 +37,35 @@ def test_arguments_are_bound_at_submit(shared_cluster: Any) -> None:
     r = post_task(url, {"task": "tests.concat", "args": ["a"], "kwargs": {"c": 1}})
     assert r.status_code == 400 and "unexpected keyword argument 'c'" in r.json()["error"], r.text
     assert post_task(url, {"task": "tests.concat", "args": ["a"]}).status_code == 202
+
+
+def test_workers_with_different_tasks_are_shown_and_refused(cluster_factory: Any) -> None:
+    cluster = cluster_factory()
+    full = cluster.add(1)[0]
+    lean = cluster.add(1, extra_env=ONLY_TEST_TASKS)[0]
+    for w in cluster.workers:
+        w.wait_healthy(90)
+    cluster.wait_settled(timeout=90)
+
+    def view() -> Any:
+        rows = {w["id"]: w for w in cluster.workers_view(full)}
+        return rows if all(rows[w.worker_id]["tasks_differ"] for w in cluster.workers) else None
+
+    rows = wait_for(view, timeout=30, message="/workers to show the differing task sets")
+    assert "multiply" in rows[full.worker_id]["tasks"] and "multiply" not in rows[lean.worker_id]["tasks"]
+    assert rows[full.worker_id]["tasks_digest"] != rows[lean.worker_id]["tasks_digest"]
+
+    def refused(url: str) -> Any:
+        # Each worker learns the others' tasks from /workers once a heartbeat.
+        r = post_task(url, {"task": "multiply", "args": [4, 5]})
+        return r if r.json().get("reason") == "not-on-every-worker" else None
+
+    for w in cluster.workers:
+        r = wait_for(lambda w=w: refused(w.url), timeout=30, message=f"multiply to be refused by worker {w.index}")
+        assert r.status_code == 400 and r.json()["workers_without"] == [lean.worker_id], r.text
+    r = post_task(full.url, {"task": "no.such.task"})
+    assert r.status_code == 400 and r.json()["reason"] == "unknown-task"
+    assert post_task(full.url, {"task": "tests.concat", "args": ["a", "b"]}).status_code == 202
+    for w in cluster.workers:
+        wait_for(lambda w=w: "registers other tasks than this one" in w.log_text(), timeout=30,
+                 message=f"worker {w.index} to warn of the other's tasks")
