@@ -21,6 +21,10 @@ import faust
 from faust.types import TP
 
 from .admin import TopicSpec, ensure_topics, topic_specs
+from .broker import port_is_free
+from .broker_link import BrokerWatch, restart_process, wait_for_broker
+from .datadir import DataDirLock, check_marker
+from .errors import ConfigurationError
 from .compat import BrokerProfile, RecoveryWatchdog, StreamWatchdog, profile_for
 from .fencing import FencedTable, FreezeGuard
 from .liveness import CrashWatch, crash_reason
@@ -32,9 +36,12 @@ from .settings import PRODUCER_MAX_REQUEST_SIZE, Settings
 from .execution import ProcessRunner, ThreadRunner
 from .state import FinishWaiters, RecentlyFinished, RunningTasks, WorkerStats
 
-__all__ = ["YadtqApp", "create_app", "app", "settings"]
+__all__ = ["YadtqApp", "create_app", "app", "settings", "EXIT_CONFIG"]
 
 logger = logging.getLogger(__name__)
+
+#: The exit status of a worker that cannot start with its settings (``EX_CONFIG``).
+EXIT_CONFIG = 78
 
 #: Modules Faust scans for agents, tables, timers and web views.
 AUTODISCOVER = ["agents", "tables", "yadtq_app.web"]
@@ -51,6 +58,12 @@ class Worker(faust.Worker):
 
     def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
         self.spinner = None
+
+    async def on_first_start(self) -> None:
+        # Before Faust opens anything: the data folder's lock, the broker, stale tables.
+        if isinstance(self.app, YadtqApp):
+            await self.app.prepare_local_state()
+        await super().on_first_start()
 
 
 class YadtqApp(faust.App):
@@ -105,9 +118,14 @@ class YadtqApp(faust.App):
         #: current rebalance, so the rebalance need not wait for it (agents.tasks sets it).
         self.lease_covers: Callable[[Any], bool] = lambda message: False
         #: Ends the process once the worker cannot work (see yadtq_app.liveness).
-        self.crash_watch = CrashWatch(lambda: crash_reason(self))
+        self.crash_watch = CrashWatch(lambda: crash_reason(self), exit=self._exit_after_crash)
         self.recovery_watchdog = RecoveryWatchdog(self)
         self.timer(interval=1.0, name="yadtq.recovery_watchdog")(self.recovery_watchdog.check)
+        #: This worker's hold on its data folder (see yadtq_app.datadir).
+        self.data_lock = DataDirLock(settings.resolved_data_dir)
+        #: Set once the broker answered at start (see yadtq_app.broker_link).
+        self.broker_watch: Optional[BrokerWatch] = None
+        self.timer(interval=2.0, name="yadtq.broker_watch")(self._watch_broker)
         self.stream_watchdog = StreamWatchdog(self)
         self.timer(interval=1.0, name="yadtq.stream_watchdog")(self.stream_watchdog.check)
         #: Topics whose messages may be read twice (the task agent decides from the status
@@ -141,6 +159,39 @@ class YadtqApp(faust.App):
         await ensure_topics(self.settings.bootstrap_servers, self.topic_specs(),
                             client_options=client_options(self.settings))
 
+    async def prepare_local_state(self) -> None:
+        """Take the data folder, wait for the broker, and wipe tables that belong to
+        another broker (:mod:`yadtq_app.datadir`); a setting that stops this worker
+        from starting ends the process with one log line naming it."""
+        s = self.settings
+        host, port = self.conf.web_bind, self.conf.web_port
+        try:
+            if not port_is_free(host, port):
+                raise ConfigurationError(f"port {port} ({host}) is taken: give this worker another with --web-port "
+                                         "(or YADTQ_WEB_PORT)")
+            self.data_lock.acquire()
+        except ConfigurationError as exc:
+            logger.error("cannot start: %s", exc)
+            for handler in logging.getLogger().handlers:
+                handler.flush()
+            os._exit(EXIT_CONFIG)
+        changelogs = [name for name in s.topics() if name.endswith("-changelog")]
+        found = await wait_for_broker(s, changelogs, host=host, port=port)
+        check_marker(s.resolved_data_dir, found)
+        self.broker_watch = BrokerWatch(s, found.cluster_id, lost_after=s.broker_lost_after)
+
+    def _exit_after_crash(self, code: int) -> None:
+        """End the crashed worker; restart it instead if the broker is the cause (it
+        went away or was replaced: Faust's table recovery then fails)."""
+        why = self.broker_watch.explains_crash() if self.broker_watch is not None else None
+        if why is not None:
+            restart_process(why)
+        os._exit(code)
+
+    async def _watch_broker(self) -> None:
+        if self.broker_watch is not None:
+            await self.broker_watch.check()
+
     def fatal(self, reason: str) -> None:
         """The worker cannot go on: exit now (see :class:`~yadtq_app.liveness.CrashWatch`)."""
         self.crash_watch.die(reason)
@@ -155,6 +206,8 @@ class YadtqApp(faust.App):
         return self._long_poll_http
 
     async def on_stop(self) -> None:
+        if self.broker_watch is not None:
+            await self.broker_watch.close()
         self.threads.close()
         self.processes.close()
         if self._long_poll_http is not None:

@@ -530,7 +530,12 @@ class HealthView(View):
     async def get(self, request: Request) -> Response:
         crashed = crash_reason(app)
         if crashed is not None:  # about to exit (yadtq_app.liveness): never "ok" while dead
-            return error(self, f"this worker cannot work: {crashed}", 503, status="crashed")
+            return self.json({"error": f"this worker cannot work: {crashed}", "status": "crashed"}, status=503,
+                             headers={"Retry-After": "1"})
+        watch = app.broker_watch
+        if watch is not None and watch.unreachable_for() > 0:
+            return error(self, f"the broker has not answered for {watch.unreachable_for():.0f} s", 503,
+                         reason="broker-unavailable")
         try:
             held = sorted(tp.partition for tp in app.consumer.assignment() if tp.topic == settings.task_topic)
             fetch = fetch_state(app.consumer)

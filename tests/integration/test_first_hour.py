@@ -3,12 +3,15 @@ data folders and a broker that goes away (issue "The first hour")."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from tests.support.cluster import Cluster, free_port
 from tests.support.wait import wait_for
+from yadtq_app.broker import EmbeddedBroker, port_is_free
 
 pytestmark = pytest.mark.integration
 
@@ -69,3 +72,52 @@ def test_workers_with_different_tasks_are_shown_and_refused(cluster_factory: Any
     for w in cluster.workers:
         wait_for(lambda w=w: "registers other tasks than this one" in w.log_text(), timeout=30,
                  message=f"worker {w.index} to warn of the other's tasks")
+
+
+def _own_broker(tmp_path: Path, port: int, n: int) -> EmbeddedBroker:
+    """An embedded broker of this test's own on ``port`` (once the previous one let go of it)."""
+    wait_for(lambda: port_is_free("127.0.0.1", port), timeout=30, message=f"port {port} to be free")
+    return EmbeddedBroker("127.0.0.1", port, log_path=str(tmp_path / f"broker-{n}.log")).start()
+
+
+def _run_some_tasks(url: str, n: int = 30) -> None:
+    from yadtq_app import Client
+
+    client = Client(url)
+    handles = [client.submit("add", i, 1) for i in range(n)]
+    assert [h.result(timeout=60) for h in handles] == [i + 1 for i in range(n)]
+
+
+def test_a_worker_outlives_its_embedded_broker(tmp_path: Path) -> None:
+    """The broker restarts (empty) under a stopped worker, then under a running one: the
+    worker rebuilds its tables instead of ConsistencyError, and waits (503) meanwhile."""
+    port = free_port()
+    broker = _own_broker(tmp_path, port, 1)
+    cluster = Cluster(broker.url, tmp_path / "cluster", extra_env={"YADTQ_BROKER_LOST_AFTER": "3"})
+    try:
+        w = cluster.add(1)[0]
+        w.wait_healthy(90)
+        _run_some_tasks(w.url)
+        # 1. stopped worker, new broker: its tables are stale; it says so and rebuilds.
+        w.stop()
+        broker.stop()
+        broker = _own_broker(tmp_path, port, 2)
+        w.start()
+        w.wait_healthy(90)
+        _run_some_tasks(w.url)
+        assert "do not belong to this broker" in w.log_text()
+        assert "ConsistencyError" not in w.log_text()
+        # 2. running worker, broker away: 503, same process; back with a new broker.
+        pid = w.pid
+        broker.stop()
+        wait_for(lambda: httpx.get(w.url + "/health", timeout=2).status_code == 503, timeout=30,
+                 message="the worker to answer 503 while the broker is away")
+        assert w.alive and w.pid == pid
+        broker = _own_broker(tmp_path, port, 3)
+        w.wait_healthy(90)
+        _run_some_tasks(w.url)
+        assert w.alive and w.pid == pid
+        assert w.log_text().count("do not belong to this broker") == 2
+    finally:
+        cluster.stop()
+        broker.stop()
