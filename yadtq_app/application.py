@@ -13,7 +13,9 @@ import asyncio
 import logging
 import os
 import socket
+import sys
 import time
+from pathlib import Path
 from typing import Any, Awaitable, Callable, Optional, Set
 
 import aiohttp
@@ -59,11 +61,11 @@ class Worker(faust.Worker):
     def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
         self.spinner = None
 
-    async def on_first_start(self) -> None:
+    async def default_on_first_start(self) -> None:
+        await super().default_on_first_start()  # logging is set up here
         # Before Faust opens anything: the data folder's lock, the broker, stale tables.
         if isinstance(self.app, YadtqApp):
             await self.app.prepare_local_state()
-        await super().on_first_start()
 
 
 class YadtqApp(faust.App):
@@ -174,6 +176,7 @@ class YadtqApp(faust.App):
             logger.error("cannot start: %s", exc)
             for handler in logging.getLogger().handlers:
                 handler.flush()
+            sys.__stderr__.flush()
             os._exit(EXIT_CONFIG)
         changelogs = [name for name in s.topics() if name.endswith("-changelog")]
         found = await wait_for_broker(s, changelogs, host=host, port=port)
@@ -336,5 +339,28 @@ def create_app(settings: Optional[Settings] = None, registry: Optional[TaskRegis
     return YadtqApp(settings, registry, **faust_options(settings))
 
 
+def command_line_port(argv: list[str]) -> Optional[int]:
+    """The web port a ``faust … worker`` (or ``yadtq worker``) command line names with
+    ``--web-port N`` / ``-p N``, if any: Faust reads it only after this module built the
+    settings, so the data folder and the advertised URL would keep the default port."""
+    if "worker" not in argv or not any(part in ("faust", "yadtq") or part.endswith("cli.py")
+                                       for part in Path(argv[0] if argv else "").parts):
+        return None
+    for i, arg in enumerate(argv):
+        value = None
+        if arg in ("--web-port", "-p") and i + 1 < len(argv):
+            value = argv[i + 1]
+        elif arg.startswith("--web-port="):
+            value = arg.split("=", 1)[1]
+        if value is not None:
+            try:
+                return int(value)
+            except ValueError:
+                return None  # Faust refuses it in its own words
+    return None
+
+
 settings = Settings.from_env()
+if (_port := command_line_port(sys.argv)) is not None and _port != settings.web_port:
+    settings = settings.replace(web_port=_port)
 app = create_app(settings)

@@ -3,13 +3,16 @@ data folders and a broker that goes away (issue "The first hour")."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.support.cluster import Cluster, free_port
+from tests.support.cluster import ROOT, Cluster, free_port
 from tests.support.wait import wait_for
 from yadtq_app.broker import EmbeddedBroker, port_is_free
 
@@ -121,3 +124,50 @@ def test_a_worker_outlives_its_embedded_broker(tmp_path: Path) -> None:
     finally:
         cluster.stop()
         broker.stop()
+
+
+def _faust_worker(env: dict[str, str], cwd: Path, port: int, log: Path) -> "subprocess.Popen[bytes]":
+    faust = str(Path(sys.executable).parent / "faust")
+    with open(log, "ab") as out:
+        return subprocess.Popen([faust, "-A", "yadtq_app", "worker", "-l", "info", "--web-port", str(port)],
+                                env=env, cwd=str(cwd), stdout=out, stderr=subprocess.STDOUT)
+
+
+def _stop(proc: "subprocess.Popen[bytes]") -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def test_faust_web_port_decides_data_folder_and_url(broker: Any, tmp_path: Path) -> None:
+    """``faust -A yadtq_app worker --web-port N`` with no YADTQ_WEB_PORT: the folder and the
+    advertised URL follow N; a second worker on the same folder stops with one clear line."""
+    tag = os.urandom(4).hex()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("YADTQ_")}
+    env.update(YADTQ_BROKER_URL=broker.url, YADTQ_APP_ID=f"yp-{tag}", YADTQ_TASK_TOPIC=f"tp-{tag}",
+               PYTHONPATH=str(ROOT))
+    port = free_port()
+    first = _faust_worker(env, tmp_path, port, tmp_path / "first.log")
+    try:
+        url = f"http://127.0.0.1:{port}"
+        rows = wait_for(lambda: httpx.get(f"{url}/workers", timeout=2).json()["workers"], timeout=90,
+                        message="the faust-started worker in /workers")
+        assert [w["url"] for w in rows] == [url]
+        assert (tmp_path / ".yadtq" / f"worker-{port}" / "worker.lock").exists()
+        assert not (tmp_path / ".yadtq" / "worker-6066").exists()
+
+        second = _faust_worker(dict(env, YADTQ_DATA_DIR=str(tmp_path / ".yadtq" / f"worker-{port}")), tmp_path,
+                               free_port(), tmp_path / "second.log")
+        try:
+            assert second.wait(60) == 78
+        finally:
+            _stop(second)
+        text = (tmp_path / "second.log").read_text()
+        assert "is in use by another worker" in text and "Traceback" not in text, text
+        assert first.poll() is None
+    finally:
+        _stop(first)

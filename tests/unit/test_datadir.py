@@ -47,3 +47,13 @@ def test_two_processes_never_share_a_data_folder(tmp_path: Path) -> None:
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
     assert r.returncode == 0, r.stdout + r.stderr  # the control case: free again
 
+
+
+def test_the_command_line_web_port_is_found() -> None:
+    from yadtq_app.application import command_line_port
+
+    assert command_line_port(["/v/bin/faust", "-A", "yadtq_app", "worker", "--web-port", "6068"]) == 6068
+    assert command_line_port(["/v/bin/faust", "-A", "yadtq_app", "worker", "-p", "6069"]) == 6069
+    assert command_line_port(["/v/bin/yadtq", "worker", "--web-port=6070"]) == 6070
+    assert command_line_port(["/v/bin/faust", "-A", "yadtq_app", "worker"]) is None
+    assert command_line_port(["/v/bin/pytest", "-p", "no:x", "worker"]) is None  # not a worker command
