@@ -14,8 +14,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
+# make run [PORT=9092] [WEB_PORT=6066] [WORKERS=1] [LOG_LEVEL=info]
 run: install
-	$(BIN)/yadtq run
+	$(BIN)/yadtq $(if $(LOG_LEVEL),--log-level $(LOG_LEVEL)) run $(if $(PORT),--port $(PORT)) \
+		$(if $(WEB_PORT),--web-port $(WEB_PORT)) $(if $(WORKERS),--workers $(WORKERS))
 
 test: install
 	$(BIN)/python -m pytest tests -q

@@ -18,7 +18,6 @@ import asyncio
 import json
 import logging
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -96,6 +95,13 @@ def cmd_worker(args: argparse.Namespace) -> int:
         os.environ["YADTQ_WEB_PORT"] = str(args.web_port)
     if args.data_dir is not None:
         os.environ["YADTQ_DATA_DIR"] = args.data_dir
+    from .broker import port_is_free
+    from .settings import Settings
+
+    wanted = Settings.from_env()
+    if not port_is_free(wanted.web_host, wanted.web_port):
+        raise YadtqError(f"port {wanted.web_port} is taken: give this worker another with --web-port "
+                         "(or YADTQ_WEB_PORT)")
     from .application import app, settings
 
     argv = ["yadtq", "worker", "--loglevel", _faust_level(settings.log_level), "--web-port", str(settings.web_port),
@@ -106,51 +112,77 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """Embedded broker and one worker, until Ctrl-C."""
-    from .broker import EmbeddedBroker
+    """Embedded broker and ``--workers`` workers, until Ctrl-C."""
+    from .broker import EmbeddedBroker, port_is_free
+    from .errors import BrokerError
     from .settings import Settings
 
     settings = Settings.from_env()
     host, port = settings.broker_hosts[0]
+    port = args.port if args.port is not None else port
+    first = args.web_port if args.web_port is not None else settings.web_port
+    if args.workers < 1:
+        raise YadtqError("--workers must be at least 1")
+    web_ports = [first + i for i in range(args.workers)]
+    for web_port in web_ports:
+        if not port_is_free(settings.web_host, web_port):
+            raise YadtqError(f"port {web_port} is taken (a worker's HTTP API): choose another with --web-port "
+                             "(make run WEB_PORT=...)")
     broker = EmbeddedBroker(host, port, log_path=".yadtq/broker.log")
-    broker.start()
-    # The embedded broker starts empty: tables kept from an earlier run are stale
-    # (Faust would refuse them with ConsistencyError).
-    shutil.rmtree(settings.resolved_data_dir, ignore_errors=True)
-    env = dict(os.environ, YADTQ_BROKER_URL=broker.url)
-    # Own session: on Ctrl-C we stop the worker first, then the broker, in that order.
-    worker = subprocess.Popen([sys.executable, "-m", "yadtq_app.cli", "worker"], env=env, start_new_session=True)
-    url = settings.web_url
     try:
-        _wait_for_http(url + "/health", worker, timeout=120)
-        print(f"""
-yadtq is running: broker {broker.url}, worker pid {worker.pid} at {url}
-
-Try, in another terminal (with .venv/bin on PATH, or prefix .venv/bin/):
-    yadtq submit multiply 4 5 --wait
-    curl -s -X POST {url}/tasks -H 'content-type: application/json' \\
-         -d '{{"task-id": "12345abc", "task": "multiply", "args": [4, 5]}}'
-    curl -s {url}/tasks/12345abc
-    yadtq workers
-Ctrl-C stops the worker and the broker.
-""", flush=True)
+        broker.start()
+    except BrokerError as exc:
+        raise YadtqError(f"{exc}: choose another broker port with --port (make run PORT=...)") from None
+    # Workers log at the CLI's level: warnings and yadtq's own lines unless --log-level says more.
+    env = dict(os.environ, YADTQ_BROKER_URL=broker.url, YADTQ_LOG_LEVEL=args.log_level)
+    workers: list[subprocess.Popen[bytes]] = []
+    try:
+        for web_port in web_ports:
+            # The embedded broker starts empty: a worker notices its tables are from an
+            # earlier broker and rebuilds them (yadtq_app.datadir).
+            # Own session: on Ctrl-C we stop the workers first, then the broker, in that order.
+            workers.append(subprocess.Popen([sys.executable, "-m", "yadtq_app.cli", "worker"],
+                                            env=dict(env, YADTQ_WEB_PORT=str(web_port)), start_new_session=True))
+        urls = [f"http://{settings.web_host}:{p}" for p in web_ports]
+        for worker, url in zip(workers, urls):
+            _wait_for_http(url + "/health", worker, timeout=120)
+        print(_banner(broker.url, workers, urls), flush=True)
         signal.signal(signal.SIGTERM, _interrupt)
-        worker.wait()
+        while all(w.poll() is None for w in workers):
+            time.sleep(0.2)
     except KeyboardInterrupt:
-        print("stopping the worker and the broker...", flush=True)
+        print("stopping the workers and the broker...", flush=True)
     finally:
-        if worker.poll() is None:
-            worker.send_signal(signal.SIGTERM)
+        for worker in workers:
+            if worker.poll() is None:
+                worker.send_signal(signal.SIGTERM)
+        for worker in workers:
             try:
                 worker.wait(30)
             except subprocess.TimeoutExpired:
                 worker.kill()
                 worker.wait()
         broker.stop()
-        # A broker restart loses every topic: the worker's local tables are stale now.
-        shutil.rmtree(settings.resolved_data_dir, ignore_errors=True)
         print("stopped.", flush=True)
     return 0
+
+
+def _banner(broker_url: str, workers: "list[subprocess.Popen[bytes]]", urls: list[str]) -> str:
+    """What ``yadtq run`` prints once its workers answer: how to try them."""
+    url = urls[0]
+    flag = "" if url == DEFAULT_URL else f" --url {url}"
+    running = "\n".join(f"    worker pid {w.pid} at {u}" for w, u in zip(workers, urls))
+    return f"""
+yadtq is running: broker {broker_url}
+{running}
+
+Try, in another terminal (with .venv/bin on PATH, or prefix .venv/bin/):
+    yadtq submit multiply 4 5 --wait{flag}
+    curl -s -X POST {url}/tasks -H 'content-type: application/json' \\
+         -d '{{"task-id": "banner-1", "task": "multiply", "args": [4, 5]}}'
+    curl -s {url}/tasks/banner-1
+    yadtq workers{flag}
+Ctrl-C stops the workers and the broker."""
 
 
 def _interrupt(signum: int, frame: Any) -> None:
@@ -331,7 +363,11 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--data-dir")
     w.set_defaults(func=cmd_worker)
 
-    r = sub.add_parser("run", help="embedded broker and one worker, until Ctrl-C")
+    r = sub.add_parser("run", help="embedded broker and workers, until Ctrl-C (make run)")
+    r.add_argument("--port", type=int, help="the embedded broker's port (default: YADTQ_BROKER_URL's, 9092)")
+    r.add_argument("--web-port", type=int,
+                   help="the first worker's HTTP port (default: YADTQ_WEB_PORT, 6066); the others take the next")
+    r.add_argument("--workers", type=int, default=1, metavar="N", help="how many workers to start (default 1)")
     r.set_defaults(func=cmd_run)
 
     def with_url(sp: argparse.ArgumentParser) -> None:
@@ -379,7 +415,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command not in ("worker",):
-        setup_logging(args.log_level if args.command != "run" else "info")
+        setup_logging(args.log_level)
     try:
         return int(args.func(args))
     except TaskFailed as exc:

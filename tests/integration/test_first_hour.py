@@ -4,6 +4,8 @@ data folders and a broker that goes away (issue "The first hour")."""
 from __future__ import annotations
 
 import os
+import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -171,3 +173,40 @@ def test_faust_web_port_decides_data_folder_and_url(broker: Any, tmp_path: Path)
         assert first.poll() is None
     finally:
         _stop(first)
+
+
+YADTQ = [sys.executable, "-m", "yadtq_app.cli"]
+
+
+def test_yadtq_run_ports(tmp_path: Path) -> None:
+    """``yadtq run --port/--web-port``: a taken port is one line naming the option; the
+    banner's hints carry ``--url`` when the port is not the default."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        taken = s.getsockname()[1]
+        for args, option in ((["--web-port", str(taken), "--port", str(free_port())], "--web-port"),
+                             (["--port", str(taken), "--web-port", str(free_port())], "--port")):
+            r = subprocess.run(YADTQ + ["run", *args], capture_output=True, text=True, timeout=60, cwd=str(tmp_path))
+            assert r.returncode == 2, r.stderr
+            assert len(r.stderr.strip().splitlines()) == 1 and option in r.stderr and str(taken) in r.stderr, r.stderr
+    web_port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("YADTQ_")}
+    with open(tmp_path / "run.log", "wb") as out:
+        proc = subprocess.Popen(YADTQ + ["run", "--port", str(free_port()), "--web-port", str(web_port)],
+                                cwd=str(tmp_path), env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        text = wait_for(lambda: "Ctrl-C stops" in (tmp_path / "run.log").read_text()
+                        and (tmp_path / "run.log").read_text(), timeout=120, message="the banner")
+        assert f"yadtq submit multiply 4 5 --wait --url http://127.0.0.1:{web_port}" in text
+        assert f"yadtq workers --url http://127.0.0.1:{web_port}" in text
+        r = subprocess.run(YADTQ + ["submit", "multiply", "4", "5", "--wait", "--url", f"http://127.0.0.1:{web_port}"],
+                           capture_output=True, text=True, timeout=60)
+        assert r.stdout.strip() == "20", r.stderr
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
