@@ -310,13 +310,26 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
+    """The broker and topics (from this environment's settings) and the tasks a worker
+    registers (asked of ``--url``), or this folder's task modules with ``--local``."""
     from .admin import describe_topics
-    from .registry import default_registry
     from .security import client_options
     from .settings import Settings
 
     settings = Settings.from_env()
-    default_registry.load_modules(settings.task_modules)
+    if args.local:
+        from .registry import default_registry, describe_task
+
+        default_registry.load_modules(settings.task_modules)
+        registry: dict[str, Any] = {"worker": None, "task_modules": list(settings.task_modules),
+                                    "tasks_digest": default_registry.digest(),
+                                    "tasks": [describe_task(t, settings) for t in default_registry]}
+    else:
+        try:
+            registry = _client(args).registry()
+        except ClientError as exc:  # the broker and topics are still worth showing
+            registry = {"error": f"{exc}; start a worker (make run), pass --url, or --local to list this folder's "
+                                 "YADTQ_TASK_MODULES without a worker"}
     wanted = settings.topics()
     try:
         actual: Optional[dict[str, int]] = asyncio.run(
@@ -331,20 +344,28 @@ def cmd_info(args: argparse.Namespace) -> int:
         "broker_reachable": actual is not None,
         "topics": [{"name": n, "partitions": p, "exists": None if actual is None else n in actual,
                     "broker_partitions": None if actual is None else actual.get(n)} for n, p in wanted.items()],
-        "tasks": [{"name": t.name, "async": t.is_async, "timeout": t.timeout} for t in default_registry],
+        "tasks_from": "local" if args.local else args.url,
+        **{k: registry.get(k) for k in ("worker", "task_modules", "tasks_digest", "tasks")},
     }
     if args.json:
-        print(json.dumps(info, indent=2))
-        return 0
+        print(json.dumps({**info, "error": registry.get("error")} if "error" in registry else info, indent=2))
+        return 2 if "error" in registry else 0
     print(f"broker   {info['broker_url']} (profile {info['broker_profile']}"
           f"{'' if actual is not None else ', not reachable'})")
     print("topics")
     for t in info["topics"]:
         state = "" if actual is None else ("" if t["exists"] else "  (not created yet)")
-        print(f"  {t['name']:40} {t['partitions']} partitions{state}")
-    print("tasks")
-    for t in info["tasks"]:
-        print(f"  {t['name']}{' (async)' if t['async'] else ''}")
+        count = t["partitions"]
+        print(f"  {t['name']:40} {count} partition{'' if count == 1 else 's'}{state}")
+    if "error" in registry:
+        print(f"yadtq: tasks: {registry['error']}", file=sys.stderr)
+        return 2
+    source = "this folder's task modules (--local)" if args.local else f"worker {info['worker']} at {args.url}"
+    print(f"tasks of {source}: {', '.join(info['task_modules'] or [])}")
+    for t in info["tasks"] or []:
+        kind = "async" if t["async"] else ("process" if t["process"] else "thread")
+        print(f"  {t['name']:24} {kind:8} timeout {t['timeout']:g} s, max_retries {t['max_retries']}"
+              f"{'  ' + t['doc'] if t.get('doc') else ''}")
     return 0
 
 
@@ -405,13 +426,19 @@ def build_parser() -> argparse.ArgumentParser:
     with_url(ws)
     ws.set_defaults(func=cmd_workers)
 
-    i = sub.add_parser("info", help="broker, topics and registered tasks")
-    i.add_argument("--json", action="store_true")
+    i = sub.add_parser("info", help="broker, topics, and the tasks a worker registers")
+    with_url(i)
+    i.add_argument("--local", action="store_true",
+                   help="list the tasks of this folder's YADTQ_TASK_MODULES instead of asking a worker")
     i.set_defaults(func=cmd_info)
     return p
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    # Task modules are found in the current folder, as ``python -m`` and Faust find them
+    # (the ``yadtq`` script's own folder is .venv/bin). Last, so it shadows nothing.
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.append(os.getcwd())
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command not in ("worker",):

@@ -240,6 +240,10 @@ class Client:
         """Every worker seen recently (``GET /workers``)."""
         return self._request("GET", "/workers")["workers"]  # type: ignore[no-any-return]
 
+    def registry(self) -> dict[str, Any]:
+        """The tasks the worker at this URL registers, with their options (``GET /registry``)."""
+        return self._request("GET", "/registry")  # type: ignore[no-any-return]
+
     def dead_letters(self, limit: int = 1000) -> list[dict[str, Any]]:
         """Task messages that will never run (``GET /dead-letters``)."""
         return self._request("GET", f"/dead-letters?limit={limit}")["dead_letters"]  # type: ignore[no-any-return]

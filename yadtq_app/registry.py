@@ -44,7 +44,7 @@ from typing import Any, Callable, Iterable, Iterator, Optional, TypeVar, overloa
 
 from .errors import TaskRegistrationError, UnknownTask
 
-__all__ = ["TaskDef", "TaskRegistry", "task", "default_registry", "names_digest"]
+__all__ = ["TaskDef", "TaskRegistry", "task", "default_registry", "names_digest", "describe_task"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -174,6 +174,20 @@ class TaskRegistry:
                 importlib.import_module(mod)
             except ImportError as exc:
                 raise TaskRegistrationError(f"cannot import task module {mod!r}: {exc}") from exc
+
+
+def describe_task(taskdef: TaskDef, settings: Any) -> dict[str, Any]:
+    """A task as JSON, with the options in force: the task's own, else the worker's
+    defaults from ``settings`` (:class:`~yadtq_app.settings.Settings`)."""
+    return {
+        "name": taskdef.name,
+        "async": taskdef.is_async,
+        "process": taskdef.process,
+        "timeout": taskdef.timeout if taskdef.timeout is not None else settings.default_timeout,
+        "max_retries": taskdef.max_retries if taskdef.max_retries is not None else settings.default_max_retries,
+        "retry_on": None if taskdef.retry_on is None else [f"{c.__module__}.{c.__qualname__}" for c in taskdef.retry_on],
+        "doc": (inspect.getdoc(taskdef.fn) or "").split("\n")[0],
+    }
 
 
 def names_digest(names: Iterable[str]) -> str:

@@ -87,10 +87,11 @@ from yadtq_app.records import (
 )
 from yadtq_app.ordering import ENQUEUE, SequencerMessage
 from yadtq_app.peers import differing
+from yadtq_app.registry import describe_task
 from yadtq_app.topics import events_topic, sequencer_topic, task_topic
 
 __all__ = ["TasksView", "TaskView", "TaskStatusesView", "CancelView", "RetryView", "WorkersView", "DeadLettersView",
-           "HealthView"]
+           "RegistryView", "HealthView"]
 
 logger = logging.getLogger(__name__)
 
@@ -520,6 +521,16 @@ class DeadLettersView(View):
         except ValueError:
             return error(self, "limit must be a positive integer", 400)
         return self.json({"dead_letters": [d.to_json() for d in list_dead_letters(limit)]})
+
+
+@app.page("/registry")
+class RegistryView(View):
+    """``GET /registry``: the tasks this worker registers, with their effective options."""
+
+    async def get(self, request: Request) -> Response:
+        return self.json({"worker": settings.worker_id, "url": settings.web_url,
+                          "task_modules": list(settings.task_modules), "tasks_digest": app.registry.digest(),
+                          "tasks": [describe_task(t, settings) for t in app.registry]})
 
 
 @app.page("/health")

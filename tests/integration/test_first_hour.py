@@ -3,6 +3,8 @@ data folders and a broker that goes away (issue "The first hour")."""
 
 from __future__ import annotations
 
+import json
+import re
 import os
 import signal
 import socket
@@ -210,3 +212,23 @@ def test_yadtq_run_ports(tmp_path: Path) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def test_info_asks_a_worker_and_local_reads_this_folder(shared_cluster: Any, tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("YADTQ_")}
+    env.update(YADTQ_BROKER_URL=shared_cluster.env["YADTQ_BROKER_URL"], PYTHONPATH=str(ROOT))
+    r = subprocess.run(YADTQ + ["info", "--json", "--url", shared_cluster.workers[0].url], capture_output=True,
+                       text=True, timeout=60, env=env, cwd=str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    info = json.loads(r.stdout)
+    tasks = {t["name"]: t for t in info["tasks"]}
+    assert "tests.concat" in tasks and info["worker"] == shared_cluster.workers[0].worker_id  # the worker's tasks
+    assert tasks["multiply"]["timeout"] == 300 and tasks["multiply"]["max_retries"] == 0  # effective values
+    # --local: this folder's modules, imported from the folder the command runs in.
+    (tmp_path / "mytasks.py").write_text("from yadtq_app import task\n\n@task(max_retries=3)\ndef mine(): ...\n")
+    script = str(Path(sys.executable).parent / "yadtq")
+    r = subprocess.run([script, "info", "--local"], capture_output=True, text=True, timeout=60, cwd=str(tmp_path),
+                       env=dict(env, YADTQ_TASK_MODULES="mytasks"))
+    assert r.returncode == 0, r.stderr
+    assert "mine" in r.stdout and "max_retries 3" in r.stdout
+    assert re.search(r"\b1 partition\b(?!s)", r.stdout) and not re.search(r"\b1 partitions\b", r.stdout)
