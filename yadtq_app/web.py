@@ -349,7 +349,23 @@ class TaskView(View):
             if not isinstance(found, TaskState):
                 return found
             state = found
-        return self.json(state.to_json())
+        return self.json(with_effective_options(state.to_json()))
+
+
+def with_effective_options(row: Optional[dict[str, Any]]) -> Optional[dict[str, Any]]:
+    """``row`` with the ``max_retries`` and ``timeout`` in force where the submission set
+    none: the task's own, else the worker's defaults (``null`` only for a task this
+    worker does not register)."""
+    if row is None or (row.get("max_retries") is not None and row.get("timeout") is not None):
+        return row
+    name = row.get("task")
+    if not isinstance(name, str) or name not in app.registry:
+        return row
+    options = describe_task(app.registry.get(name), settings)
+    for key in ("max_retries", "timeout"):
+        if row.get(key) is None:
+            row[key] = options[key]
+    return row
 
 
 async def _recorded_status(view: View, task_id: str) -> Union[TaskState, Response]:
@@ -406,7 +422,7 @@ async def _statuses(ids: list[str], *, routed: bool) -> tuple[dict[str, Any], li
             continue
         if owner == me or routed:
             if _answers_locally(tp):
-                tasks[task_id] = row = get_status_json(task_id)
+                tasks[task_id] = row = with_effective_options(get_status_json(task_id))
                 if row is None:
                     missing.setdefault(tp.partition, []).append(task_id)
             else:
@@ -419,7 +435,7 @@ async def _statuses(ids: list[str], *, routed: bool) -> tuple[dict[str, Any], li
     for partition, known in zip(partitions, await asyncio.gather(*(caught_up_now(p) for p in partitions))):
         for task_id in missing[partition]:
             if known:
-                tasks[task_id] = get_status_json(task_id)
+                tasks[task_id] = with_effective_options(get_status_json(task_id))
             else:
                 del tasks[task_id]
                 unavailable.append(task_id)
@@ -519,7 +535,7 @@ class DeadLettersView(View):
             if limit < 1:
                 raise ValueError
         except ValueError:
-            return error(self, "limit must be a positive integer", 400)
+            return error(self, "limit must be a positive integer", 400, reason="bad-field")
         return self.json({"dead_letters": [d.to_json() for d in list_dead_letters(limit)]})
 
 
