@@ -224,10 +224,22 @@ def cmd_submit(args: argparse.Namespace) -> int:
         print(json.dumps(info, indent=2))
     elif info["status"] == "success":
         print(json.dumps(info["result"]))
-    else:
+    elif info["status"] == "cancelled":
+        message = (info.get("error") or {}).get("message")
+        print(f"yadtq: task {handle.id} was cancelled" + (f" ({message})" if message else ""), file=sys.stderr)
+    elif info["status"] == "failed":
         err = info.get("error") or {}
-        print(f"task {handle.id} failed: {err.get('type')}: {err.get('message')}", file=sys.stderr)
+        print(f"yadtq: task {handle.id} failed: {err.get('type')}: {err.get('message')}", file=sys.stderr)
+    else:
+        print(f"yadtq: task {handle.id} is still {info['status']} after {args.timeout:g} s", file=sys.stderr)
     return 0 if info["status"] == "success" else 1
+
+
+def _when(value: Optional[float]) -> str:
+    """A Unix time as local date and time, to the millisecond."""
+    if not isinstance(value, (int, float)):
+        return "-"
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(value)) + f".{int(value % 1 * 1000):03d}"
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -236,18 +248,35 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(json.dumps(info, indent=2))
         return 0
     for key in ("task-id", "task", "args", "kwargs", "status", "result", "error", "attempts", "retries",
-                "max_retries", "timeout", "ordering_key", "progress", "worker", "submitted_at", "eta", "next_run_at", "started_at",
-                "finished_at"):
+                "max_retries", "timeout", "ordering_key", "progress", "worker", "submitted_at", "eta", "next_run_at",
+                "started_at", "finished_at"):
         value = info.get(key)
         if value is None and key in ("max_retries", "timeout", "ordering_key", "progress", "eta", "next_run_at"):
             continue
         if key == "error" and value:
             value = f"{value.get('type')}: {value.get('message')}"
+        elif key == "progress" and isinstance(value, dict):
+            fraction = value.get("fraction")
+            value = " ".join(part for part in (
+                f"{fraction * 100:.0f}%" if isinstance(fraction, (int, float)) else None,
+                value.get("message"), f"(at {_when(value['at'])})" if value.get("at") else None) if part)
         elif (key.endswith("_at") or key == "eta") and value:
-            value = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(value)) + f".{int(value % 1 * 1000):03d}"
+            value = _when(value)
         elif not isinstance(value, str):
             value = json.dumps(value)
         print(f"{key:13} {value}")
+    history = info.get("history") or []
+    if history:
+        print("history")
+        rows = [("ATTEMPT", "WORKER", "STATUS", "STARTED", "TOOK", "ERROR")]
+        for h in history:
+            started, finished = h.get("started_at"), h.get("finished_at")
+            took = f"{finished - started:.3f}s" if isinstance(started, (int, float)) and \
+                isinstance(finished, (int, float)) else "-"
+            err = h.get("error") or {}
+            rows.append((str(h.get("attempt", "-")), str(h.get("worker") or "-"), str(h.get("status") or "-"),
+                         _when(started), took, f"{err.get('type')}: {err.get('message')}"[:60] if err else ""))
+        _print_table(rows, indent="  ")
     return 0
 
 
@@ -277,10 +306,10 @@ def cmd_workers(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_table(rows: list[tuple[str, ...]]) -> None:
+def _print_table(rows: list[tuple[str, ...]], indent: str = "") -> None:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
-        print("  ".join(c.ljust(widths[i]) for i, c in enumerate(r)).rstrip())
+        print(indent + "  ".join(c.ljust(widths[i]) for i, c in enumerate(r)).rstrip())
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:

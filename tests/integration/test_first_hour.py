@@ -232,3 +232,41 @@ def test_info_asks_a_worker_and_local_reads_this_folder(shared_cluster: Any, tmp
     assert r.returncode == 0, r.stderr
     assert "mine" in r.stdout and "max_retries 3" in r.stdout
     assert re.search(r"\b1 partition\b(?!s)", r.stdout) and not re.search(r"\b1 partitions\b", r.stdout)
+
+
+def test_small_inconsistencies(shared_cluster: Any) -> None:
+    """Every 4xx has a reason; effective options in a status; the CLI's url, wait and status output."""
+    url = shared_cluster.workers[0].url
+    for method, path, body in (("POST", "/tasks", b"{not json"), ("POST", "/tasks/status", b"{not json"),
+                               ("POST", "/tasks", b"[1]"), ("GET", "/dead-letters?limit=x", None),
+                               ("GET", "/no/such/path", None), ("DELETE", "/tasks", None)):
+        r = httpx.request(method, url + path, content=body, timeout=10)
+        assert 400 <= r.status_code < 500 and r.json().get("reason"), (method, path, r.status_code, r.text)
+
+    from yadtq_app import Client
+
+    client = Client(url)
+    row = client.submit("tests.fail", "x").wait(30)
+    assert row["max_retries"] == 0 and row["timeout"] == 300, row  # the effective values, not null
+    row = client.send_task("tests.fail", ["x"], max_retries=1, timeout=7).wait(30)
+    assert row["max_retries"] == 1 and row["timeout"] == 7, row
+
+    host_port = url.split("://", 1)[1]
+    r = subprocess.run(YADTQ + ["submit", "multiply", "4", "5", "--wait", "--url", host_port], capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout.strip() == "20", r.stderr  # --url without http://
+    r = subprocess.run(YADTQ + ["submit", "tests.fail", "boom", "--wait", "--url", url], capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 1 and r.stderr.startswith("yadtq: task ") and "RuntimeError: boom" in r.stderr
+    later = client.send_task("add", [1, 2], countdown=60)
+    client.cancel(later.id)
+    wait_for(lambda: later.info()["status"] == "cancelled", timeout=30, message="the cancel")
+    r = subprocess.run(YADTQ + ["submit", "add", "1", "2", "--task-id", later.id, "--wait", "--url", url],
+                       capture_output=True, text=True, timeout=60)
+    assert "was cancelled" in r.stderr and "failed" not in r.stderr, r.stderr
+    r = subprocess.run(YADTQ + ["status", row["task-id"], "--url", url], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    history = lines[lines.index(next(x for x in lines if x.startswith("history"))) + 1:]
+    assert history[0].split() == ["ATTEMPT", "WORKER", "STATUS", "STARTED", "TOOK", "ERROR"], r.stdout
+    assert len(history) == 3 and "RuntimeError" in history[1], r.stdout  # two attempts
