@@ -11,7 +11,8 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	@# PYTHONWARNINGS: setuptools' box about editable installs says nothing a user must act on.
+	PYTHONWARNINGS=ignore $(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
 # make run [PORT=9092] [WEB_PORT=6066] [WORKERS=1] [LOG_LEVEL=info]

@@ -104,7 +104,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
                          "(or YADTQ_WEB_PORT)")
     from .application import app, settings
 
-    argv = ["yadtq", "worker", "--loglevel", _faust_level(settings.log_level), "--web-port", str(settings.web_port),
+    level = _faust_level(settings.log_level)
+    # Faust's banner box only where its INFO lines are wanted too.
+    quiet = ["--quiet"] if level in ("warn", "error", "crit") else []
+    argv = ["yadtq", *quiet, "worker", "--loglevel", level, "--web-port", str(settings.web_port),
             "--web-host", settings.web_host]
     sys.argv = argv
     app.main()

@@ -202,6 +202,9 @@ def test_yadtq_run_ports(tmp_path: Path) -> None:
                         and (tmp_path / "run.log").read_text(), timeout=120, message="the banner")
         assert f"yadtq submit multiply 4 5 --wait --url http://127.0.0.1:{web_port}" in text
         assert f"yadtq workers --url http://127.0.0.1:{web_port}" in text
+        # Quiet by default: no Faust banner box or INFO lines, and the hints come last.
+        assert "[INFO]" not in text and "ƒaµS†" not in text, text
+        assert text.strip().splitlines()[-1] == "Ctrl-C stops the workers and the broker."
         r = subprocess.run(YADTQ + ["submit", "multiply", "4", "5", "--wait", "--url", f"http://127.0.0.1:{web_port}"],
                            capture_output=True, text=True, timeout=60)
         assert r.stdout.strip() == "20", r.stderr
