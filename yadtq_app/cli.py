@@ -4,11 +4,11 @@
 
     yadtq broker [--host H] [--port P]       the embedded broker, in the foreground
     yadtq worker [--web-port W] [--data-dir D]
-    yadtq run                                 embedded broker + one worker (make run)
+    yadtq run [--port P] [--web-port W] [--workers N]   embedded broker + workers (make run)
     yadtq submit multiply 4 5 [--wait] [--json]
     yadtq status ID [--json]
     yadtq workers [--json]
-    yadtq info [--json]
+    yadtq info [--json] [--local]
 """
 
 from __future__ import annotations
@@ -403,17 +403,19 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="yadtq", description="yadtq: a distributed task queue on Faust and Kafka")
-    p.add_argument("--log-level", default=os.environ.get("YADTQ_LOG_LEVEL", "warning"))
+    p.add_argument("--log-level", default=os.environ.get("YADTQ_LOG_LEVEL", "warning"),
+                   help="debug, info, warning (default, or YADTQ_LOG_LEVEL), error or critical; for "
+                        "`run` and `worker` too (give it before the command: yadtq --log-level info run)")
     sub = p.add_subparsers(dest="command", required=True)
 
     b = sub.add_parser("broker", help="run the embedded broker in the foreground")
-    b.add_argument("--host", default="127.0.0.1")
-    b.add_argument("--port", type=int, default=9092)
+    b.add_argument("--host", default="127.0.0.1", help="the address it listens on (default 127.0.0.1)")
+    b.add_argument("--port", type=int, default=9092, help="the port it listens on (default 9092)")
     b.set_defaults(func=cmd_broker)
 
     w = sub.add_parser("worker", help="run a worker (settings from YADTQ_* variables)")
-    w.add_argument("--web-port", type=int)
-    w.add_argument("--data-dir")
+    w.add_argument("--web-port", type=int, help="its HTTP API port (default YADTQ_WEB_PORT, 6066)")
+    w.add_argument("--data-dir", help="its tables' folder (default YADTQ_DATA_DIR, .yadtq/worker-<web port>)")
     w.set_defaults(func=cmd_worker)
 
     r = sub.add_parser("run", help="embedded broker and workers, until Ctrl-C (make run)")
@@ -428,10 +430,11 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--json", action="store_true", help="print JSON")
 
     s = sub.add_parser("submit", help="submit a task; prints its id")
-    s.add_argument("task")
+    s.add_argument("task", help="the registered task's name")
     s.add_argument("args", nargs="*", help="arguments (JSON where they parse as JSON)")
-    s.add_argument("--kwarg", action="append", metavar="NAME=VALUE")
-    s.add_argument("--task-id")
+    s.add_argument("--kwarg", action="append", metavar="NAME=VALUE",
+                   help="a keyword argument (JSON where it parses as JSON); repeat for more")
+    s.add_argument("--task-id", help="the task's id (default: a new random one); an id that exists is not run again")
     s.add_argument("--countdown", type=float, metavar="SECONDS", help="start no earlier than this from now")
     s.add_argument("--eta", metavar="TIME", help="start no earlier than this ISO 8601 time")
     s.add_argument("--max-retries", type=int, metavar="N", help="retries after a failure (overrides the task's)")
@@ -445,12 +448,12 @@ def build_parser() -> argparse.ArgumentParser:
                              ("retry", cmd_retry, "run a failed or cancelled task again"),
                              ("status", cmd_status, "show a task's status")):
         by_id = sub.add_parser(name, help=text)
-        by_id.add_argument("task_id")
+        by_id.add_argument("task_id", help="the task's id")
         with_url(by_id)
         by_id.set_defaults(func=func)
 
     dl = sub.add_parser("dead-letters", help="list tasks that will never run (invalid, or out of retries)")
-    dl.add_argument("--limit", type=int, default=100)
+    dl.add_argument("--limit", type=int, default=100, help="show at most this many, the newest (default 100)")
     with_url(dl)
     dl.set_defaults(func=cmd_dead_letters)
 
