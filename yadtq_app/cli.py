@@ -149,6 +149,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         urls = [f"http://{settings.web_host}:{p}" for p in web_ports]
         for worker, url in zip(workers, urls):
             _wait_for_http(url + "/health", worker, timeout=120)
+        _wait_for_workers(urls[0], len(workers), timeout=60)
         print(_banner(broker.url, workers, urls), flush=True)
         signal.signal(signal.SIGTERM, _interrupt)
         while all(w.poll() is None for w in workers):
@@ -186,6 +187,22 @@ Try, in another terminal (with .venv/bin on PATH, or prefix .venv/bin/):
     curl -s {url}/tasks/banner-1
     yadtq workers{flag}
 Ctrl-C stops the workers and the broker."""
+
+
+def _wait_for_workers(url: str, n: int, timeout: float) -> None:
+    """Until ``GET /workers`` lists ``n`` alive workers (or ``timeout`` passed: go on anyway)."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            rows = httpx.get(url + "/workers", timeout=2).json()["workers"]
+            if sum(1 for w in rows if w.get("alive")) >= n:
+                return
+        except (httpx.HTTPError, ValueError, KeyError, TypeError):
+            pass
+        time.sleep(0.2)
+    logger.warning("not every worker shows in %s/workers yet", url)
 
 
 def _interrupt(signum: int, frame: Any) -> None:
