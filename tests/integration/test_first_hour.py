@@ -273,3 +273,26 @@ def test_small_inconsistencies(shared_cluster: Any) -> None:
     history = lines[lines.index(next(x for x in lines if x.startswith("history"))) + 1:]
     assert history[0].split() == ["ATTEMPT", "WORKER", "STATUS", "STARTED", "TOOK", "ERROR"], r.stdout
     assert len(history) == 3 and "RuntimeError" in history[1], r.stdout  # two attempts
+
+
+def test_a_worker_started_before_its_broker_waits_with_503(tmp_path: Path) -> None:
+    port = free_port()
+    cluster = Cluster(f"kafka://127.0.0.1:{port}", tmp_path / "cluster")
+    broker = None
+    try:
+        w = cluster.add(1)[0]
+
+        def unavailable() -> Any:
+            r = httpx.get(w.url + "/health", timeout=2)
+            return r.status_code == 503 and r.json().get("reason") == "broker-unavailable"
+
+        wait_for(unavailable, timeout=60, message="503 broker-unavailable while there is no broker")
+        assert w.alive
+        assert w.log_text().count("cannot reach the broker") == 1  # said once, not once a second
+        broker = _own_broker(tmp_path, port, 1)
+        w.wait_healthy(90)
+        _run_some_tasks(w.url, 3)
+    finally:
+        cluster.stop()
+        if broker is not None:
+            broker.stop()
