@@ -11,11 +11,14 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	@# PYTHONWARNINGS: setuptools' box about editable installs says nothing a user must act on.
+	PYTHONWARNINGS=ignore $(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
+# make run [PORT=9092] [WEB_PORT=6066] [WORKERS=1] [LOG_LEVEL=info]
 run: install
-	$(BIN)/yadtq run
+	$(BIN)/yadtq $(if $(LOG_LEVEL),--log-level $(LOG_LEVEL)) run $(if $(PORT),--port $(PORT)) \
+		$(if $(WEB_PORT),--web-port $(WEB_PORT)) $(if $(WORKERS),--workers $(WORKERS))
 
 # Apache Kafka's own jars from Maven Central (apache-kafka/pom.xml) in .kafka/lib, for
 # `make kafka` and the Kafka half of the tests. Fetched once: again only when the pom changes.

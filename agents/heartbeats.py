@@ -25,7 +25,8 @@ def current_heartbeat() -> Heartbeat:
     return Heartbeat(worker=settings.worker_id, host=app.hostname, pid=os.getpid(), web_url=settings.web_url,
                      at=time.time(), started_at=app.started_at, tasks_done=stats.tasks_done,
                      tasks_failed=stats.tasks_failed, in_progress=stats.in_progress, partitions=assigned,
-                     invalid_messages=dict(stats.invalid_messages))
+                     invalid_messages=dict(stats.invalid_messages), tasks=app.registry.names(),
+                     tasks_digest=app.registry.digest())
 
 
 @app.timer(interval=settings.heartbeat_interval, name="yadtq.send_heartbeat")

@@ -433,8 +433,9 @@ async def finish_attempt(request: TaskRequest, taskdef: TaskDef, attempt: int, s
                 err.get("type"), err.get("message"))
     failed = report(request, FAILED, attempt=attempt, state=state, error=outcome.error, started_at=started,
                     wait=True)
-    if max_retries > 0 and outcome.retryable:
-        await dead_letter_exhausted(request, attempt, state, outcome, started, max_retries)
+    # Every task that ends failed is findable in the dead letters, retried or not (as Celery users expect).
+    await dead_letter_exhausted(request, attempt, state, outcome, started,
+                                max_retries if outcome.retryable else 0)
     await failed
     return True
 
@@ -445,13 +446,15 @@ def _or(value: Optional[float], default: float) -> float:
 
 async def dead_letter_exhausted(request: TaskRequest, attempt: int, state: Optional[TaskState], outcome: Outcome,
                                 started: float, max_retries: int) -> None:
-    """A task that used up its retries: into the dead-letter topic, with every attempt."""
+    """A task that ended failed: into the dead-letter topic, with every attempt; the
+    reason is ``retries-exhausted`` if it had retries (``max_retries`` > 0), else ``failed``."""
     err = outcome.error or {}
     history = [*(state.history if state is not None else []),
                attempt_record(attempt, settings.worker_id, FAILED, started, time.time(), outcome.error)]
     letter = DeadLetter(
-        id=request.id, reason="retries-exhausted", task_id=request.id, task=request.task,
-        error=f"{err.get('type')}: {err.get('message')} (after {max_retries} retries)",
+        id=request.id, reason="retries-exhausted" if max_retries > 0 else "failed", task_id=request.id,
+        task=request.task,
+        error=f"{err.get('type')}: {err.get('message')}" + (f" (after {max_retries} retries)" if max_retries else ""),
         topic=task_topic.get_topic_name(), partition=-1, offset=-1, at=time.time(),
         key=request.id, worker=settings.worker_id, history=history, **raw_sample(request.encode()))
     try:

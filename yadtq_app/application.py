@@ -13,7 +13,9 @@ import asyncio
 import logging
 import os
 import socket
+import sys
 import time
+from pathlib import Path
 from typing import Any, Awaitable, Callable, Optional, Set
 
 import aiohttp
@@ -21,19 +23,27 @@ import faust
 from faust.types import TP
 
 from .admin import TopicSpec, ensure_topics, topic_specs
+from .broker import port_is_free
+from .broker_link import BrokerWatch, restart_process, wait_for_broker
+from .datadir import DataDirLock, check_marker
+from .errors import ConfigurationError
 from .compat import BrokerProfile, RecoveryWatchdog, StreamWatchdog, profile_for
 from .fencing import FencedTable, FreezeGuard
 from .liveness import CrashWatch, crash_reason
 from .http_server import WebServer
+from .peers import PeerTasks
 from .registry import TaskRegistry, default_registry
 from .security import broker_credentials, client_options
 from .settings import PRODUCER_MAX_REQUEST_SIZE, Settings
 from .execution import ProcessRunner, ThreadRunner
 from .state import FinishWaiters, RecentlyFinished, RunningTasks, WorkerStats
 
-__all__ = ["YadtqApp", "create_app", "app", "settings"]
+__all__ = ["YadtqApp", "create_app", "app", "settings", "EXIT_CONFIG"]
 
 logger = logging.getLogger(__name__)
+
+#: The exit status of a worker that cannot start with its settings (``EX_CONFIG``).
+EXIT_CONFIG = 78
 
 #: Modules Faust scans for agents, tables, timers and web views.
 AUTODISCOVER = ["agents", "tables", "yadtq_app.web"]
@@ -50,6 +60,12 @@ class Worker(faust.Worker):
 
     def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
         self.spinner = None
+
+    async def default_on_first_start(self) -> None:
+        await super().default_on_first_start()  # logging is set up here
+        # Before Faust opens anything: the data folder's lock, the broker, stale tables.
+        if isinstance(self.app, YadtqApp):
+            await self.app.prepare_local_state()
 
 
 class YadtqApp(faust.App):
@@ -81,6 +97,8 @@ class YadtqApp(faust.App):
         self.finished = RecentlyFinished()
         self.running = RunningTasks()
         self.finish_waiters = FinishWaiters()
+        #: What the other alive workers register (refreshed by yadtq_app.web).
+        self.peer_tasks = PeerTasks(settings.worker_id, registry.names(), registry.digest())
         self.processes = ProcessRunner(settings.processes)
         self._long_poll_http: Optional[aiohttp.ClientSession] = None
         session = self.profile.faust_options()["broker_session_timeout"]
@@ -102,15 +120,26 @@ class YadtqApp(faust.App):
         #: current rebalance, so the rebalance need not wait for it (agents.tasks sets it).
         self.lease_covers: Callable[[Any], bool] = lambda message: False
         #: Ends the process once the worker cannot work (see yadtq_app.liveness).
-        self.crash_watch = CrashWatch(lambda: crash_reason(self))
+        self.crash_watch = CrashWatch(lambda: crash_reason(self), exit=self._exit_after_crash)
         self.recovery_watchdog = RecoveryWatchdog(self)
         self.timer(interval=1.0, name="yadtq.recovery_watchdog")(self.recovery_watchdog.check)
+        #: This worker's hold on its data folder (see yadtq_app.datadir).
+        self.data_lock = DataDirLock(settings.resolved_data_dir)
+        #: Set once the broker answered at start (see yadtq_app.broker_link).
+        self.broker_watch: Optional[BrokerWatch] = None
+        self.timer(interval=2.0, name="yadtq.broker_watch")(self._watch_broker)
         self.stream_watchdog = StreamWatchdog(self)
         self.timer(interval=1.0, name="yadtq.stream_watchdog")(self.stream_watchdog.check)
         #: Topics whose messages may be read twice (the task agent decides from the status
         #: row): a message a stream dropped unprocessed at a rebalance is read again
         #: (yadtq_app.compat.stale_ack).
         self.rereadable_topics = frozenset({settings.task_topic, settings.events_topic})
+
+    def _discovery_modules(self) -> list[str]:
+        """The modules Faust scans: :data:`AUTODISCOVER` only. Faust adds the app's
+        origin package, and scanning ``yadtq_app`` imported every module in it, so
+        ``yadtq_app.examples`` registered its tasks whatever ``YADTQ_TASK_MODULES`` said."""
+        return list(AUTODISCOVER)
 
     def _new_web(self) -> Any:
         # yadtq's limits on the HTTP server (yadtq_app.http_server).
@@ -132,6 +161,40 @@ class YadtqApp(faust.App):
         await ensure_topics(self.settings.bootstrap_servers, self.topic_specs(),
                             client_options=client_options(self.settings))
 
+    async def prepare_local_state(self) -> None:
+        """Take the data folder, wait for the broker, and wipe tables that belong to
+        another broker (:mod:`yadtq_app.datadir`); a setting that stops this worker
+        from starting ends the process with one log line naming it."""
+        s = self.settings
+        host, port = self.conf.web_bind, self.conf.web_port
+        try:
+            if not port_is_free(host, port):
+                raise ConfigurationError(f"port {port} ({host}) is taken: give this worker another with --web-port "
+                                         "(or YADTQ_WEB_PORT)")
+            self.data_lock.acquire()
+        except ConfigurationError as exc:
+            logger.error("cannot start: %s", exc)
+            for handler in logging.getLogger().handlers:
+                handler.flush()
+            sys.__stderr__.flush()
+            os._exit(EXIT_CONFIG)
+        changelogs = [name for name in s.topics() if name.endswith("-changelog")]
+        found = await wait_for_broker(s, changelogs, host=host, port=port)
+        check_marker(s.resolved_data_dir, found)
+        self.broker_watch = BrokerWatch(s, found.cluster_id, lost_after=s.broker_lost_after)
+
+    def _exit_after_crash(self, code: int) -> None:
+        """End the crashed worker; restart it instead if the broker is the cause (it
+        went away or was replaced: Faust's table recovery then fails)."""
+        why = self.broker_watch.explains_crash() if self.broker_watch is not None else None
+        if why is not None:
+            restart_process(why)
+        os._exit(code)
+
+    async def _watch_broker(self) -> None:
+        if self.broker_watch is not None:
+            await self.broker_watch.check()
+
     def fatal(self, reason: str) -> None:
         """The worker cannot go on: exit now (see :class:`~yadtq_app.liveness.CrashWatch`)."""
         self.crash_watch.die(reason)
@@ -146,6 +209,8 @@ class YadtqApp(faust.App):
         return self._long_poll_http
 
     async def on_stop(self) -> None:
+        if self.broker_watch is not None:
+            await self.broker_watch.close()
         self.threads.close()
         self.processes.close()
         if self._long_poll_http is not None:
@@ -274,5 +339,28 @@ def create_app(settings: Optional[Settings] = None, registry: Optional[TaskRegis
     return YadtqApp(settings, registry, **faust_options(settings))
 
 
+def command_line_port(argv: list[str]) -> Optional[int]:
+    """The web port a ``faust … worker`` (or ``yadtq worker``) command line names with
+    ``--web-port N`` / ``-p N``, if any: Faust reads it only after this module built the
+    settings, so the data folder and the advertised URL would keep the default port."""
+    if "worker" not in argv or not any(part in ("faust", "yadtq") or part.endswith("cli.py")
+                                       for part in Path(argv[0] if argv else "").parts):
+        return None
+    for i, arg in enumerate(argv):
+        value = None
+        if arg in ("--web-port", "-p") and i + 1 < len(argv):
+            value = argv[i + 1]
+        elif arg.startswith("--web-port="):
+            value = arg.split("=", 1)[1]
+        if value is not None:
+            try:
+                return int(value)
+            except ValueError:
+                return None  # Faust refuses it in its own words
+    return None
+
+
 settings = Settings.from_env()
+if (_port := command_line_port(sys.argv)) is not None and _port != settings.web_port:
+    settings = settings.replace(web_port=_port)
 app = create_app(settings)

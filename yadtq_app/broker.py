@@ -14,6 +14,7 @@ import socket
 import struct
 import subprocess
 import time
+import uuid
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Optional
@@ -24,6 +25,8 @@ __all__ = ["EmbeddedBroker", "broker_binary", "kafka_api_versions_ok", "port_is_
 
 logger = logging.getLogger(__name__)
 
+#: The embedded broker's cluster id starts with this; each start adds a random part, since
+#: each start is a new, empty cluster (workers compare it: yadtq_app.datadir).
 CLUSTER_ID = "yadtq-embedded"
 
 
@@ -110,7 +113,7 @@ class EmbeddedBroker:
             raise BrokerError(f"cannot start the embedded broker: {self.host}:{self.port} is already in use")
         listener = f"tcp://{self.host}:{self.port}"
         cmd = [broker_binary(), "broker", "--listener-url", listener, "--advertised-listener-url", listener,
-               "--cluster-id", CLUSTER_ID, "--storage-engine", "memory://tansu/"]
+               "--cluster-id", f"{CLUSTER_ID}-{uuid.uuid4().hex[:12]}", "--storage-engine", "memory://tansu/"]
         if self.log_path:
             Path(self.log_path).parent.mkdir(parents=True, exist_ok=True)
             self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()

@@ -5,11 +5,11 @@
     yadtq broker [--host H] [--port P]       the embedded broker, in the foreground
     yadtq kafka [--nodes N] [--port P] [--data-dir D]   Apache Kafka (KRaft), in the foreground
     yadtq worker [--web-port W] [--data-dir D]
-    yadtq run                                 embedded broker + one worker (make run)
+    yadtq run [--port P] [--web-port W] [--workers N]   embedded broker + workers (make run)
     yadtq submit multiply 4 5 [--wait] [--json]
     yadtq status ID [--json]
     yadtq workers [--json]
-    yadtq info [--json]
+    yadtq info [--json] [--local]
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ import asyncio
 import json
 import logging
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -124,9 +123,19 @@ def cmd_worker(args: argparse.Namespace) -> int:
         os.environ["YADTQ_WEB_PORT"] = str(args.web_port)
     if args.data_dir is not None:
         os.environ["YADTQ_DATA_DIR"] = args.data_dir
+    from .broker import port_is_free
+    from .settings import Settings
+
+    wanted = Settings.from_env()
+    if not port_is_free(wanted.web_host, wanted.web_port):
+        raise YadtqError(f"port {wanted.web_port} is taken: give this worker another with --web-port "
+                         "(or YADTQ_WEB_PORT)")
     from .application import app, settings
 
-    argv = ["yadtq", "worker", "--loglevel", _faust_level(settings.log_level), "--web-port", str(settings.web_port),
+    level = _faust_level(settings.log_level)
+    # Faust's banner box only where its INFO lines are wanted too.
+    quiet = ["--quiet"] if level in ("warn", "error", "crit") else []
+    argv = ["yadtq", *quiet, "worker", "--loglevel", level, "--web-port", str(settings.web_port),
             "--web-host", settings.web_host]
     sys.argv = argv
     app.main()
@@ -134,51 +143,94 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """Embedded broker and one worker, until Ctrl-C."""
-    from .broker import EmbeddedBroker
+    """Embedded broker and ``--workers`` workers, until Ctrl-C."""
+    from .broker import EmbeddedBroker, port_is_free
+    from .errors import BrokerError
     from .settings import Settings
 
     settings = Settings.from_env()
     host, port = settings.broker_hosts[0]
+    port = args.port if args.port is not None else port
+    first = args.web_port if args.web_port is not None else settings.web_port
+    if args.workers < 1:
+        raise YadtqError("--workers must be at least 1")
+    web_ports = [first + i for i in range(args.workers)]
+    for web_port in web_ports:
+        if not port_is_free(settings.web_host, web_port):
+            raise YadtqError(f"port {web_port} is taken (a worker's HTTP API): choose another with --web-port "
+                             "(make run WEB_PORT=...)")
     broker = EmbeddedBroker(host, port, log_path=".yadtq/broker.log")
-    broker.start()
-    # The embedded broker starts empty: tables kept from an earlier run are stale
-    # (Faust would refuse them with ConsistencyError).
-    shutil.rmtree(settings.resolved_data_dir, ignore_errors=True)
-    env = dict(os.environ, YADTQ_BROKER_URL=broker.url)
-    # Own session: on Ctrl-C we stop the worker first, then the broker, in that order.
-    worker = subprocess.Popen([sys.executable, "-m", "yadtq_app.cli", "worker"], env=env, start_new_session=True)
-    url = settings.web_url
     try:
-        _wait_for_http(url + "/health", worker, timeout=120)
-        print(f"""
-yadtq is running: broker {broker.url}, worker pid {worker.pid} at {url}
-
-Try, in another terminal (with .venv/bin on PATH, or prefix .venv/bin/):
-    yadtq submit multiply 4 5 --wait
-    curl -s -X POST {url}/tasks -H 'content-type: application/json' \\
-         -d '{{"task-id": "12345abc", "task": "multiply", "args": [4, 5]}}'
-    curl -s {url}/tasks/12345abc
-    yadtq workers
-Ctrl-C stops the worker and the broker.
-""", flush=True)
+        broker.start()
+    except BrokerError as exc:
+        raise YadtqError(f"{exc}: choose another broker port with --port (make run PORT=...)") from None
+    # Workers log at the CLI's level: warnings and yadtq's own lines unless --log-level says more.
+    env = dict(os.environ, YADTQ_BROKER_URL=broker.url, YADTQ_LOG_LEVEL=args.log_level)
+    workers: list[subprocess.Popen[bytes]] = []
+    try:
+        for web_port in web_ports:
+            # The embedded broker starts empty: a worker notices its tables are from an
+            # earlier broker and rebuilds them (yadtq_app.datadir).
+            # Own session: on Ctrl-C we stop the workers first, then the broker, in that order.
+            workers.append(subprocess.Popen([sys.executable, "-m", "yadtq_app.cli", "worker"],
+                                            env=dict(env, YADTQ_WEB_PORT=str(web_port)), start_new_session=True))
+        urls = [f"http://{settings.web_host}:{p}" for p in web_ports]
+        for worker, url in zip(workers, urls):
+            _wait_for_http(url + "/health", worker, timeout=120)
+        _wait_for_workers(urls[0], len(workers), timeout=60)
+        print(_banner(broker.url, workers, urls), flush=True)
         signal.signal(signal.SIGTERM, _interrupt)
-        worker.wait()
+        while all(w.poll() is None for w in workers):
+            time.sleep(0.2)
     except KeyboardInterrupt:
-        print("stopping the worker and the broker...", flush=True)
+        print("stopping the workers and the broker...", flush=True)
     finally:
-        if worker.poll() is None:
-            worker.send_signal(signal.SIGTERM)
+        for worker in workers:
+            if worker.poll() is None:
+                worker.send_signal(signal.SIGTERM)
+        for worker in workers:
             try:
                 worker.wait(30)
             except subprocess.TimeoutExpired:
                 worker.kill()
                 worker.wait()
         broker.stop()
-        # A broker restart loses every topic: the worker's local tables are stale now.
-        shutil.rmtree(settings.resolved_data_dir, ignore_errors=True)
         print("stopped.", flush=True)
     return 0
+
+
+def _banner(broker_url: str, workers: "list[subprocess.Popen[bytes]]", urls: list[str]) -> str:
+    """What ``yadtq run`` prints once its workers answer: how to try them."""
+    url = urls[0]
+    flag = "" if url == DEFAULT_URL else f" --url {url}"
+    running = "\n".join(f"    worker pid {w.pid} at {u}" for w, u in zip(workers, urls))
+    return f"""
+yadtq is running: broker {broker_url}
+{running}
+
+Try, in another terminal (with .venv/bin on PATH, or prefix .venv/bin/):
+    yadtq submit multiply 4 5 --wait{flag}
+    curl -s -X POST {url}/tasks -H 'content-type: application/json' \\
+         -d '{{"task-id": "banner-1", "task": "multiply", "args": [4, 5]}}'
+    curl -s {url}/tasks/banner-1
+    yadtq workers{flag}
+Ctrl-C stops the workers and the broker."""
+
+
+def _wait_for_workers(url: str, n: int, timeout: float) -> None:
+    """Until ``GET /workers`` lists ``n`` alive workers (or ``timeout`` passed: go on anyway)."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            rows = httpx.get(url + "/workers", timeout=2).json()["workers"]
+            if sum(1 for w in rows if w.get("alive")) >= n:
+                return
+        except (httpx.HTTPError, ValueError, KeyError, TypeError):
+            pass
+        time.sleep(0.2)
+    logger.warning("not every worker shows in %s/workers yet", url)
 
 
 def _interrupt(signum: int, frame: Any) -> None:
@@ -220,10 +272,22 @@ def cmd_submit(args: argparse.Namespace) -> int:
         print(json.dumps(info, indent=2))
     elif info["status"] == "success":
         print(json.dumps(info["result"]))
-    else:
+    elif info["status"] == "cancelled":
+        message = (info.get("error") or {}).get("message")
+        print(f"yadtq: task {handle.id} was cancelled" + (f" ({message})" if message else ""), file=sys.stderr)
+    elif info["status"] == "failed":
         err = info.get("error") or {}
-        print(f"task {handle.id} failed: {err.get('type')}: {err.get('message')}", file=sys.stderr)
+        print(f"yadtq: task {handle.id} failed: {err.get('type')}: {err.get('message')}", file=sys.stderr)
+    else:
+        print(f"yadtq: task {handle.id} is still {info['status']} after {args.timeout:g} s", file=sys.stderr)
     return 0 if info["status"] == "success" else 1
+
+
+def _when(value: Optional[float]) -> str:
+    """A Unix time as local date and time, to the millisecond."""
+    if not isinstance(value, (int, float)):
+        return "-"
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(value)) + f".{int(value % 1 * 1000):03d}"
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -232,18 +296,35 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(json.dumps(info, indent=2))
         return 0
     for key in ("task-id", "task", "args", "kwargs", "status", "result", "error", "attempts", "retries",
-                "max_retries", "timeout", "ordering_key", "progress", "worker", "submitted_at", "eta", "next_run_at", "started_at",
-                "finished_at"):
+                "max_retries", "timeout", "ordering_key", "progress", "worker", "submitted_at", "eta", "next_run_at",
+                "started_at", "finished_at"):
         value = info.get(key)
         if value is None and key in ("max_retries", "timeout", "ordering_key", "progress", "eta", "next_run_at"):
             continue
         if key == "error" and value:
             value = f"{value.get('type')}: {value.get('message')}"
+        elif key == "progress" and isinstance(value, dict):
+            fraction = value.get("fraction")
+            value = " ".join(part for part in (
+                f"{fraction * 100:.0f}%" if isinstance(fraction, (int, float)) else None,
+                value.get("message"), f"(at {_when(value['at'])})" if value.get("at") else None) if part)
         elif (key.endswith("_at") or key == "eta") and value:
-            value = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(value)) + f".{int(value % 1 * 1000):03d}"
+            value = _when(value)
         elif not isinstance(value, str):
             value = json.dumps(value)
         print(f"{key:13} {value}")
+    history = info.get("history") or []
+    if history:
+        print("history")
+        rows = [("ATTEMPT", "WORKER", "STATUS", "STARTED", "TOOK", "ERROR")]
+        for h in history:
+            started, finished = h.get("started_at"), h.get("finished_at")
+            took = f"{finished - started:.3f}s" if isinstance(started, (int, float)) and \
+                isinstance(finished, (int, float)) else "-"
+            err = h.get("error") or {}
+            rows.append((str(h.get("attempt", "-")), str(h.get("worker") or "-"), str(h.get("status") or "-"),
+                         _when(started), took, f"{err.get('type')}: {err.get('message')}"[:60] if err else ""))
+        _print_table(rows, indent="  ")
     return 0
 
 
@@ -253,19 +334,30 @@ def cmd_workers(args: argparse.Namespace) -> int:
         print(json.dumps(workers, indent=2))
         return 0
     now = time.time()
-    rows = [("ID", "PID", "ALIVE", "LAST SEEN", "DONE", "FAILED", "RUNNING", "PARTITIONS")]
+    rows = [("ID", "PID", "ALIVE", "LAST SEEN", "DONE", "FAILED", "RUNNING", "PARTITIONS", "TASKS")]
     for w in workers:
+        tasks = f"{len(w.get('tasks') or [])} ({w.get('tasks_digest') or '?'})"
+        if w.get("tasks_differ"):
+            tasks += " DIFFERS"
         rows.append((w["id"], str(w["pid"]), "yes" if w["alive"] else "NO", f"{now - w['last_heartbeat']:.1f}s ago",
                      str(w["tasks_done"]), str(w["tasks_failed"]), str(w["in_progress"]),
-                     ",".join(str(p) for p in w.get("partitions", []))))
+                     ",".join(str(p) for p in w.get("partitions", [])), tasks))
     _print_table(rows)
+    differ = [w for w in workers if w.get("tasks_differ")]
+    if differ:
+        print("\nThe alive workers do not register the same tasks (every worker must load the same "
+              "YADTQ_TASK_MODULES):")
+        everywhere = set.intersection(*(set(w.get("tasks") or []) for w in differ))
+        for w in differ:
+            only = sorted(set(w.get("tasks") or []) - everywhere)
+            print(f"  {w['id']}: only it has {', '.join(only) or 'nothing more'}")
     return 0
 
 
-def _print_table(rows: list[tuple[str, ...]]) -> None:
+def _print_table(rows: list[tuple[str, ...]], indent: str = "") -> None:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
-        print("  ".join(c.ljust(widths[i]) for i, c in enumerate(r)).rstrip())
+        print(indent + "  ".join(c.ljust(widths[i]) for i, c in enumerate(r)).rstrip())
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
@@ -295,13 +387,26 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
+    """The broker and topics (from this environment's settings) and the tasks a worker
+    registers (asked of ``--url``), or this folder's task modules with ``--local``."""
     from .admin import describe_topics
-    from .registry import default_registry
     from .security import client_options
     from .settings import Settings
 
     settings = Settings.from_env()
-    default_registry.load_modules(settings.task_modules)
+    if args.local:
+        from .registry import default_registry, describe_task
+
+        default_registry.load_modules(settings.task_modules)
+        registry: dict[str, Any] = {"worker": None, "task_modules": list(settings.task_modules),
+                                    "tasks_digest": default_registry.digest(),
+                                    "tasks": [describe_task(t, settings) for t in default_registry]}
+    else:
+        try:
+            registry = _client(args).registry()
+        except ClientError as exc:  # the broker and topics are still worth showing
+            registry = {"error": f"{exc}; start a worker (make run), pass --url, or --local to list this folder's "
+                                 "YADTQ_TASK_MODULES without a worker"}
     wanted = settings.topics()
     try:
         actual: Optional[dict[str, int]] = asyncio.run(
@@ -316,31 +421,41 @@ def cmd_info(args: argparse.Namespace) -> int:
         "broker_reachable": actual is not None,
         "topics": [{"name": n, "partitions": p, "exists": None if actual is None else n in actual,
                     "broker_partitions": None if actual is None else actual.get(n)} for n, p in wanted.items()],
-        "tasks": [{"name": t.name, "async": t.is_async, "timeout": t.timeout} for t in default_registry],
+        "tasks_from": "local" if args.local else args.url,
+        **{k: registry.get(k) for k in ("worker", "task_modules", "tasks_digest", "tasks")},
     }
     if args.json:
-        print(json.dumps(info, indent=2))
-        return 0
+        print(json.dumps({**info, "error": registry.get("error")} if "error" in registry else info, indent=2))
+        return 2 if "error" in registry else 0
     print(f"broker   {info['broker_url']} (profile {info['broker_profile']}"
           f"{'' if actual is not None else ', not reachable'})")
     print("topics")
     for t in info["topics"]:
         state = "" if actual is None else ("" if t["exists"] else "  (not created yet)")
-        print(f"  {t['name']:40} {t['partitions']} partitions{state}")
-    print("tasks")
-    for t in info["tasks"]:
-        print(f"  {t['name']}{' (async)' if t['async'] else ''}")
+        count = t["partitions"]
+        print(f"  {t['name']:40} {count} partition{'' if count == 1 else 's'}{state}")
+    if "error" in registry:
+        print(f"yadtq: tasks: {registry['error']}", file=sys.stderr)
+        return 2
+    source = "this folder's task modules (--local)" if args.local else f"worker {info['worker']} at {args.url}"
+    print(f"tasks of {source}: {', '.join(info['task_modules'] or [])}")
+    for t in info["tasks"] or []:
+        kind = "async" if t["async"] else ("process" if t["process"] else "thread")
+        print(f"  {t['name']:24} {kind:8} timeout {t['timeout']:g} s, max_retries {t['max_retries']}"
+              f"{'  ' + t['doc'] if t.get('doc') else ''}")
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="yadtq", description="yadtq: a distributed task queue on Faust and Kafka")
-    p.add_argument("--log-level", default=os.environ.get("YADTQ_LOG_LEVEL", "warning"))
+    p.add_argument("--log-level", default=os.environ.get("YADTQ_LOG_LEVEL", "warning"),
+                   help="debug, info, warning (default, or YADTQ_LOG_LEVEL), error or critical; for "
+                        "`run` and `worker` too (give it before the command: yadtq --log-level info run)")
     sub = p.add_subparsers(dest="command", required=True)
 
     b = sub.add_parser("broker", help="run the embedded broker in the foreground")
-    b.add_argument("--host", default="127.0.0.1")
-    b.add_argument("--port", type=int, default=9092)
+    b.add_argument("--host", default="127.0.0.1", help="the address it listens on (default 127.0.0.1)")
+    b.add_argument("--port", type=int, default=9092, help="the port it listens on (default 9092)")
     b.set_defaults(func=cmd_broker)
 
     k = sub.add_parser("kafka", help="run Apache Kafka (KRaft, from `make kafka-jars`) in the foreground")
@@ -352,11 +467,15 @@ def build_parser() -> argparse.ArgumentParser:
     k.set_defaults(func=cmd_kafka)
 
     w = sub.add_parser("worker", help="run a worker (settings from YADTQ_* variables)")
-    w.add_argument("--web-port", type=int)
-    w.add_argument("--data-dir")
+    w.add_argument("--web-port", type=int, help="its HTTP API port (default YADTQ_WEB_PORT, 6066)")
+    w.add_argument("--data-dir", help="its tables' folder (default YADTQ_DATA_DIR, .yadtq/worker-<web port>)")
     w.set_defaults(func=cmd_worker)
 
-    r = sub.add_parser("run", help="embedded broker and one worker, until Ctrl-C")
+    r = sub.add_parser("run", help="embedded broker and workers, until Ctrl-C (make run)")
+    r.add_argument("--port", type=int, help="the embedded broker's port (default: YADTQ_BROKER_URL's, 9092)")
+    r.add_argument("--web-port", type=int,
+                   help="the first worker's HTTP port (default: YADTQ_WEB_PORT, 6066); the others take the next")
+    r.add_argument("--workers", type=int, default=1, metavar="N", help="how many workers to start (default 1)")
     r.set_defaults(func=cmd_run)
 
     def with_url(sp: argparse.ArgumentParser) -> None:
@@ -364,10 +483,11 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--json", action="store_true", help="print JSON")
 
     s = sub.add_parser("submit", help="submit a task; prints its id")
-    s.add_argument("task")
+    s.add_argument("task", help="the registered task's name")
     s.add_argument("args", nargs="*", help="arguments (JSON where they parse as JSON)")
-    s.add_argument("--kwarg", action="append", metavar="NAME=VALUE")
-    s.add_argument("--task-id")
+    s.add_argument("--kwarg", action="append", metavar="NAME=VALUE",
+                   help="a keyword argument (JSON where it parses as JSON); repeat for more")
+    s.add_argument("--task-id", help="the task's id (default: a new random one); an id that exists is not run again")
     s.add_argument("--countdown", type=float, metavar="SECONDS", help="start no earlier than this from now")
     s.add_argument("--eta", metavar="TIME", help="start no earlier than this ISO 8601 time")
     s.add_argument("--max-retries", type=int, metavar="N", help="retries after a failure (overrides the task's)")
@@ -381,12 +501,12 @@ def build_parser() -> argparse.ArgumentParser:
                              ("retry", cmd_retry, "run a failed or cancelled task again"),
                              ("status", cmd_status, "show a task's status")):
         by_id = sub.add_parser(name, help=text)
-        by_id.add_argument("task_id")
+        by_id.add_argument("task_id", help="the task's id")
         with_url(by_id)
         by_id.set_defaults(func=func)
 
     dl = sub.add_parser("dead-letters", help="list tasks that will never run (invalid, or out of retries)")
-    dl.add_argument("--limit", type=int, default=100)
+    dl.add_argument("--limit", type=int, default=100, help="show at most this many, the newest (default 100)")
     with_url(dl)
     dl.set_defaults(func=cmd_dead_letters)
 
@@ -394,17 +514,23 @@ def build_parser() -> argparse.ArgumentParser:
     with_url(ws)
     ws.set_defaults(func=cmd_workers)
 
-    i = sub.add_parser("info", help="broker, topics and registered tasks")
-    i.add_argument("--json", action="store_true")
+    i = sub.add_parser("info", help="broker, topics, and the tasks a worker registers")
+    with_url(i)
+    i.add_argument("--local", action="store_true",
+                   help="list the tasks of this folder's YADTQ_TASK_MODULES instead of asking a worker")
     i.set_defaults(func=cmd_info)
     return p
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    # Task modules are found in the current folder, as ``python -m`` and Faust find them
+    # (the ``yadtq`` script's own folder is .venv/bin). Last, so it shadows nothing.
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.append(os.getcwd())
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command not in ("worker",):
-        setup_logging(args.log_level if args.command != "run" else "info")
+        setup_logging(args.log_level)
     try:
         return int(args.func(args))
     except TaskFailed as exc:

@@ -131,7 +131,8 @@ class Client:
 
     def __init__(self, url: str = "http://127.0.0.1:6066", *, timeout: float = 10.0,
                  transport: Optional[httpx.BaseTransport] = None) -> None:
-        self.url = url.rstrip("/")
+        # "localhost:6066" means http://localhost:6066 (httpx would call "localhost" the scheme).
+        self.url = (url if "://" in url else f"http://{url}").rstrip("/")
         self._http = httpx.Client(base_url=self.url, timeout=timeout, transport=transport)
 
     def close(self) -> None:
@@ -239,6 +240,10 @@ class Client:
     def workers(self) -> list[dict[str, Any]]:
         """Every worker seen recently (``GET /workers``)."""
         return self._request("GET", "/workers")["workers"]  # type: ignore[no-any-return]
+
+    def registry(self) -> dict[str, Any]:
+        """The tasks the worker at this URL registers, with their options (``GET /registry``)."""
+        return self._request("GET", "/registry")  # type: ignore[no-any-return]
 
     def dead_letters(self, limit: int = 1000) -> list[dict[str, Any]]:
         """Task messages that will never run (``GET /dead-letters``)."""

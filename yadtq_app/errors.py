@@ -148,6 +148,11 @@ class TaskFailed(ClientError):
 class TaskCancelled(TaskFailed):
     """The task ended ``cancelled``."""
 
+    def __init__(self, task_id: str, error: Optional[dict[str, Any]]):
+        super().__init__(task_id, error)
+        message = self.error.get("message")
+        self.args = (f"task {task_id} was cancelled" + (f" ({message})" if message else ""),)
+
 
 class TaskTimeout(ClientError):
     """The task did not finish within the time the caller was willing to wait."""

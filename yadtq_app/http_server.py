@@ -35,6 +35,10 @@ logger = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+#: The ``reason`` of an error aiohttp raised itself (no such path or method, ...).
+HTTP_REASONS = {400: "bad-request", 404: "not-found", 405: "method-not-allowed", 413: "too-large"}
+
+
 def json_error(status: int, message: str, *, reason: Optional[str] = None, close: bool = False) -> web.Response:
     """An error answer: ``{"error": message, "reason": reason}`` with ``status``; ``close``
     ends the connection after it (its request body was not read)."""
@@ -64,7 +68,7 @@ def json_errors(settings: Settings) -> Any:
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise
-            reason = "too-large" if exc.status == 413 else None
+            reason = HTTP_REASONS.get(exc.status, f"http-{exc.status}")
             return json_error(exc.status, exc.text or exc.reason, reason=reason, close=exc.status == 413)
         except InvalidTask as exc:
             return json_error(400, str(exc), reason=exc.reason)

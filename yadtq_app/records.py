@@ -494,6 +494,10 @@ class Heartbeat(faust.Record, namespace="yadtq.Heartbeat", serializer="json"):
     partitions: list = []  # noqa: RUF012
     #: Invalid task messages seen by this worker, per reason (``not-json``, ...).
     invalid_messages: dict = {}  # noqa: RUF012
+    #: The names of the tasks this worker registers, and their digest
+    #: (:func:`yadtq_app.registry.names_digest`).
+    tasks: list = []  # noqa: RUF012
+    tasks_digest: str = ""
 
     def to_json(self, *, now: Optional[float] = None, timeout: float = 3.0) -> dict[str, Any]:
         now = time.time() if now is None else now
@@ -510,6 +514,8 @@ class Heartbeat(faust.Record, namespace="yadtq.Heartbeat", serializer="json"):
             "in_progress": self.in_progress,
             "partitions": self.partitions,
             "invalid_messages": self.invalid_messages,
+            "tasks": self.tasks,
+            "tasks_digest": self.tasks_digest,
         }
 
 

@@ -36,6 +36,7 @@ the time limit kills it; the function must be importable at module level).
 from __future__ import annotations
 
 import functools
+import hashlib
 import importlib
 import inspect
 from dataclasses import dataclass
@@ -43,7 +44,7 @@ from typing import Any, Callable, Iterable, Iterator, Optional, TypeVar, overloa
 
 from .errors import TaskRegistrationError, UnknownTask
 
-__all__ = ["TaskDef", "TaskRegistry", "task", "default_registry"]
+__all__ = ["TaskDef", "TaskRegistry", "task", "default_registry", "names_digest", "describe_task"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -162,6 +163,10 @@ class TaskRegistry:
     def names(self) -> list[str]:
         return sorted(self._tasks)
 
+    def digest(self) -> str:
+        """A short digest of the set of task names: equal on workers that register the same tasks."""
+        return names_digest(self._tasks)
+
     def load_modules(self, modules: Iterable[str]) -> None:
         """Import modules so their ``@task`` functions register."""
         for mod in modules:
@@ -169,6 +174,25 @@ class TaskRegistry:
                 importlib.import_module(mod)
             except ImportError as exc:
                 raise TaskRegistrationError(f"cannot import task module {mod!r}: {exc}") from exc
+
+
+def describe_task(taskdef: TaskDef, settings: Any) -> dict[str, Any]:
+    """A task as JSON, with the options in force: the task's own, else the worker's
+    defaults from ``settings`` (:class:`~yadtq_app.settings.Settings`)."""
+    return {
+        "name": taskdef.name,
+        "async": taskdef.is_async,
+        "process": taskdef.process,
+        "timeout": taskdef.timeout if taskdef.timeout is not None else settings.default_timeout,
+        "max_retries": taskdef.max_retries if taskdef.max_retries is not None else settings.default_max_retries,
+        "retry_on": None if taskdef.retry_on is None else [f"{c.__module__}.{c.__qualname__}" for c in taskdef.retry_on],
+        "doc": (inspect.getdoc(taskdef.fn) or "").split("\n")[0],
+    }
+
+
+def names_digest(names: Iterable[str]) -> str:
+    """12 hex digits of SHA-256 over the sorted names, one a line."""
+    return hashlib.sha256("\n".join(sorted(names)).encode()).hexdigest()[:12]
 
 
 def _same_definition(a: Callable[..., Any], b: Callable[..., Any]) -> bool:

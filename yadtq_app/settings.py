@@ -89,6 +89,9 @@ class Settings:
     data_dir: str = ""
     worker_id: str = field(default_factory=_default_worker_id)
     heartbeat_interval: float = 1.0
+    #: Seconds without an answer from the broker after which a worker restarts itself
+    #: to wait for it (answering 503) and rebuild its tables (yadtq_app.broker_link).
+    broker_lost_after: float = 10.0
     #: A worker not heard from for this long is shown dead (default 3 heartbeats).
     worker_timeout: Optional[float] = None
     #: Consumer-group timeouts; ``None`` means the broker profile's choice.
@@ -149,6 +152,8 @@ class Settings:
             raise bad("default_timeout", "must be positive")
         if self.heartbeat_interval <= 0:
             raise bad("heartbeat_interval", "must be positive")
+        if self.broker_lost_after <= 0:
+            raise bad("broker_lost_after", "must be positive")
         if self.default_max_retries < 0:
             raise bad("default_max_retries", "must not be negative")
         if self.retry_backoff < 0 or self.retry_backoff_max < 0:
@@ -377,6 +382,7 @@ ENV: dict[str, tuple[str, object]] = {
     "data_dir": ("YADTQ_DATA_DIR", str),
     "worker_id": ("YADTQ_WORKER_ID", str),
     "heartbeat_interval": ("YADTQ_HEARTBEAT_INTERVAL", float),
+    "broker_lost_after": ("YADTQ_BROKER_LOST_AFTER", float),
     "worker_timeout": ("YADTQ_WORKER_TIMEOUT", float),
     "session_timeout": ("YADTQ_SESSION_TIMEOUT", float),
     "heartbeat_timeout": ("YADTQ_CONSUMER_HEARTBEAT", float),

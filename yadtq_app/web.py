@@ -88,10 +88,12 @@ from yadtq_app.records import (
     task_request_from_json,
 )
 from yadtq_app.ordering import ENQUEUE, SequencerMessage
+from yadtq_app.peers import differing
+from yadtq_app.registry import describe_task
 from yadtq_app.topics import events_topic, sequencer_topic, task_topic
 
 __all__ = ["TasksView", "TaskView", "TaskStatusesView", "CancelView", "RetryView", "WorkersView", "DeadLettersView",
-           "HealthView"]
+           "RegistryView", "HealthView"]
 
 logger = logging.getLogger(__name__)
 
@@ -232,9 +234,17 @@ class TasksView(View):
             body = {**body, "submitted_at": now}  # the server's clock; a countdown counts from now
         try:
             req = task_request_from_json(body)
-            app.registry.get(req.task)
         except InvalidTask as exc:
             return error(self, str(exc), 400, reason=exc.reason)
+        unavailable = _not_everywhere(self, req.task)
+        if unavailable is not None:
+            return unavailable
+        try:
+            # The worker that accepts a task has its signature: bad arguments are a 400
+            # now, not a task that fails later.
+            app.registry.get(req.task).check_arguments(req.task_args, req.task_kwargs)
+        except TypeError as exc:
+            return error(self, f"{req.task}: {exc}", 400, reason="bad-arguments")
         value = req.encode()
         if len(value) > settings.max_message_bytes:
             return error(self, f"task message exceeds {settings.max_message_bytes} bytes", 413)
@@ -269,6 +279,22 @@ class TasksView(View):
 async def _confirmed(*sends: Any) -> None:
     """Wait until the broker has every record handed over by ``sends``."""
     await asyncio.gather(*await asyncio.gather(*sends))
+
+
+def _not_everywhere(view: View, name: str) -> Optional[Response]:
+    """A 400 for a task that not every alive worker registers (its messages would fail
+    as ``unknown task`` on the workers without it); ``None`` if every one does."""
+    peers = app.peer_tasks
+    if not peers.anywhere(name):
+        known = sorted(app.registry.names())
+        return error(view, f"unknown task {name!r}: no alive worker registers it; this one registers "
+                     f"{', '.join(known) or 'none'}", 400, reason="unknown-task")
+    lacking = peers.lacking(name)
+    if lacking:
+        return error(view, f"task {name!r} is registered on some workers only: {', '.join(lacking)} "
+                     "lack it (every worker must load the same YADTQ_TASK_MODULES)", 400,
+                     reason="not-on-every-worker", workers_without=lacking)
+    return None
 
 
 async def _existing(task_id: str) -> Optional[dict[str, Any]]:
@@ -338,7 +364,23 @@ class TaskView(View):
             if not isinstance(found, TaskState):
                 return found
             state = found
-        return self.json(state.to_json())
+        return self.json(with_effective_options(state.to_json()))
+
+
+def with_effective_options(row: Optional[dict[str, Any]]) -> Optional[dict[str, Any]]:
+    """``row`` with the ``max_retries`` and ``timeout`` in force where the submission set
+    none: the task's own, else the worker's defaults (``null`` only for a task this
+    worker does not register)."""
+    if row is None or (row.get("max_retries") is not None and row.get("timeout") is not None):
+        return row
+    name = row.get("task")
+    if not isinstance(name, str) or name not in app.registry:
+        return row
+    options = describe_task(app.registry.get(name), settings)
+    for key in ("max_retries", "timeout"):
+        if row.get(key) is None:
+            row[key] = options[key]
+    return row
 
 
 async def _recorded_status(view: View, task_id: str) -> Union[TaskState, Response]:
@@ -395,7 +437,7 @@ async def _statuses(ids: list[str], *, routed: bool) -> tuple[dict[str, Any], li
             continue
         if owner == me or routed:
             if _answers_locally(tp):
-                tasks[task_id] = row = get_status_json(task_id)
+                tasks[task_id] = row = with_effective_options(get_status_json(task_id))
                 if row is None:
                     missing.setdefault(tp.partition, []).append(task_id)
             else:
@@ -408,7 +450,7 @@ async def _statuses(ids: list[str], *, routed: bool) -> tuple[dict[str, Any], li
     for partition, known in zip(partitions, await asyncio.gather(*(caught_up_now(p) for p in partitions))):
         for task_id in missing[partition]:
             if known:
-                tasks[task_id] = get_status_json(task_id)
+                tasks[task_id] = with_effective_options(get_status_json(task_id))
             else:
                 del tasks[task_id]
                 unavailable.append(task_id)
@@ -474,8 +516,27 @@ class WorkersView(View):
     async def get(self, request: Request) -> Response:
         now = time.time()
         timeout = settings.effective_worker_timeout
-        return self.json({"workers": [hb.to_json(now=now, timeout=timeout) for hb in latest_heartbeats()],
-                          "alive_timeout": timeout})
+        rows = [hb.to_json(now=now, timeout=timeout) for hb in latest_heartbeats()]
+        mismatched = differing(rows)
+        for row in rows:
+            row["tasks_differ"] = row["id"] in mismatched
+        return self.json({"workers": rows, "alive_timeout": timeout})
+
+
+@app.timer(interval=settings.heartbeat_interval, name="yadtq.refresh_peer_tasks")
+async def _refresh_peer_tasks() -> None:
+    """Learn what the other alive workers register (``GET /workers``, asked of this
+    worker, which routes it to the table's owner); warn of a set unlike this one's."""
+    url = f"{str(app.conf.canonical_url).rstrip('/')}/workers"
+    try:
+        async with app.http_client.get(url, timeout=aiohttp.ClientTimeout(total=5)) as resp:
+            if resp.status != 200:
+                return
+            rows = (await resp.json())["workers"]
+    except (aiohttp.ClientError, asyncio.TimeoutError, ValueError, KeyError, TypeError):
+        return  # starting, or rebalancing: the next beat asks again
+    for warning in app.peer_tasks.update(rows):
+        logger.warning("%s", warning)
 
 
 @app.page("/dead-letters")
@@ -489,8 +550,18 @@ class DeadLettersView(View):
             if limit < 1:
                 raise ValueError
         except ValueError:
-            return error(self, "limit must be a positive integer", 400)
+            return error(self, "limit must be a positive integer", 400, reason="bad-field")
         return self.json({"dead_letters": [d.to_json() for d in list_dead_letters(limit)]})
+
+
+@app.page("/registry")
+class RegistryView(View):
+    """``GET /registry``: the tasks this worker registers, with their effective options."""
+
+    async def get(self, request: Request) -> Response:
+        return self.json({"worker": settings.worker_id, "url": settings.web_url,
+                          "task_modules": list(settings.task_modules), "tasks_digest": app.registry.digest(),
+                          "tasks": [describe_task(t, settings) for t in app.registry]})
 
 
 @app.page("/health")
@@ -501,7 +572,12 @@ class HealthView(View):
     async def get(self, request: Request) -> Response:
         crashed = crash_reason(app)
         if crashed is not None:  # about to exit (yadtq_app.liveness): never "ok" while dead
-            return error(self, f"this worker cannot work: {crashed}", 503, status="crashed")
+            return self.json({"error": f"this worker cannot work: {crashed}", "status": "crashed"}, status=503,
+                             headers={"Retry-After": "1"})
+        watch = app.broker_watch
+        if watch is not None and watch.unreachable_for() > 0:
+            return error(self, f"the broker has not answered for {watch.unreachable_for():.0f} s", 503,
+                         reason="broker-unavailable")
         try:
             held = sorted(tp.partition for tp in app.consumer.assignment() if tp.topic == settings.task_topic)
             fetch = fetch_state(app.consumer)

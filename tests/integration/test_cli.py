@@ -140,7 +140,7 @@ def test_submit_status_workers_info(cluster_factory: Any) -> None:
     wait_for(lambda: json.loads(run(["status", poisoned["task-id"], "--url", url, "--json"]).stdout)["attempts"] >= 3,
              timeout=30, message="the resubmitted task to run again")
 
-    r = run(["info", "--json"], env=env)
+    r = run(["info", "--json", "--url", url], env=env)
     info = json.loads(r.stdout)
     topics = {t["name"]: t for t in info["topics"]}
     assert topics[cluster.task_topic]["partitions"] == cluster.partitions

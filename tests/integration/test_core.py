@@ -11,7 +11,7 @@ import pytest
 
 from tests.support.kafka import count_messages
 from tests.support.wait import wait_for
-from yadtq_app import Client, TaskFailed, TaskNotFound
+from yadtq_app import Client, InvalidTask, TaskFailed, TaskNotFound
 
 pytestmark = pytest.mark.integration
 
@@ -111,7 +111,8 @@ def test_failing_task_is_recorded_and_worker_stays_up(shared_cluster: Any) -> No
     client = Client(cluster.workers[0].url)
     bad = client.submit("divide", 1, 0)
     boom = client.submit("tests.fail", "boom")
-    badargs = client.submit("add", 1)
+    with pytest.raises(InvalidTask, match="missing a required argument"):  # refused at submit
+        client.submit("add", 1)
     unser = client.submit("tests.unserializable")
     with pytest.raises(TaskFailed) as err:
         bad.result(timeout=30)
@@ -120,7 +121,6 @@ def test_failing_task_is_recorded_and_worker_stays_up(shared_cluster: Any) -> No
     info = boom.wait(30)
     assert info["status"] == "failed"
     assert info["error"]["type"] == "RuntimeError" and info["error"]["message"] == "boom"
-    assert badargs.wait(30)["error"]["type"] == "InvalidArguments"
     assert unser.wait(30)["error"]["type"] == "ResultNotSerializable"
     # Both workers are still up and still work.
     assert all(w.alive for w in cluster.workers)

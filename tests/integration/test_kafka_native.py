@@ -151,7 +151,7 @@ def test_readme_kafka_python_example_as_written(cluster_factory: Any, broker: An
     script.write_text(code.replace("127.0.0.1:9092", broker.bootstrap))
     r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
-    info = Client(cluster.workers[0].url).task("12345abc").wait(30)
+    info = Client(cluster.workers[0].url).task("readme-kafka-1").wait(30)
     assert info["status"] == "success" and info["result"] == 20 and info["args"] == [4, 5]
 
 

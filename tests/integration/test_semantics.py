@@ -85,16 +85,21 @@ def test_retry_exception_runs_again_until_it_succeeds(env: tuple[Cluster, Ledger
     assert all(b.start - a.start >= 0.3 for a, b in zip(runs, runs[1:]))
 
 
-def test_per_submission_max_retries_and_no_dead_letter_without_retries(
+def test_per_submission_max_retries_and_every_failed_task_is_dead_lettered(
         env: tuple[Cluster, Ledger, Path], client: Client) -> None:
     more = client.send_task("tests.fail_until_file", ["/nonexistent/never"], max_retries=2)
     none = client.send_task("tests.poison", ["once"], max_retries=0)
     assert more.wait(timeout=60)["attempts"] == 3
     assert none.wait(timeout=30)["attempts"] == 1
     assert len(starts(env[1], none.id)) == 1
-    wait_for(lambda: any(d["task-id"] == more.id for d in client.dead_letters()), timeout=20,
-             message="the dead letter of the task with max_retries=2")
-    assert not any(d["task-id"] == none.id for d in client.dead_letters())
+    def letter(task_id: str) -> Any:
+        return next((d for d in client.dead_letters() if d["task-id"] == task_id), None)
+
+    retried = wait_for(lambda: letter(more.id), timeout=20, message="the dead letter of the task with max_retries=2")
+    assert retried["reason"] == "retries-exhausted" and len(retried["history"]) == 3
+    # A task without retries that fails is findable there too (as with Celery's failed tasks).
+    once = wait_for(lambda: letter(none.id), timeout=20, message="the dead letter of the task with max_retries=0")
+    assert once["reason"] == "failed" and len(once["history"]) == 1
 
 
 def test_cpu_bound_process_task_is_killed_at_its_limit_and_the_worker_keeps_serving(

@@ -30,8 +30,10 @@ class WorkerProcess:
     """One ``yadtq worker`` subprocess with its own web port, data dir and log."""
 
     def __init__(self, cluster: "Cluster", index: int, *, web_host: str = "127.0.0.1",
-                 wrap: Sequence[str] = ()) -> None:
+                 wrap: Sequence[str] = (), extra_env: Optional[dict[str, str]] = None) -> None:
         self.cluster = cluster
+        #: Environment of this worker only, over the cluster's (e.g. other task modules).
+        self.extra_env = dict(extra_env or {})
         self.index = index
         #: The address its HTTP API listens on and advertises to the other workers.
         self.web_host = web_host
@@ -58,6 +60,7 @@ class WorkerProcess:
             "YADTQ_WORKER_ID": self.worker_id,
             "PYTHONUNBUFFERED": "1",
         })
+        env.update(self.extra_env)
         return env
 
     def start(self) -> "WorkerProcess":
@@ -144,8 +147,10 @@ class Cluster:
         self.env.update(extra_env or {})
         self.workers: list[WorkerProcess] = []
 
-    def add(self, n: int = 1, *, web_host: str = "127.0.0.1", wrap: Sequence[str] = ()) -> list[WorkerProcess]:
-        new = [WorkerProcess(self, len(self.workers) + i, web_host=web_host, wrap=wrap) for i in range(n)]
+    def add(self, n: int = 1, *, web_host: str = "127.0.0.1", wrap: Sequence[str] = (),
+            extra_env: Optional[dict[str, str]] = None) -> list[WorkerProcess]:
+        new = [WorkerProcess(self, len(self.workers) + i, web_host=web_host, wrap=wrap, extra_env=extra_env)
+               for i in range(n)]
         self.workers.extend(new)
         for w in new:
             w.start()

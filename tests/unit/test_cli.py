@@ -94,3 +94,25 @@ def test_unknown_log_level_is_a_clear_error() -> None:
 
     with pytest.raises(YadtqError, match="YADTQ_LOG_LEVEL"):
         _faust_level("loud")
+
+
+def _undescribed(parser: "argparse.ArgumentParser", prefix: str = "yadtq") -> list[str]:
+    import argparse
+
+    missing = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                missing += _undescribed(sub, f"{prefix} {name}")
+        elif not action.help and not isinstance(action, argparse._HelpAction):
+            missing.append(f"{prefix} {'/'.join(action.option_strings) or action.dest}")
+    return missing
+
+
+def test_every_option_is_described_in_help() -> None:
+    import argparse
+
+    assert _undescribed(build_parser()) == []
+    bare = argparse.ArgumentParser()
+    bare.add_argument("--x")
+    assert _undescribed(bare) == ["yadtq --x"]  # the control case: the walk sees one

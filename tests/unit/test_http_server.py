@@ -42,7 +42,7 @@ async def test_uncaught_exceptions_are_json_500s_and_bad_input_json_400s() -> No
     c = await client()
     try:
         for path, status, reason in (("/boom", 500, "internal"), ("/deep", 500, "internal"),
-                                     ("/invalid", 400, "bad-field"), ("/nowhere", 404, None)):
+                                     ("/invalid", 400, "bad-field"), ("/nowhere", 404, "not-found")):
             resp = await c.get(path)
             assert resp.status == status and resp.content_type == "application/json", (path, await resp.text())
             body = await resp.json()
