@@ -193,9 +193,9 @@ class LocalKafka:
         if problem:
             raise BrokerError(problem)
         self._prepare()
-        for node in self.nodes:
-            self._spawn(node)
         try:
+            for node in self.nodes:
+                self._spawn(node)
             self._await_ready(self.nodes)
         except BaseException:
             self.stop()
