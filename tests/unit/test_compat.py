@@ -449,3 +449,20 @@ async def test_recovery_watchdog_seeks_a_silent_partition_again_then_stops_the_w
     recovery.in_recovery = False
     await dog.check()
     assert dog._kicked == {}
+
+
+async def test_recovery_watchdog_resumes_faust_tps_whatever_recovery_keys_it_by() -> None:
+    # Recovery's highwaters come from aiokafka's ListOffsets answer, keyed by aiokafka's
+    # TopicPartition; Faust's consumer asserts its active partitions are TPs.
+    from aiokafka import TopicPartition
+    from faust.types import TP
+
+    from yadtq_app.compat import RecoveryWatchdog
+
+    stuck = TopicPartition("c", 0)
+    recovery = FakeRecovery(5.0, {stuck: 20}, {stuck: 40})
+    app = FakeApp(recovery)
+    await RecoveryWatchdog(app, stall=3.0, give_up=60.0).check()
+    assert app.consumer.resumed == [TP("c", 0)]
+    assert all(type(tp) is TP for tp in app.consumer.resumed)
+    assert all(type(tp) is TP for tp, _ in app.consumer.seeks)
