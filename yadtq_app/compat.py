@@ -770,9 +770,14 @@ class RecoveryWatchdog:
             return
         now = time.monotonic()
         received = recovery._active_events_received_at
-        for tp, remaining in recovery.active_remaining().items():
+        for key, remaining in recovery.active_remaining().items():
             if remaining <= 0:
                 continue
+            # Recovery's keys can be aiokafka's TopicPartition (equal to a TP, but not
+            # one): they come from ListOffsets answers. Faust's consumer asserts that its
+            # active partitions are TPs, so one resumed as is crashed recovery (seen on
+            # Kafka, where the end offsets are aiokafka's answer unchanged).
+            tp = TP(key.topic, key.partition)
             last = max(received.get(tp, started), started)
             if now - max(last, self._kicked.get(tp, started)) < self.stall:
                 continue

@@ -74,8 +74,13 @@ def missing_requirements(lib_dir: Path = DEFAULT_LIB_DIR) -> Optional[str]:
 
 
 def _cluster_id() -> str:
-    """A new KRaft cluster id: a UUID as 22 characters of base64url."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    """A new KRaft cluster id: a UUID as 22 characters of base64url, not starting with
+    ``-`` (the storage tool would take it for an option; Kafka's own ``Uuid.randomUuid``
+    skips those too)."""
+    while True:
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cid.startswith("-"):
+            return cid
 
 
 def _free_ports(host: str, n: int) -> list[int]:
@@ -193,9 +198,9 @@ class LocalKafka:
         if problem:
             raise BrokerError(problem)
         self._prepare()
-        for node in self.nodes:
-            self._spawn(node)
         try:
+            for node in self.nodes:
+                self._spawn(node)
             self._await_ready(self.nodes)
         except BaseException:
             self.stop()

@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections import Counter
+from pathlib import Path
 
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from tests.integration.test_core import wait_all_finished
+from tests.support.brokers import KAFKA_WORKER_ENV
+from tests.support.cluster import Cluster
 from tests.support.wait import wait_for
+from yadtq_app import Client
 from yadtq_app.kafka_local import LocalKafka
 
 pytestmark = pytest.mark.integration
@@ -54,3 +60,33 @@ def test_a_killed_controller_is_replaced_and_its_partitions_move_until_it_rejoin
     assert kafka3.pids[victim] is not None
     wait_for(lambda: all(isr == everyone for isr in kafka3.in_sync_replicas(topic).values()), timeout=60,
              interval=0.2, message="the restarted broker back in sync")
+
+
+def test_tasks_accepted_while_a_broker_is_down_all_run(kafka3: LocalKafka, tmp_path: Path,
+                                                         request: pytest.FixtureRequest) -> None:
+    """Replication factor 3, min.insync.replicas 2, acks=all: with the broker that leads
+    most task partitions killed, tasks already accepted and tasks submitted meanwhile
+    all run, once, with the right results."""
+    env = {**KAFKA_WORKER_ENV, "YADTQ_REPLICATION_FACTOR": "3", "YADTQ_MIN_INSYNC_REPLICAS": "2"}
+    cluster = Cluster(kafka3.url, tmp_path / "cluster", extra_env=env)
+    request.node.yadtq_clusters = [cluster]  # worker logs in the report of a failure
+    try:
+        cluster.start(2)
+        assert set(kafka3.in_sync_replicas(cluster.task_topic)[0]) == set(kafka3.node_ids())
+        client = Client(cluster.workers[0].url)
+        before = [client.submit("add", i, i).id for i in range(40)]
+        wait_all_finished(cluster, before)
+        leaders = Counter(kafka3.partition_leaders(cluster.task_topic).values())
+        victim = kafka3.node_ids().index(leaders.most_common(1)[0][0])
+        queued = [client.submit("sleep", 0.05).id for _ in range(20)]
+        kafka3.kill_node(victim)
+        try:
+            during = [client.submit("add", i, 1).id for i in range(40)]
+            done = wait_all_finished(cluster, before + queued + during, timeout=120)
+        finally:
+            kafka3.start_node(victim)
+        assert [done[t]["result"] for t in before] == [2 * i for i in range(40)]
+        assert [done[t]["result"] for t in during] == [i + 1 for i in range(40)]
+        assert all(done[t]["status"] == "success" and done[t]["attempts"] == 1 for t in queued)
+    finally:
+        cluster.stop()

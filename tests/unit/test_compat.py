@@ -521,3 +521,20 @@ async def test_stream_watchdog_reads_a_silent_partition_with_work_left_again_and
     now[0] = 200.0
     await dog.check()
     assert len(consumer.seeks) == 5 and dog._kicked == {} and dog._since == {}
+
+
+async def test_recovery_watchdog_resumes_faust_tps_whatever_recovery_keys_it_by() -> None:
+    # Recovery's highwaters come from aiokafka's ListOffsets answer, keyed by aiokafka's
+    # TopicPartition; Faust's consumer asserts its active partitions are TPs.
+    from aiokafka import TopicPartition
+    from faust.types import TP
+
+    from yadtq_app.compat import RecoveryWatchdog
+
+    stuck = TopicPartition("c", 0)
+    recovery = FakeRecovery(5.0, {stuck: 20}, {stuck: 40})
+    app = FakeApp(recovery)
+    await RecoveryWatchdog(app, stall=3.0, give_up=60.0).check()
+    assert app.consumer.resumed == [TP("c", 0)]
+    assert all(type(tp) is TP for tp in app.consumer.resumed)
+    assert all(type(tp) is TP for tp, _ in app.consumer.seeks)

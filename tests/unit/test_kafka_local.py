@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from yadtq_app.errors import BrokerError
-from yadtq_app.kafka_local import LocalKafka, missing_requirements
+from yadtq_app.kafka_local import LocalKafka, _cluster_id, missing_requirements
 
 
 def configs(kafka: LocalKafka) -> list[dict[str, str]]:
@@ -57,3 +57,11 @@ def test_a_data_folder_keeps_its_cluster_id_and_ports(tmp_path: Path) -> None:
 def test_missing_jars_are_named_with_the_make_target(tmp_path: Path) -> None:
     problem = missing_requirements(tmp_path)
     assert problem is not None and ("make kafka-jars" in problem or "java" in problem)
+
+
+def test_cluster_ids_never_look_like_an_option() -> None:
+    # One in 64 base64url ids starts with '-': StorageTool's parser then took it for an
+    # option ("argument --cluster-id/-t: expected one argument").
+    ids = [_cluster_id() for _ in range(2000)]
+    assert not [c for c in ids if c.startswith("-")]
+    assert all(len(c) == 22 and len(base64.urlsafe_b64decode(c + "==")) == 16 for c in ids)
