@@ -159,8 +159,11 @@ class Bench:
         reaper = Reaper("failover broker", [broker.process.pid], self.remaining()).start()
         try:
             for i in range(rounds):
-                with tempfile.TemporaryDirectory(dir=self.workdir) as d:
-                    r = one_round(broker.url, Path(d), {})
+                if self.args.keep is not None:  # the workers' logs stay, e.g. to see why a round stalled
+                    r = one_round(broker.url, self.workdir / f"failover-round-{i + 1}", {})
+                else:
+                    with tempfile.TemporaryDirectory(dir=self.workdir) as d:
+                        r = one_round(broker.url, Path(d), {})
                 self.raw.append({"run": i, "system": "yadtq 3w", "figure": "failover", **r})
                 logger.info("failover round %d: %s", i + 1, json.dumps(r))
                 if r.get("ok") and r.get("failover_s") is not None:
