@@ -51,17 +51,20 @@ unit: install
 integration: install
 	$(BIN)/python -m pytest tests/integration -q
 
-bench-failover: install
-	$(BIN)/python bench/failover.py --rounds 5
+# kill -9 failover; `make bench-failover FAILOVER_ARGS='--broker kafka --nodes 3'` on Apache Kafka.
+bench-failover: install $(if $(findstring kafka,$(FAILOVER_ARGS)),kafka-jars)
+	timeout --kill-after=60 3600 $(BIN)/python bench/failover.py --rounds 5 $(FAILOVER_ARGS)
 
 # Worker RSS while one worker runs 100,000 tasks (bench/memory.py).
 bench-memory: install
 	timeout --kill-after=60 3600 $(BIN)/python bench/memory.py
 
-# Comparison with Celery and taskiq (bench/compare.py). The peers live in their own
-# virtualenv, bench/.venv; Redis is Debian's redis-server, installed with apt-get (as root)
-# when missing. `make bench BENCH_ARGS=--quick` for development sizes.
-bench: bench/.venv/.installed
+# Comparison with Celery and taskiq (bench/compare.py), yadtq on the embedded broker and on
+# Apache Kafka (one node: needs Java and Maven for its jars; BENCH_ARGS=--brokers embedded
+# without). The peers live in their own virtualenv, bench/.venv; Redis is Debian's
+# redis-server, installed with apt-get (as root) when missing. `make bench BENCH_ARGS=--quick`
+# for development sizes.
+bench: bench/.venv/.installed $(if $(HAVE_JAVA),kafka-jars)
 	@command -v redis-server >/dev/null || { \
 		echo "make bench: redis-server is missing; installing Debian's redis-server with apt-get (needs root)"; \
 		apt-get install -y redis-server || { apt-get update && apt-get install -y redis-server; }; }

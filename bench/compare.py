@@ -1,11 +1,13 @@
 """Compare yadtq with Celery 5 and taskiq (both on Redis): throughput, latency, failover.
 
-Starts what it needs: an embedded broker and N ``yadtq worker`` processes per run
-(N = 1, 2, 4; tasks submitted over HTTP and through a Kafka producer), one
-``redis-server`` on a free loopback port for the peers, and their workers (Celery
-prefork with 2 processes, taskiq with 2 worker processes). Every figure is measured
-``--runs`` times; the table shows the median, min–max and yadtq ÷ peer ratios, and a
-full run appends it, dated, with the machine, to bench/RESULTS.md.
+Starts what it needs: per run and worker count N (1, 2, 4), a fresh broker and N
+``yadtq worker`` processes (tasks submitted over HTTP and through a Kafka producer),
+once on the embedded broker and once on Apache Kafka (one KRaft node, from
+``make kafka-jars``; rows "yadtq AK"); one ``redis-server`` on a free loopback port for
+the peers, and their workers (Celery prefork with 2 processes, taskiq with 2 worker
+processes). Every figure is measured ``--runs`` times; the table shows the median,
+min–max and yadtq ÷ peer ratios, and a full run appends it, dated, with the machine, to
+bench/RESULTS.md.
 
     make bench                                        # full: 10,000 tasks, 200 round trips, 3 runs
     bench/.venv/bin/python bench/compare.py --quick   # 500 tasks, 30 round trips, 1 run; prints only
@@ -32,11 +34,12 @@ from typing import Any, Callable, Iterator, Optional
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.apache_kafka import kafka_problem  # noqa: E402
 from bench.common import CONCURRENCY, Reaper  # noqa: E402
 from bench.peer_targets import CeleryTarget, TaskiqTarget  # noqa: E402
 from bench.procs import BenchError, RedisServer  # noqa: E402
 from bench.report import METHOD, Results, append_results, machine_info, machine_line, percentiles, render_table  # noqa: E402
-from bench.yadtq_target import VIAS, YadtqTarget  # noqa: E402
+from bench.yadtq_target import BROKERS, VIAS, YadtqTarget  # noqa: E402
 from tests.support.cluster import free_port  # noqa: E402
 
 logger = logging.getLogger("bench.compare")
@@ -44,6 +47,14 @@ logger = logging.getLogger("bench.compare")
 SYSTEMS = ("yadtq", "celery", "taskiq")
 PEER_LABELS = {"celery": "Celery", "taskiq": "taskiq"}
 VIA_LABELS = {"http": "HTTP", "kafka": "Kafka"}
+
+
+def yadtq_label(broker: str, fetch_wait: Optional[int]) -> str:
+    """What a yadtq row's name says of its broker: nothing for the embedded one (as in
+    earlier tables), "AK" for Apache Kafka, and the fetch wait when it is not the profile's."""
+    if broker != "kafka":
+        return ""
+    return "AK " if fetch_wait is None else f"AK fetch {fetch_wait} ms "
 THROUGHPUT = "throughput (tasks/s)"
 FAILOVER = "failover (s)"
 
@@ -96,20 +107,37 @@ class Bench:
 
     # -- systems ----------------------------------------------------------------------------------
 
-    def run_yadtq(self, run: int, n_workers: int) -> None:
+    def run_yadtq(self, run: int, n_workers: int, broker: str, fetch_wait: Optional[int] = None) -> None:
+        """One yadtq cluster: ``broker`` is ``embedded`` or ``kafka``; ``fetch_wait`` (ms), on
+        Kafka, sets ``YADTQ_FETCH_MAX_WAIT_MS`` instead of the profile's."""
         a = self.args
-        target = YadtqTarget(n_workers, self.workdir / f"yadtq-r{run}-w{n_workers}", lifetime=self.remaining())
+        env = {} if fetch_wait is None else {"YADTQ_FETCH_MAX_WAIT_MS": str(fetch_wait)}
+        label = yadtq_label(broker, fetch_wait)
+        folder = f"yadtq-r{run}-w{n_workers}-{broker}" + ("" if fetch_wait is None else f"-fw{fetch_wait}")
+        target = YadtqTarget(n_workers, self.workdir / folder, lifetime=self.remaining(), broker=broker,
+                             extra_env=env)
         # Alternate which path goes first, so neither always meets a fuller status table.
         vias = a.via if run % 2 == 0 else list(reversed(a.via))
         try:
             target.start()
             target.warm_up()
             for via in vias:
-                self.record_latency(f"yadtq {n_workers}w {VIA_LABELS[via]}", run, target.latency(a.round_trips, via))
+                self.record_latency(f"yadtq {label}{n_workers}w {VIA_LABELS[via]}", run,
+                                    target.latency(a.round_trips, via))
             for via in vias:
-                self.record_throughput(f"yadtq {n_workers}w {VIA_LABELS[via]}", run, target.throughput(a.tasks, via))
+                self.record_throughput(f"yadtq {label}{n_workers}w {VIA_LABELS[via]}", run,
+                                       target.throughput(a.tasks, via))
         finally:
             target.stop()
+
+    def yadtq_configs(self, run: int) -> list[tuple[str, Optional[int]]]:
+        """(broker, fetch wait) of each yadtq cluster of a run, in the order they run: the
+        order flips every run, so no broker always goes first after a peer's run."""
+        configs: list[tuple[str, Optional[int]]] = []
+        for broker in self.args.brokers:
+            configs.extend([(broker, w) for w in self.args.kafka_fetch_waits] if broker == "kafka"
+                           else [(broker, None)])
+        return configs if run % 2 == 0 else configs[::-1]
 
     def run_peer(self, run: int, target: Any) -> None:
         a = self.args
@@ -131,8 +159,11 @@ class Bench:
         reaper = Reaper("failover broker", [broker.process.pid], self.remaining()).start()
         try:
             for i in range(rounds):
-                with tempfile.TemporaryDirectory(dir=self.workdir) as d:
-                    r = one_round(broker.url, Path(d), {})
+                if self.args.keep is not None:  # the workers' logs stay, e.g. to see why a round stalled
+                    r = one_round(broker.url, self.workdir / f"failover-round-{i + 1}", {})
+                else:
+                    with tempfile.TemporaryDirectory(dir=self.workdir) as d:
+                        r = one_round(broker.url, Path(d), {})
                 self.raw.append({"run": i, "system": "yadtq 3w", "figure": "failover", **r})
                 logger.info("failover round %d: %s", i + 1, json.dumps(r))
                 if r.get("ok") and r.get("failover_s") is not None:
@@ -153,6 +184,11 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     ap.add_argument("--round-trips", type=int, help="round trips per latency run (default 200; quick 30)")
     ap.add_argument("--workers", default="1,2,4", help="yadtq worker counts (default 1,2,4)")
     ap.add_argument("--via", default="http,kafka", help="yadtq submission paths (default http,kafka)")
+    ap.add_argument("--brokers", default=",".join(BROKERS),
+                    help="brokers yadtq runs on: embedded (Tansu), kafka (Apache Kafka, one node); default both")
+    ap.add_argument("--kafka-fetch-waits", default="profile", metavar="MS,...",
+                    help="on Apache Kafka, one cluster per value: 'profile' (the kafka profile's own fetch "
+                         "wait) or YADTQ_FETCH_MAX_WAIT_MS in ms (rows 'AK fetch MS ms'); default profile")
     ap.add_argument("--systems", default=",".join(SYSTEMS), help="systems to measure (default all)")
     ap.add_argument("--failover-rounds", type=int, help="yadtq failover rounds (default = runs; 0 skips)")
     ap.add_argument("--taskiq-broker", choices=["stream", "list"], default="stream",
@@ -174,6 +210,16 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     args.time_limit = args.time_limit or (1500 if quick else 7200)
     args.workers = [int(w) for w in args.workers.split(",") if w]
     args.via = [v for v in args.via.split(",") if v]
+    args.brokers = [b for b in args.brokers.split(",") if b]
+    for b in args.brokers:
+        if b not in BROKERS:
+            ap.error(f"--brokers: {b!r} is not one of {', '.join(BROKERS)}")
+    try:
+        args.kafka_fetch_waits = [None if w == "profile" else int(w) for w in args.kafka_fetch_waits.split(",") if w]
+    except ValueError:
+        ap.error("--kafka-fetch-waits: 'profile' or whole milliseconds, comma-separated")
+    if not args.kafka_fetch_waits:
+        ap.error("--kafka-fetch-waits: at least one value")
     args.systems = [s for s in args.systems.split(",") if s]
     for v in args.via:
         if v not in VIAS:
@@ -200,9 +246,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGALRM, _interrupt)
     signal.alarm(int(args.time_limit))
-    logger.info("%s: %d run(s), %d tasks, %d round trips, yadtq workers %s via %s, systems %s, failover rounds %d",
-                "quick" if args.quick else "full", args.runs, args.tasks, args.round_trips, args.workers,
-                args.via, args.systems, args.failover_rounds)
+    logger.info("%s: %d run(s), %d tasks, %d round trips, yadtq workers %s via %s on %s, systems %s, "
+                "failover rounds %d", "quick" if args.quick else "full", args.runs, args.tasks, args.round_trips,
+                args.workers, args.via, args.brokers, args.systems, args.failover_rounds)
+    if "yadtq" in args.systems and "kafka" in args.brokers and kafka_problem():
+        logger.error("cannot run yadtq on Apache Kafka: %s (or pass --brokers embedded)", kafka_problem())
+        return 1
     peers = [s for s in args.systems if s != "yadtq"]
     interrupted: Optional[str] = None
     with _workdir(args.keep) as tmp:
@@ -216,7 +265,10 @@ def main(argv: Optional[list[str]] = None) -> int:
             for run in range(args.runs):
                 if "yadtq" in args.systems:
                     for n in args.workers:
-                        bench.attempt(f"yadtq {n}w run {run + 1}", functools.partial(bench.run_yadtq, run, n))
+                        for broker, wait in bench.yadtq_configs(run):
+                            what = f"yadtq {n}w on {broker}" + ("" if wait is None else f" (fetch {wait} ms)")
+                            bench.attempt(f"{what} run {run + 1}",
+                                          functools.partial(bench.run_yadtq, run, n, broker, wait))
                 for name in peers:
                     assert redis is not None
                     target: Any = (CeleryTarget(redis, Path(tmp), lifetime=bench.remaining()) if name == "celery"
@@ -255,15 +307,19 @@ def report(args: argparse.Namespace, bench: Bench, interrupted: Optional[str]) -
         logger.error("no figure was measured")
         return 1
     table = render_table(bench.results)
-    print(f"\n{'QUICK (development sizes, not recorded)' if args.quick else 'yadtq vs Celery vs taskiq'}: "
+    print(f"\n{'QUICK (development sizes, not recorded)' if args.quick else 'yadtq vs Celery vs taskiq'}"
+          f" (yadtq on {' and '.join(args.brokers)}): "
           f"{args.runs} run(s), {args.tasks:,} tasks, {args.round_trips} round trips")
     print(f"machine: {machine_line(info)}")
     print(table)
     for f in bench.failures:
         print(f"FAILED: {f}")
+    other_waits = [w for w in args.kafka_fetch_waits if w is not None]
     method = METHOD.format(tasks=args.tasks, round_trips=args.round_trips, concurrency=CONCURRENCY,
                            taskiq_broker=("RedisStreamBroker (acknowledged)" if args.taskiq_broker == "stream"
-                                          else "ListQueueBroker (no acks)"))
+                                          else "ListQueueBroker (no acks)"),
+                           fetch_waits=("" if not other_waits else "; rows \"AK fetch N ms\" with "
+                                        "`YADTQ_FETCH_MAX_WAIT_MS=N` instead"))
     complete = not interrupted and not bench.failures
     if args.quick or args.no_write:
         logger.info("not written to %s (%s)", args.results, "--quick" if args.quick else "--no-write")

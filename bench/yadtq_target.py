@@ -1,7 +1,9 @@
-"""yadtq under measurement: a fresh embedded broker and N real ``yadtq worker`` processes.
+"""yadtq under measurement: a fresh broker and N real ``yadtq worker`` processes.
 
-The broker and workers start exactly as in the tests and ``bench/failover.py``
-(``yadtq_app.broker.EmbeddedBroker``, ``tests/support/cluster.Cluster``). Tasks are
+The broker is the embedded one (``yadtq_app.broker.EmbeddedBroker``) or Apache Kafka,
+one KRaft node (``yadtq_app.kafka_local.LocalKafka`` with the bench's settings,
+``bench/apache_kafka.py``; the workers run the ``kafka`` profile). Broker and workers
+start exactly as in the tests and ``bench/failover.py`` (``tests/support/cluster.Cluster``). Tasks are
 submitted over HTTP (``POST /tasks``, round-robin over the workers) or written by a
 Kafka producer (aiokafka) straight onto the task topic in the wire format, keyed by
 id; every status is read back through ``GET /tasks/{id}``, the real status API.
@@ -22,27 +24,37 @@ import aiohttp
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import murmur2
 
+from bench.apache_kafka import KAFKA_PROFILE_ENV, start_kafka
 from bench.common import CONCURRENCY, Reaper, ThroughputSample, bounded_gather
 from bench.procs import BenchError
 from tests.support.cluster import Cluster, free_port
 from yadtq_app.broker import EmbeddedBroker
+from yadtq_app.kafka_local import LocalKafka
 
-__all__ = ["YadtqTarget", "VIAS"]
+__all__ = ["YadtqTarget", "VIAS", "BROKERS"]
 
 logger = logging.getLogger(__name__)
 
 VIAS = ("http", "kafka")
+#: The brokers yadtq is measured on: the embedded one (Tansu) and Apache Kafka (one node).
+BROKERS = ("embedded", "kafka")
 TERMINAL = ("success", "failed", "cancelled")
 
 
 class YadtqTarget:
-    """One cluster of ``workers`` workers on its own embedded broker (a fresh, empty one)."""
+    """One cluster of ``workers`` workers on its own broker (a fresh, empty one): ``broker``
+    is ``"embedded"`` or ``"kafka"``; ``extra_env`` goes to the workers on top of the rest."""
 
-    def __init__(self, workers: int, workdir: Path, *, lifetime: float) -> None:
+    def __init__(self, workers: int, workdir: Path, *, lifetime: float, broker: str = "embedded",
+                 extra_env: Optional[dict[str, str]] = None) -> None:
+        if broker not in BROKERS:
+            raise ValueError(f"broker {broker!r} is not one of {', '.join(BROKERS)}")
         self.n_workers = workers
         self.workdir = workdir
         self.lifetime = lifetime
-        self.broker: Optional[EmbeddedBroker] = None
+        self.broker_kind = broker
+        self.extra_env = dict(extra_env or {})
+        self.broker: Optional[EmbeddedBroker | LocalKafka] = None
         self.cluster: Optional[Cluster] = None
         self.reaper: Optional[Reaper] = None
 
@@ -50,17 +62,27 @@ class YadtqTarget:
 
     def start(self) -> "YadtqTarget":
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.broker = EmbeddedBroker("127.0.0.1", free_port(), log_path=str(self.workdir / "broker.log")).start()
-        # Workers log warnings only, as the peers' workers do.
-        self.cluster = Cluster(self.broker.url, self.workdir, extra_env={"YADTQ_LOG_LEVEL": "warn"})
+        env = {"YADTQ_LOG_LEVEL": "warn"}  # workers log warnings only, as the peers' workers do
+        if self.broker_kind == "kafka":
+            t0 = time.monotonic()
+            kafka = self.broker = start_kafka(self.workdir / "kafka", lifetime=self.lifetime)
+            broker_pids = [p for p in kafka.pids if p is not None]
+            env.update(KAFKA_PROFILE_ENV)
+            logger.info("Apache Kafka (1 node) ready in %.1f s", time.monotonic() - t0)
+        else:
+            embedded = self.broker = EmbeddedBroker("127.0.0.1", free_port(),
+                                                    log_path=str(self.workdir / "broker.log")).start()
+            assert embedded.process is not None
+            broker_pids = [embedded.process.pid]
+        env.update(self.extra_env)
+        self.cluster = Cluster(self.broker.url, self.workdir, extra_env=env)
         self.cluster.add(self.n_workers)
-        assert self.broker.process is not None
-        self.reaper = Reaper(f"yadtq x{self.n_workers}", [self.broker.process.pid] + [w.pid for w in
-                             self.cluster.workers], self.lifetime).start()
+        self.reaper = Reaper(f"yadtq x{self.n_workers} on {self.broker_kind}",
+                             broker_pids + [w.pid for w in self.cluster.workers], self.lifetime).start()
         for w in self.cluster.workers:
             w.wait_healthy(90)
         self.cluster.wait_settled(timeout=90)
-        logger.info("yadtq: %d worker(s) settled on %s", self.n_workers, self.broker.url)
+        logger.info("yadtq: %d worker(s) settled on %s (%s)", self.n_workers, self.broker.url, self.broker_kind)
         return self
 
     def stop(self) -> None:
@@ -106,7 +128,7 @@ class YadtqTarget:
     def latency(self, k: int, via: str, poll: float = 0.001) -> list[float]:
         """``k`` sequential round trips (ms); where their time went is logged (:func:`_log_phases`)."""
         samples, phases = asyncio.run(self._latency(k, via, poll))
-        _log_phases(via, phases)
+        _log_phases(f"{via} (on {self.broker_kind}, {self.n_workers}w)", phases)
         return samples
 
     async def _throughput(self, n: int, via: str) -> ThroughputSample:
@@ -162,13 +184,13 @@ class YadtqTarget:
         return out, phases
 
 
-def _log_phases(via: str, phases: list[dict[str, float]]) -> None:
+def _log_phases(what: str, phases: list[dict[str, float]]) -> None:
     """Median of each part of a round trip, from the status row's timestamps (same machine clock)."""
     if not phases:
         return
     med = {k: statistics.median(p[k] for p in phases) * 1000 for k in phases[0]}
     logger.info("yadtq %s round trip, medians: submit acknowledged %.1f ms; submit → started %.1f ms; "
-                "started → finished %.1f ms; finished → seen by the client %.1f ms", via, med["acked"],
+                "started → finished %.1f ms; finished → seen by the client %.1f ms", what, med["acked"],
                 med["to_start"], med["run"], med["to_seen"])
 
 
