@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.cluster import ROOT, free_port
+from tests.support.cluster import ROOT, free_port, stop_process
 from tests.support.wait import wait_for
 
 pytestmark = pytest.mark.integration
@@ -165,10 +165,5 @@ def test_faust_command_starts_a_worker(broker: Any, tmp_path: Path) -> None:
 
         assert Client(url).submit("add", 20, 22).result(timeout=30) == 42
     finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
         log.close()

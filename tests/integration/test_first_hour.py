@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.cluster import ROOT, Cluster, free_port
+from tests.support.cluster import ROOT, Cluster, free_port, stop_process
 from tests.support.wait import wait_for
 from yadtq_app.broker import EmbeddedBroker, port_is_free
 
@@ -137,16 +137,6 @@ def _faust_worker(env: dict[str, str], cwd: Path, port: int, log: Path) -> "subp
                                 env=env, cwd=str(cwd), stdout=out, stderr=subprocess.STDOUT)
 
 
-def _stop(proc: "subprocess.Popen[bytes]") -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 def test_faust_web_port_decides_data_folder_and_url(broker: Any, tmp_path: Path) -> None:
     """``faust -A yadtq_app worker --web-port N`` with no YADTQ_WEB_PORT: the folder and the
     advertised URL follow N; a second worker on the same folder stops with one clear line."""
@@ -169,12 +159,12 @@ def test_faust_web_port_decides_data_folder_and_url(broker: Any, tmp_path: Path)
         try:
             assert second.wait(60) == 78
         finally:
-            _stop(second)
+            stop_process(second)
         text = (tmp_path / "second.log").read_text()
         assert "is in use by another worker" in text and "Traceback" not in text, text
         assert first.poll() is None
     finally:
-        _stop(first)
+        stop_process(first)
 
 
 YADTQ = [sys.executable, "-m", "yadtq_app.cli"]
@@ -209,12 +199,7 @@ def test_yadtq_run_ports(tmp_path: Path) -> None:
                            capture_output=True, text=True, timeout=60)
         assert r.stdout.strip() == "20", r.stderr
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, signal.SIGINT, timeout=60)
 
 
 def test_info_asks_a_worker_and_local_reads_this_folder(shared_cluster: Any, tmp_path: Path) -> None:
