@@ -16,6 +16,7 @@ class Execution:
     worker: str
     start: float
     end: float | None = None
+    stopped: float | None = None  # cancelled while running
 
 
 @dataclass
@@ -35,6 +36,8 @@ class Ledger:
                 ex = Execution(rec["id"], rec["attempt"], rec["worker"], rec["t"])
                 open_[key] = ex
                 self.executions.append(ex)
+            elif key in open_ and rec["event"] == "cancelled":
+                open_[key].stopped = rec["t"]
             elif key in open_:
                 open_[key].end = rec["t"]
         return self
@@ -51,7 +54,7 @@ class Ledger:
                 if ex.worker == worker and ex.start <= at and (ex.end is None or ex.end > at)}
 
     def running(self, worker: str) -> set[str]:
-        return {ex.id for ex in self.executions if ex.worker == worker and ex.end is None}
+        return {ex.id for ex in self.executions if ex.worker == worker and ex.end is None and ex.stopped is None}
 
 
 def check(ledger: Ledger, statuses: dict[str, dict[str, Any]], *, faulty: str, fault_at: float,

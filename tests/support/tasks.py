@@ -169,8 +169,12 @@ async def ledgered_wait_file(path: str) -> str:
     from yadtq_app import current_task
 
     _ledger("start", current_task())
-    while not os.path.exists(path):
-        await asyncio.sleep(0.02)
+    try:
+        while not os.path.exists(path):
+            await asyncio.sleep(0.02)
+    except asyncio.CancelledError:
+        _ledger("cancelled", current_task())
+        raise
     _ledger("end", current_task())
     return "done"
 
