@@ -146,6 +146,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, List, Mapping, Option
 
 import aiokafka
 from aiokafka.protocol.group import JoinGroupRequest
+from faust import streams as faust_streams
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 from faust.types.tuples import ack_lock
@@ -157,8 +158,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from .settings import Settings
 
 __all__ = ["BrokerProfile", "EmbeddedProfile", "profile_for", "true_end_offsets", "EmbeddedTransport", "head_unacked",
-           "stale_ack", "ReadOffsets", "RecoveryWatchdog", "FetchWait", "adapt_fetch_wait", "fetch_state",
-           "last_fetched_ms"]
+           "stale_ack", "ack_through_consumer", "ReadOffsets", "RecoveryWatchdog", "FetchWait", "adapt_fetch_wait",
+           "fetch_state", "last_fetched_ms"]
 
 UNKNOWN_MEMBER_ID = JoinGroupRequest.UNKNOWN_MEMBER_ID
 
@@ -335,6 +336,20 @@ async def true_end_offsets(bootstrap_servers: str, listed: Mapping[TP, int], *, 
     return result
 
 
+def ack_through_consumer() -> None:
+    """Make every stream ack go through ``Consumer.ack`` (the class below overrides it).
+
+    Faust's compiled stream iterator (``faust._cython.streams.StreamIterator.after``)
+    inlines ``Message.ack`` and ``Consumer.ack`` instead of calling them, so with it
+    none of this module's ack handling ran for the agents' messages: acks of an earlier
+    generation counted, dropped messages were never read again, and the set of messages
+    being processed only grew — the stream watchdog, which leaves such partitions alone,
+    never fired (seen: a survivor whose events partitions stopped after a worker froze,
+    114 s without a record). Faust's pure-Python iterator is used instead.
+    """
+    faust_streams._CStreamIterator = None
+
+
 def _kafka_consumer(consumer: Any) -> Optional[aiokafka.AIOKafkaConsumer]:
     """The aiokafka consumer inside Faust's worker ``consumer`` (``None`` before it starts)."""
     return getattr(getattr(consumer, "_thread", None), "_consumer", None)
@@ -415,7 +430,8 @@ def last_fetched_ms(consumer: Any, tp: TP) -> Optional[int]:
 
 def fetch_state(consumer: Any) -> dict[str, Any]:
     """What a worker's consumer fetches now (for ``GET /health``): the wait its fetch
-    requests carry (ms), and how many partitions they ask for, changelogs among them."""
+    requests carry (ms), how many partitions they ask for, changelogs among them, and
+    how many messages agents got and have not acked."""
     kafka = _kafka_consumer(consumer)
     fetcher = getattr(kafka, "_fetcher", None)
     if fetcher is None:
@@ -428,11 +444,13 @@ def fetch_state(consumer: Any) -> dict[str, Any]:
         return {}
     changelogs = consumer.app.tables.changelog_topics
     return {"wait_ms": fetcher._fetch_max_wait_ms, "partitions": len(fetching),
-            "changelog_partitions": sum(tp.topic in changelogs for tp in fetching)}
+            "changelog_partitions": sum(tp.topic in changelogs for tp in fetching),
+            "messages_in_process": len(getattr(consumer, "processing", ()))}
 
 
 def _transport_with(*, fetch_max_wait_ms: int, busy_fetch_max_wait_ms: int, fix_end_offsets: bool) -> type:
     """A Faust aiokafka transport whose worker consumer uses these remedies."""
+    ack_through_consumer()
 
     class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         def _create_worker_consumer(self, transport: Any) -> aiokafka.AIOKafkaConsumer:

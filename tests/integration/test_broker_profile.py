@@ -183,3 +183,26 @@ def test_a_worker_fetches_no_changelog_it_writes_and_polls_faster_while_busy(sha
     # ... and once they stop, the idle one again.
     wait_for(lambda: all(fetch(w)["wait_ms"] == idle for w in cluster.running()), timeout=BUSY_HOLD + 20,
              message="the idle fetch wait")
+
+
+def test_every_message_an_agent_got_is_acked_through_the_consumer(shared_cluster: Any) -> None:
+    """yadtq's consumer learns of each ack (its stale-ack handling and the stream
+    watchdog depend on it). Faust's compiled stream iterator acked behind its back: the
+    messages "in process" only grew, and the watchdog never read a stalled partition
+    again."""
+    import httpx
+
+    from tests.support.wait import wait_for
+    from yadtq_app import Client
+
+    cluster = shared_cluster
+
+    def in_process() -> dict[str, int]:
+        return {w.worker_id: httpx.get(w.url + "/health", timeout=5).json()["fetch"].get("messages_in_process", -1)
+                for w in cluster.running()}
+
+    client = Client(cluster.workers[0].url)
+    handles = [client.submit("add", i, i) for i in range(50)]
+    assert [h.result(timeout=60) for h in handles] == [2 * i for i in range(50)]
+    wait_for(lambda: set(in_process().values()) == {0}, timeout=30, interval=0.2,
+             message="no message left in process once every task is done")
