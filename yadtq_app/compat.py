@@ -118,7 +118,10 @@ offset (or it is 0). Records fetched for such a partition while Faust was recove
 its tables were dropped, so without a seek they are never read again: the tasks in a
 newly assigned, never-committed partition were silently lost (seen when a worker died
 within its first commit interval). :class:`ConsumerThread` seeks those partitions to
-their beginning, as ``auto_offset_reset="earliest"`` promises.
+their log start offsets, asked of the broker, as ``auto_offset_reset="earliest"``
+promises (taking ``position()`` after ``seek_to_beginning`` instead raced a fetch
+answered meanwhile, which had moved the position past the records it read: those
+were taken as read, and lost).
 
 Faust's pause of a partition is its own (it stops handing the partition's records on,
 aiokafka goes on fetching them), so after recovery every fetch also asked for the
@@ -487,10 +490,14 @@ def _transport_with(*, fetch_max_wait_ms: int, busy_fetch_max_wait_ms: int, fix_
                 changelogs = self.app.tables.changelog_topics
                 never = [tp for tp, offset in committed.items() if not offset and tp.topic not in changelogs]
                 if never:
-                    await consumer.seek_to_beginning(*never)
+                    # The log start offsets, asked of the broker: not the position after a
+                    # seek_to_beginning, which a fetch answered meanwhile has already moved
+                    # past the records it read (they were then taken as read, and lost).
+                    starts = await consumer.beginning_offsets(never)
                     committed = dict(committed)
                     for tp in never:  # where reading starts: the floor commits must not pass
-                        committed[tp] = await consumer.position(tp)
+                        consumer.seek(tp, starts[tp])
+                        committed[tp] = starts[tp]
             return committed
 
         async def _highwaters(self, partitions: List[TP]) -> Mapping[TP, int]:
