@@ -59,6 +59,7 @@ from yadtq_app.compat import stale_ack
 from yadtq_app.context import ProgressReporter, TaskContext
 from yadtq_app.errors import InvalidTask, RecordWriteError, UnknownTask
 from yadtq_app.execution import Outcome, clip_head, run_task
+from yadtq_app.peers import ROUTED_HEADER
 from yadtq_app.registry import TaskDef
 from yadtq_app.records import (
     CANCELLED,
@@ -142,11 +143,6 @@ async def _renew_leases() -> None:
     if ids:
         await send_leases(ids)
         await cancel_if_requested(ids)
-
-
-#: The header that marks a request one worker sends another (``yadtq_app.web``): the
-#: receiver answers it from its own table, without routing it on.
-ROUTED_HEADER = "X-Yadtq-Routed"
 
 
 async def cancel_if_requested(ids: list[str]) -> None:

@@ -14,7 +14,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterable, Optional
 
-__all__ = ["PeerTasks", "Peer", "differing"]
+__all__ = ["PeerTasks", "Peer", "differing", "ROUTED_HEADER"]
+
+#: The header that marks a request one worker sends another (a read routed to the
+#: partition's owner, a cancel pulled by a lease holder): the receiver answers it from
+#: its own table, without routing it on.
+ROUTED_HEADER = "X-Yadtq-Routed"
 
 
 @dataclass(frozen=True)

@@ -88,7 +88,7 @@ from yadtq_app.records import (
     task_request_from_json,
 )
 from yadtq_app.ordering import ENQUEUE, SequencerMessage
-from yadtq_app.peers import differing
+from yadtq_app.peers import ROUTED_HEADER, differing
 from yadtq_app.registry import describe_task
 from yadtq_app.topics import events_topic, sequencer_topic, task_topic
 
@@ -97,7 +97,6 @@ __all__ = ["TasksView", "TaskView", "TaskStatusesView", "CancelView", "RetryView
 
 logger = logging.getLogger(__name__)
 
-ROUTED_HEADER = "X-Yadtq-Routed"
 Handler = Callable[..., Awaitable[Response]]
 STATUSES_NOT_FINISHED = frozenset(STATUSES) - TERMINAL
 
