@@ -243,6 +243,7 @@ async def handle_task_message(event: EventT) -> None:
         exc.task_id = request.id
         await reject(exc, msg.topic, msg.partition, msg.offset, raw=event.value, key=event.key, task=request.task)
         return
+    app.metrics.received.labels(request.task).inc()
     if request.ordering_key is not None and not request.sequenced:
         await enqueue(request)  # its turn comes from the sequencer (yadtq_app.ordering)
         return
@@ -394,6 +395,7 @@ async def finish_attempt(request: TaskRequest, taskdef: TaskDef, attempt: int, s
                          options: dict[str, Any], outcome: Optional[Outcome], started: float) -> bool:
     """Report an attempt's end (``outcome`` ``None``: cancelled); True if the task is final."""
     app.running.forget(request.id)
+    app.metrics.attempt_ended(request.task, _outcome_label(outcome, taskdef, options, state), time.time() - started)
     if outcome is None:
         app.finished.add(request.id, CANCELLED, attempt)
         logger.info("worker %s: task %s cancelled in attempt %d", settings.worker_id, request.id, attempt)
@@ -407,11 +409,9 @@ async def finish_attempt(request: TaskRequest, taskdef: TaskDef, attempt: int, s
                      wait=True)
         return True
     err = outcome.error or {}
-    max_retries = options.get("max_retries")
-    if max_retries is None:
-        max_retries = taskdef.max_retries if taskdef.max_retries is not None else settings.default_max_retries
+    max_retries = _max_retries(taskdef, options)
     retries_used = state.retries if state is not None else 0
-    if outcome.retryable and retries_used < max_retries and (outcome.retry or taskdef.retries_on(outcome.error_types)):
+    if _will_retry(outcome, taskdef, options, state):
         delay = outcome.retry_delay
         if delay is None:
             delay = backoff_delay(retries_used + 1, base=_or(taskdef.retry_backoff, settings.retry_backoff),
@@ -436,6 +436,30 @@ async def finish_attempt(request: TaskRequest, taskdef: TaskDef, attempt: int, s
     return True
 
 
+def _outcome_label(outcome: Optional[Outcome], taskdef: TaskDef, options: dict[str, Any],
+                   state: Optional[TaskState]) -> str:
+    """The ``outcome`` metric label of an attempt's end (as :func:`finish_attempt` decides)."""
+    if outcome is None:
+        return CANCELLED
+    if outcome.ok:
+        return SUCCESS
+    return RETRYING if _will_retry(outcome, taskdef, options, state) else FAILED
+
+
+def _will_retry(outcome: Outcome, taskdef: TaskDef, options: dict[str, Any], state: Optional[TaskState]) -> bool:
+    max_retries = _max_retries(taskdef, options)
+    retries_used = state.retries if state is not None else 0
+    return outcome.retryable and retries_used < max_retries \
+        and (outcome.retry or taskdef.retries_on(outcome.error_types))
+
+
+def _max_retries(taskdef: TaskDef, options: dict[str, Any]) -> int:
+    max_retries = options.get("max_retries")
+    if max_retries is None:
+        max_retries = taskdef.max_retries if taskdef.max_retries is not None else settings.default_max_retries
+    return int(max_retries)
+
+
 def _or(value: Optional[float], default: float) -> float:
     return default if value is None else value
 
@@ -457,6 +481,7 @@ async def dead_letter_exhausted(request: TaskRequest, attempt: int, state: Optio
         await (await dead_letter_topic.send(key=letter.id, value=letter))
     except Exception as exc:
         raise RecordWriteError(f"task {request.id}: could not dead-letter it: {exc!r}") from exc
+    app.metrics.dead_letters.labels(letter.reason).inc()
 
 
 async def _send_progress(request: TaskRequest, attempt: int, progress: dict[str, Any]) -> None:
@@ -467,6 +492,7 @@ async def reject(exc: InvalidTask, topic: str, partition: int, offset: int, *, r
                  key: Optional[bytes], task: Optional[str] = None) -> None:
     """Account for a message that will never run: count it, dead-letter it, fail its status."""
     app.stats.count_invalid(exc.reason)
+    app.metrics.invalid.labels(exc.reason).inc()
     logger.warning("worker %s: invalid task message %s-%s@%s (%s): %s", settings.worker_id, topic, partition,
                    offset, exc.reason, exc)
     task_id = exc.task_id if exc.task_id and is_utf8(exc.task_id) else None
@@ -490,6 +516,7 @@ async def reject(exc: InvalidTask, topic: str, partition: int, offset: int, *, r
         await letter_sent
     except Exception as exc2:
         raise RecordWriteError(f"could not dead-letter {topic}-{partition}@{offset}: {exc2!r}") from exc2
+    app.metrics.dead_letters.labels(letter.reason).inc()
 
 
 #: What the executing worker writes into the status table itself (see ``report``).

@@ -28,6 +28,7 @@ from .broker_link import BrokerWatch, restart_process, wait_for_broker
 from .datadir import DataDirLock, check_marker
 from .errors import ConfigurationError
 from .compat import BrokerProfile, RecoveryWatchdog, StreamWatchdog, profile_for
+from .metrics import Metrics
 from .fencing import FencedTable, FreezeGuard
 from .liveness import CrashWatch, crash_reason
 from .http_server import WebServer
@@ -110,6 +111,9 @@ class YadtqApp(faust.App):
         self.on_partitions_revoked.connect(self._forget_assignment)
         self.on_partitions_assigned.connect(self._forget_assignment)
         self.on_partitions_assigned.connect(self._end_revoking)
+        #: Prometheus metrics (``GET /metrics``).
+        self.metrics = Metrics(self)
+        self.on_partitions_assigned.connect(self._count_rebalance)
         #: From the start of a rebalance until partitions are assigned again: what this
         #: worker holds may already belong to another worker (see agents.tasks on leases).
         self.revoking = False
@@ -264,6 +268,9 @@ class YadtqApp(faust.App):
             except Exception:  # noqa: BLE001 - no assignment yet
                 return False
         return TP(topic, partition) in assigned
+
+    async def _count_rebalance(self, *args: Any, **kwargs: Any) -> None:
+        self.metrics.rebalances.inc()
 
     async def _forget_assignment(self, *args: Any, **kwargs: Any) -> None:
         self._assigned = None

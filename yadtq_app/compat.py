@@ -161,7 +161,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .settings import Settings
 
 __all__ = ["BrokerProfile", "EmbeddedProfile", "profile_for", "true_end_offsets", "EmbeddedTransport", "head_unacked",
-           "stale_ack", "ack_through_consumer", "ReadOffsets", "RecoveryWatchdog", "FetchWait", "adapt_fetch_wait",
+           "stale_ack", "ack_through_consumer", "committed_offset", "ReadOffsets", "RecoveryWatchdog", "FetchWait", "adapt_fetch_wait",
            "fetch_state", "last_fetched_ms"]
 
 UNKNOWN_MEMBER_ID = JoinGroupRequest.UNKNOWN_MEMBER_ID
@@ -351,6 +351,15 @@ def ack_through_consumer() -> None:
     114 s without a record). Faust's pure-Python iterator is used instead.
     """
     faust_streams._CStreamIterator = None
+
+
+def committed_offset(consumer: Any, tp: TP) -> Optional[int]:
+    """The offset ``consumer`` last committed for ``tp``, else where its reading began
+    (the floor no commit passes); ``None`` if neither is known yet."""
+    committed = consumer._committed_offset.get(tp)
+    if committed is None:
+        committed = getattr(consumer, "_yadtq_floor", {}).get(tp)
+    return committed  # type: ignore[no-any-return]
 
 
 def _kafka_consumer(consumer: Any) -> Optional[aiokafka.AIOKafkaConsumer]:
@@ -920,9 +929,7 @@ class StreamWatchdog:
             since = self._since.setdefault(tp, now)
             if tp.topic not in app.rereadable_topics or tp in busy:
                 continue
-            committed = consumer._committed_offset.get(tp)
-            if committed is None:
-                committed = consumer._yadtq_floor.get(tp)  # where reading began: nothing committed yet
+            committed = committed_offset(consumer, tp)
             end = consumer.highwater(tp)
             if committed is None or end is None or committed >= end:
                 continue

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any, Awaitable, Callable, Optional
 
 from aiohttp import web
@@ -28,7 +29,7 @@ from faust.web.drivers.aiohttp import Web
 from .errors import InvalidTask
 from .settings import Settings
 
-__all__ = ["WebServer", "json_errors", "json_error"]
+__all__ = ["WebServer", "json_errors", "json_error", "measured"]
 
 logger = logging.getLogger(__name__)
 
@@ -87,6 +88,35 @@ def json_errors(settings: Settings) -> Any:
     return middleware
 
 
+#: The methods the ``method`` label names; any other is ``other`` (labels stay bounded).
+METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
+
+
+def measured(metrics: Any) -> Any:
+    """aiohttp middleware: counts each answer by route pattern, method and status, and
+    times it (``metrics``: :class:`yadtq_app.metrics.Metrics`)."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        started = time.perf_counter()
+        status = 500
+        try:
+            response = await handler(request)
+            status = response.status
+            return response
+        except web.HTTPException as exc:
+            status = exc.status
+            raise
+        finally:
+            resource = request.match_info.route.resource
+            route = resource.canonical if resource is not None else "unmatched"
+            method = request.method if request.method in METHODS else "other"
+            metrics.http_requests.labels(route, method, str(status)).inc()
+            metrics.http_duration.labels(route).observe(time.perf_counter() - started)
+
+    return middleware
+
+
 async def _read_body(request: web.Request, settings: Settings) -> Optional[web.Response]:
     """Read the body into the request (``request.read()`` answers from it later); an
     error answer instead if it is compressed, too large or too slow."""
@@ -112,7 +142,7 @@ class WebServer(Web):
     def __init__(self, app: Any, **kwargs: Any) -> None:
         super().__init__(app, **kwargs)
         settings: Settings = app.settings
-        self.web_app = web.Application(middlewares=[json_errors(settings)],
+        self.web_app = web.Application(middlewares=[measured(app.metrics), json_errors(settings)],
                                        client_max_size=settings.max_message_bytes)
         self._runner = web.AppRunner(self.web_app, access_log=None, keepalive_timeout=settings.http_idle_timeout,
                                      auto_decompress=False)

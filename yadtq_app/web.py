@@ -71,8 +71,9 @@ from tables.workers import latest_heartbeats, workers
 from yadtq_app.application import app, settings
 from yadtq_app.compat import fetch_state, unconfirmed_reason
 from yadtq_app.errors import InvalidTask
-from yadtq_app.liveness import crash_reason
 from yadtq_app.ids import id_problem, quote_id, unquote_id
+from yadtq_app.liveness import crash_reason
+from yadtq_app.metrics import CONTENT_TYPE_LATEST
 from yadtq_app.records import (
     CANCEL,
     CANCELLED,
@@ -93,7 +94,7 @@ from yadtq_app.registry import describe_task
 from yadtq_app.topics import events_topic, sequencer_topic, task_topic
 
 __all__ = ["TasksView", "TaskView", "TaskStatusesView", "CancelView", "RetryView", "WorkersView", "DeadLettersView",
-           "RegistryView", "HealthView"]
+           "RegistryView", "MetricsView", "HealthView"]
 
 logger = logging.getLogger(__name__)
 
@@ -534,6 +535,7 @@ async def _refresh_peer_tasks() -> None:
             rows = (await resp.json())["workers"]
     except (aiohttp.ClientError, asyncio.TimeoutError, ValueError, KeyError, TypeError):
         return  # starting, or rebalancing: the next beat asks again
+    app.metrics.workers_seen(rows)
     for warning in app.peer_tasks.update(rows):
         logger.warning("%s", warning)
 
@@ -561,6 +563,15 @@ class RegistryView(View):
         return self.json({"worker": settings.worker_id, "url": settings.web_url,
                           "task_modules": list(settings.task_modules), "tasks_digest": app.registry.digest(),
                           "tasks": [describe_task(t, settings) for t in app.registry]})
+
+
+@app.page("/metrics")
+class MetricsView(View):
+    """``GET /metrics``: this worker's metrics in Prometheus' text format (:mod:`yadtq_app.metrics`)."""
+
+    async def get(self, request: Request) -> Response:
+        # aiohttp takes no charset in content_type; the exposition's type carries one.
+        return self.bytes(app.metrics.exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 @app.page("/health")
