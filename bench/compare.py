@@ -46,7 +46,7 @@ logger = logging.getLogger("bench.compare")
 
 SYSTEMS = ("yadtq", "celery", "taskiq")
 PEER_LABELS = {"celery": "Celery", "taskiq": "taskiq"}
-VIA_LABELS = {"http": "HTTP", "kafka": "Kafka"}
+VIA_LABELS = {"http": "HTTP", "bulk": "HTTP bulk", "kafka": "Kafka"}
 
 
 def yadtq_label(broker: str, fetch_wait: Optional[int]) -> str:
@@ -183,7 +183,7 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     ap.add_argument("--tasks", type=int, help="tasks per throughput run (default 10000; quick 500)")
     ap.add_argument("--round-trips", type=int, help="round trips per latency run (default 200; quick 30)")
     ap.add_argument("--workers", default="1,2,4", help="yadtq worker counts (default 1,2,4)")
-    ap.add_argument("--via", default="http,kafka", help="yadtq submission paths (default http,kafka)")
+    ap.add_argument("--via", default="http,bulk,kafka", help="yadtq submission paths (default http,bulk,kafka)")
     ap.add_argument("--brokers", default=",".join(BROKERS),
                     help="brokers yadtq runs on: embedded (Tansu), kafka (Apache Kafka, one node); default both")
     ap.add_argument("--kafka-fetch-waits", default="profile", metavar="MS,...",

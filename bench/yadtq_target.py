@@ -35,7 +35,9 @@ __all__ = ["YadtqTarget", "VIAS", "BROKERS"]
 
 logger = logging.getLogger(__name__)
 
-VIAS = ("http", "kafka")
+#: Submission paths: one task per HTTP request, bulk HTTP requests (1,000 tasks each),
+#: and records written straight to the task topic.
+VIAS = ("http", "bulk", "kafka")
 #: The brokers yadtq is measured on: the embedded one (Tansu) and Apache Kafka (one node).
 BROKERS = ("embedded", "kafka")
 TERMINAL = ("success", "failed", "cancelled")
@@ -140,6 +142,10 @@ class YadtqTarget:
             t0 = time.perf_counter()
             if via == "http":
                 ids = await bounded_gather(_post(session, urls[i % len(urls)], i) for i in range(n))
+            elif via == "bulk":
+                chunks = [range(i, min(i + BATCH, n)) for i in range(0, n, BATCH)]
+                ids = [t for chunk in await bounded_gather(_post_bulk(session, urls[j % len(urls)], c)
+                                                           for j, c in enumerate(chunks)) for t in chunk]
             else:
                 assert producer is not None
                 sent = [await producer.send(self.topic, key=tid.encode(), value=_wire(tid, i))
@@ -171,6 +177,8 @@ class YadtqTarget:
                 t0, wall0 = time.perf_counter(), time.time()
                 if via == "http":
                     tid = await _post(session, url, i)
+                elif via == "bulk":
+                    [tid] = await _post_bulk(session, url, range(i, i + 1))
                 else:
                     assert producer is not None
                     await producer.send_and_wait(self.topic, key=tid.encode(), value=_wire(tid, i))
@@ -239,6 +247,19 @@ async def _post(session: aiohttp.ClientSession, url: str, i: int) -> str:
         if resp.status >= 300:  # 202 accepted
             raise BenchError(f"POST {url}/tasks: HTTP {resp.status}: {await resp.text()}")
         return str((await resp.json())["task-id"])
+
+
+async def _post_bulk(session: aiohttp.ClientSession, url: str, numbers: range) -> list[str]:
+    """Submit ``add(i, i)`` for each of ``numbers`` in one bulk ``POST /tasks``; their ids."""
+    body = [{"task": "add", "args": [i, i]} for i in numbers]
+    async with session.post(f"{url}/tasks", json=body) as resp:
+        if resp.status != 200:
+            raise BenchError(f"POST {url}/tasks (bulk): HTTP {resp.status}: {await resp.text()}")
+        answers = (await resp.json())["tasks"]
+    refused = [a for a in answers if "error" in a]
+    if refused:
+        raise BenchError(f"POST {url}/tasks (bulk): {len(refused)} refused, e.g. {refused[0]}")
+    return [str(a["task-id"]) for a in answers]
 
 
 #: Ids per ``POST /tasks/status`` (the server's limit).

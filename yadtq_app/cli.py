@@ -23,6 +23,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from .errors import ClientError, TaskFailed, YadtqError
@@ -254,6 +255,12 @@ def _wait_for_http(url: str, proc: "subprocess.Popen[bytes]", timeout: float) ->
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
+    if args.file is not None:
+        if args.task is not None or args.wait:
+            raise YadtqError("--file takes no task name, arguments or --wait")
+        return _submit_file(args)
+    if args.task is None:
+        raise YadtqError("give a task name, or --file")
     client = _client(args)
     kwargs = {}
     for item in args.kwarg or []:
@@ -281,6 +288,45 @@ def cmd_submit(args: argparse.Namespace) -> int:
     else:
         print(f"yadtq: task {handle.id} is still {info['status']} after {args.timeout:g} s", file=sys.stderr)
     return 0 if info["status"] == "success" else 1
+
+
+def _read_jsonl(path: str) -> list[dict[str, Any]]:
+    """The objects of a JSON-lines file (``-``: standard input), blank lines skipped."""
+    try:
+        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise YadtqError(f"cannot read {path}: {exc}") from None
+    bodies = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            body = json.loads(line)
+        except ValueError as exc:
+            raise YadtqError(f"{path}, line {number}: not JSON: {exc}") from None
+        if not isinstance(body, dict):
+            raise YadtqError(f"{path}, line {number}: each line must be a JSON object with a 'task' field")
+        bodies.append(body)
+    return bodies
+
+
+def _submit_file(args: argparse.Namespace) -> int:
+    bodies = _read_jsonl(args.file)
+    if not bodies:
+        raise YadtqError(f"{args.file}: no tasks in it")
+    answers = _client(args).submit_many(bodies)
+    refused = 0
+    for number, answer in enumerate(answers, 1):
+        if "error" in answer:
+            refused += 1
+            print(f"yadtq: task {number} refused: {answer['error']} ({answer.get('reason')})", file=sys.stderr)
+        if args.json:
+            print(json.dumps(answer))
+        elif "error" not in answer:
+            print(answer["task-id"])
+    if refused:
+        print(f"yadtq: {refused} of {len(answers)} tasks refused; the others were submitted", file=sys.stderr)
+    return 1 if refused else 0
 
 
 def _when(value: Optional[float]) -> str:
@@ -482,8 +528,8 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--url", default=os.environ.get("YADTQ_URL", DEFAULT_URL), help="any worker's HTTP API")
         sp.add_argument("--json", action="store_true", help="print JSON")
 
-    s = sub.add_parser("submit", help="submit a task; prints its id")
-    s.add_argument("task", help="the registered task's name")
+    s = sub.add_parser("submit", help="submit a task (or many, --file); prints its id")
+    s.add_argument("task", nargs="?", help="the registered task's name")
     s.add_argument("args", nargs="*", help="arguments (JSON where they parse as JSON)")
     s.add_argument("--kwarg", action="append", metavar="NAME=VALUE",
                    help="a keyword argument (JSON where it parses as JSON); repeat for more")
@@ -492,6 +538,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--eta", metavar="TIME", help="start no earlier than this ISO 8601 time")
     s.add_argument("--max-retries", type=int, metavar="N", help="retries after a failure (overrides the task's)")
     s.add_argument("--time-limit", type=float, metavar="SECONDS", help="the task's time limit (overrides the task's)")
+    s.add_argument("--file", metavar="PATH",
+                   help="submit the tasks in this JSON-lines file ('-': standard input), one wire-format object "
+                        "per line ({\"task\": ..., \"args\": [...]}), 1,000 per request; prints each id")
     s.add_argument("--wait", action="store_true", help="wait for the result and print it")
     s.add_argument("--timeout", type=float, default=60.0, help="how long --wait waits (seconds)")
     with_url(s)

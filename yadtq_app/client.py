@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import datetime
 import time
-from typing import Any, Callable, Optional, Sequence, TypeVar, Union
+from typing import Any, Callable, Iterable, Optional, Sequence, TypeVar, Union
 
 import httpx
 
@@ -172,6 +172,24 @@ class Client:
         """Submit a task given in the wire format (``{"task-id", "task", "args", "kwargs"}``)."""
         data = self._request("POST", "/tasks", json=body)
         return TaskHandle(self, data["task-id"])
+
+    def submit_many(self, bodies: Iterable[dict[str, Any]], *, chunk: int = 1000) -> list[dict[str, Any]]:
+        """Submit many tasks given in the wire format, ``chunk`` (at most 1,000) per
+        request (a bulk ``POST /tasks``); one answer per task, in order: ``{"task-id",
+        "status"}`` (with ``"duplicate": true`` for an id that exists), or ``{"error",
+        "reason", "code"}`` for a task refused (the others are submitted all the same)."""
+        if not 1 <= chunk <= 1000:
+            raise ValueError("chunk must be between 1 and 1000")
+        answers: list[dict[str, Any]] = []
+        batch: list[dict[str, Any]] = []
+        for body in bodies:
+            batch.append(body)
+            if len(batch) == chunk:
+                answers.extend(self._request("POST", "/tasks", json=batch)["tasks"])
+                batch = []
+        if batch:
+            answers.extend(self._request("POST", "/tasks", json=batch)["tasks"])
+        return answers
 
     def task(self, task_id: str) -> TaskHandle:
         """A handle for a task submitted elsewhere."""

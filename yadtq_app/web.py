@@ -54,6 +54,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import dataclass
 from functools import wraps
 from typing import Any, Awaitable, Callable, Optional, Union
 
@@ -84,6 +85,7 @@ from yadtq_app.records import (
     STATUSES,
     TERMINAL,
     TaskEvent,
+    TaskRequest,
     TaskState,
     parse_json,
     task_request_from_json,
@@ -212,9 +214,100 @@ async def _forward(view: View, request: Request, owner: str) -> Response:
         return error(view, f"the worker holding this task ({owner}) did not answer; retry", 503)
 
 
+#: The most tasks one bulk ``POST /tasks`` may carry.
+MAX_BULK = 1000
+
+
+class _Refused(Exception):
+    """A submission refused: the HTTP status and the JSON fields of its error answer."""
+
+    def __init__(self, status: int, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.extra = extra
+
+    def answer(self, view: View) -> Response:
+        return error(view, self.message, self.status, **self.extra)
+
+    def item(self) -> dict[str, Any]:
+        """The refusal as one item of a bulk answer."""
+        return {"error": self.message, "code": self.status, **self.extra}
+
+
+@dataclass
+class _Accepted:
+    """A submission checked and ready to hand to the producer."""
+
+    request: TaskRequest
+    status: str  # queued or scheduled
+    explicit_id: bool  # the submitter chose the id: look for an existing task first
+
+
+def _check_submission(body: Any, now: float) -> _Accepted:
+    """Check one submission as ``POST /tasks`` does: the wire format, a task every alive
+    worker registers, arguments that fit its signature, the size limit. Raises
+    :class:`_Refused`."""
+    if isinstance(body, dict) and (body.get("attempt") is not None or body.get("sequenced") is not None):
+        raise _Refused(400, "'attempt' and 'sequenced' are set by yadtq itself, not by submitters",
+                       reason="bad-field")
+    if isinstance(body, dict):
+        body = {**body, "submitted_at": now}  # the server's clock; a countdown counts from now
+    try:
+        req = task_request_from_json(body)
+    except InvalidTask as exc:
+        raise _Refused(400, str(exc), reason=exc.reason) from None
+    _check_everywhere(req.task)
+    try:
+        # The worker that accepts a task has its signature: bad arguments are a 400
+        # now, not a task that fails later.
+        app.registry.get(req.task).check_arguments(req.task_args, req.task_kwargs)
+    except TypeError as exc:
+        raise _Refused(400, f"{req.task}: {exc}", reason="bad-arguments") from None
+    if len(req.encode()) > settings.max_message_bytes:
+        raise _Refused(413, f"task message exceeds {settings.max_message_bytes} bytes", reason="too-large")
+    waiting = req.eta is not None and req.eta > now
+    return _Accepted(req, SCHEDULED if waiting else QUEUED,
+                     explicit_id=isinstance(body, dict) and ("task-id" in body or "task_id" in body))
+
+
+def _hand_over(accepted: _Accepted, now: float) -> list[Any]:
+    """Hand a checked task's records (its message and its ``queued`` event) to the
+    producer; the sends, to await with :func:`_confirmed`."""
+    req = accepted.request
+    queued = TaskEvent(id=req.id, kind=QUEUED, task=req.task, task_args=req.task_args,
+                       task_kwargs=req.task_kwargs, at=now, submitted_at=req.submitted_at,
+                       options=req.options, next_run_at=req.eta if accepted.status == SCHEDULED else None)
+    if req.ordering_key is not None:
+        message = SequencerMessage(kind=ENQUEUE, key=req.ordering_key, task_id=req.id, wire=req.to_wire())
+        sending = sequencer_topic.send(key=req.ordering_key.encode(), value=message)
+    else:
+        sending = task_topic.send(key=req.key, value=req.encode())
+    return [sending, events_topic.send(key=req.key, value=queued)]
+
+
+async def _send_confirmed(accepted: list[_Accepted], now: float) -> Optional[_Refused]:
+    """Hand ``accepted`` to the producer in one go (so their records travel in as few
+    produce requests as possible) and wait until the brokers have every one; a 503
+    refusal if they do not confirm within ``YADTQ_SUBMIT_TIMEOUT``."""
+    sends = [send for a in accepted for send in _hand_over(a, now)]
+    try:
+        await asyncio.wait_for(_confirmed(*sends), settings.submit_timeout)
+    except (asyncio.TimeoutError, KafkaError, ProducerSendError) as exc:
+        first = accepted[0].request
+        why = await unconfirmed_reason(app, task_topic.get_topic_name(), first.key, exc)
+        logger.warning("%d task(s) from %s on: the brokers did not confirm the submission: %s", len(accepted),
+                       first.id, why)
+        return _Refused(503, f"the brokers did not confirm the task within {settings.submit_timeout:g} s "
+                        f"({why}); it may still be written: submit it again with the same task-id, which "
+                        "never runs twice", reason="not-confirmed")
+    return None
+
+
 @app.page("/tasks")
 class TasksView(View):
-    """``POST /tasks``: submit a task."""
+    """``POST /tasks``: submit a task (a JSON object), or up to :data:`MAX_BULK` tasks
+    (a JSON list of them, each checked as a single submission)."""
 
     async def post(self, request: Request) -> Response:
         raw = await request.read()
@@ -226,54 +319,72 @@ class TasksView(View):
             body = parse_json(raw, max_depth=settings.max_nesting, what="request body")
         except InvalidTask as exc:
             return error(self, str(exc), 400, reason=exc.reason)
-        if isinstance(body, dict) and (body.get("attempt") is not None or body.get("sequenced") is not None):
-            return error(self, "'attempt' and 'sequenced' are set by yadtq itself, not by submitters", 400,
-                         reason="bad-field")
+        if isinstance(body, list):
+            return await self._bulk(body)
         now = time.time()
-        if isinstance(body, dict):
-            body = {**body, "submitted_at": now}  # the server's clock; a countdown counts from now
         try:
-            req = task_request_from_json(body)
-        except InvalidTask as exc:
-            return error(self, str(exc), 400, reason=exc.reason)
-        unavailable = _not_everywhere(self, req.task)
-        if unavailable is not None:
-            return unavailable
-        try:
-            # The worker that accepts a task has its signature: bad arguments are a 400
-            # now, not a task that fails later.
-            app.registry.get(req.task).check_arguments(req.task_args, req.task_kwargs)
-        except TypeError as exc:
-            return error(self, f"{req.task}: {exc}", 400, reason="bad-arguments")
-        value = req.encode()
-        if len(value) > settings.max_message_bytes:
-            return error(self, f"task message exceeds {settings.max_message_bytes} bytes", 413)
-        if isinstance(body, dict) and ("task-id" in body or "task_id" in body):
+            accepted = _check_submission(body, now)
+        except _Refused as refused:
+            return refused.answer(self)
+        req = accepted.request
+        if accepted.explicit_id:
             existing = await _existing(req.id)
             if existing is not None:
                 return self.json({"task-id": req.id, "status": existing.get("status"), "duplicate": True},
                                  status=200)
-        waiting = req.eta is not None and req.eta > now
-        queued = TaskEvent(id=req.id, kind=QUEUED, task=req.task, task_args=req.task_args,
-                           task_kwargs=req.task_kwargs, at=now, submitted_at=req.submitted_at,
-                           options=req.options, next_run_at=req.eta if waiting else None)
-        if req.ordering_key is not None:
-            message = SequencerMessage(kind=ENQUEUE, key=req.ordering_key, task_id=req.id, wire=req.to_wire())
-            sending = sequencer_topic.send(key=req.ordering_key.encode(), value=message)
-        else:
-            sending = task_topic.send(key=req.key, value=value)
-        try:
-            # Both records handed to the producer in one go, so that they travel in one
-            # produce request: one round trip to the broker before the 202, not two.
-            await asyncio.wait_for(_confirmed(sending, events_topic.send(key=req.key, value=queued)),
-                                   settings.submit_timeout)
-        except (asyncio.TimeoutError, KafkaError, ProducerSendError) as exc:
-            why = await unconfirmed_reason(app, task_topic.get_topic_name(), req.key, exc)
-            logger.warning("task %s: the brokers did not confirm its submission: %s", req.id, why)
-            return error(self, f"the brokers did not confirm the task within {settings.submit_timeout:g} s "
-                         f"({why}); it may still be written: submit it again with the same task-id, which "
-                         "never runs twice", 503, reason="not-confirmed", **{"task-id": req.id})
-        return self.json({"task-id": req.id, "status": SCHEDULED if waiting else QUEUED}, status=202)
+        refused = await _send_confirmed([accepted], now)
+        if refused is not None:
+            refused.extra["task-id"] = req.id
+            return refused.answer(self)
+        return self.json({"task-id": req.id, "status": accepted.status}, status=202)
+
+    async def _bulk(self, bodies: list[Any]) -> Response:
+        """``200 {"tasks": [...]}``, one item per submission, in order: ``{"task-id",
+        "status"}`` (``"duplicate": true`` for an id that exists, or that an earlier item
+        of the request used), or ``{"error", "reason", "code"}``."""
+        if not bodies:
+            return error(self, "a bulk submission needs at least one task", 400, reason="empty")
+        if len(bodies) > MAX_BULK:
+            return error(self, f"at most {MAX_BULK} tasks per request, got {len(bodies)}", 400, reason="too-many")
+        now = time.time()
+        items: list[Optional[dict[str, Any]]] = [None] * len(bodies)
+        checked: dict[int, _Accepted] = {}
+        first_of: dict[str, int] = {}
+        again: dict[int, str] = {}  # items whose id an earlier item used
+        for i, body in enumerate(bodies):
+            try:
+                accepted = _check_submission(body, now)
+            except _Refused as refused:
+                items[i] = refused.item()
+                continue
+            task_id = accepted.request.id
+            if task_id in first_of:
+                again[i] = task_id  # answered below, like the item that used the id first
+                continue
+            first_of[task_id] = i
+            checked[i] = accepted
+        explicit = [a.request.id for a in checked.values() if a.explicit_id]
+        existing, unavailable = await _statuses(explicit, routed=False) if explicit else ({}, [])
+        fresh = []
+        for i, accepted in checked.items():
+            task_id = accepted.request.id
+            row = existing.get(task_id)
+            if row is not None:
+                items[i] = {"task-id": task_id, "status": row.get("status"), "duplicate": True}
+            elif task_id in unavailable:
+                items[i] = {"task-id": task_id, "error": "the worker holding this id is rebalancing; submit it again",
+                            "reason": "unavailable", "code": 503}
+            else:
+                fresh.append(i)
+        refused = await _send_confirmed([checked[i] for i in fresh], now) if fresh else None
+        for i in fresh:
+            task_id = checked[i].request.id
+            items[i] = {"task-id": task_id, **refused.item()} if refused is not None \
+                else {"task-id": task_id, "status": checked[i].status}
+        for i, task_id in again.items():
+            first = items[first_of[task_id]] or {}
+            items[i] = {**first, "duplicate": True} if "error" not in first else dict(first)
+        return self.json({"tasks": items})
 
 
 async def _confirmed(*sends: Any) -> None:
@@ -281,20 +392,19 @@ async def _confirmed(*sends: Any) -> None:
     await asyncio.gather(*await asyncio.gather(*sends))
 
 
-def _not_everywhere(view: View, name: str) -> Optional[Response]:
-    """A 400 for a task that not every alive worker registers (its messages would fail
-    as ``unknown task`` on the workers without it); ``None`` if every one does."""
+def _check_everywhere(name: str) -> None:
+    """Refuse (400) a task that not every alive worker registers: its messages would
+    fail as ``unknown task`` on the workers without it."""
     peers = app.peer_tasks
     if not peers.anywhere(name):
         known = sorted(app.registry.names())
-        return error(view, f"unknown task {name!r}: no alive worker registers it; this one registers "
-                     f"{', '.join(known) or 'none'}", 400, reason="unknown-task")
+        raise _Refused(400, f"unknown task {name!r}: no alive worker registers it; this one registers "
+                       f"{', '.join(known) or 'none'}", reason="unknown-task")
     lacking = peers.lacking(name)
     if lacking:
-        return error(view, f"task {name!r} is registered on some workers only: {', '.join(lacking)} "
-                     "lack it (every worker must load the same YADTQ_TASK_MODULES)", 400,
-                     reason="not-on-every-worker", workers_without=lacking)
-    return None
+        raise _Refused(400, f"task {name!r} is registered on some workers only: {', '.join(lacking)} "
+                       "lack it (every worker must load the same YADTQ_TASK_MODULES)",
+                       reason="not-on-every-worker", workers_without=lacking)
 
 
 async def _existing(task_id: str) -> Optional[dict[str, Any]]:
