@@ -185,10 +185,10 @@ class Client:
         for body in bodies:
             batch.append(body)
             if len(batch) == chunk:
-                answers.extend(self._request("POST", "/tasks", json=batch)["tasks"])
+                answers.extend(self._request("POST", "/tasks", json=batch, answers_in="tasks")["tasks"])
                 batch = []
         if batch:
-            answers.extend(self._request("POST", "/tasks", json=batch)["tasks"])
+            answers.extend(self._request("POST", "/tasks", json=batch, answers_in="tasks")["tasks"])
         return answers
 
     def task(self, task_id: str) -> TaskHandle:
@@ -268,7 +268,7 @@ class Client:
         return self._request("GET", f"/dead-letters?limit={limit}")["dead_letters"]  # type: ignore[no-any-return]
 
     def _request(self, method: str, path: str, *, json: Any = None, params: Optional[dict[str, str]] = None,
-                 timeout: Optional[float] = None, retries: int = 20) -> Any:
+                 timeout: Optional[float] = None, retries: int = 20, answers_in: Optional[str] = None) -> Any:
         extra: dict[str, Any] = {"timeout": timeout} if timeout is not None else {}
         for attempt in range(retries + 1):
             try:
@@ -283,7 +283,7 @@ class Client:
             data = resp.json()
         except ValueError:
             data = {"error": resp.text}
-        if resp.status_code < 400:
+        if resp.status_code < 400 or (answers_in is not None and isinstance(data, dict) and answers_in in data):
             return data
         message = data.get("error", resp.reason_phrase) if isinstance(data, dict) else str(data)
         if resp.status_code == 404:

@@ -341,7 +341,8 @@ class TasksView(View):
     async def _bulk(self, bodies: list[Any]) -> Response:
         """``200 {"tasks": [...]}``, one item per submission, in order: ``{"task-id",
         "status"}`` (``"duplicate": true`` for an id that exists, or that an earlier item
-        of the request used), or ``{"error", "reason", "code"}``."""
+        of the request used), or ``{"error", "reason", "code"}``; 400 (503 if every
+        refusal was the brokers') with the same items if none was accepted."""
         if not bodies:
             return error(self, "a bulk submission needs at least one task", 400, reason="empty")
         if len(bodies) > MAX_BULK:
@@ -384,6 +385,10 @@ class TasksView(View):
         for i, task_id in again.items():
             first = items[first_of[task_id]] or {}
             items[i] = {**first, "duplicate": True} if "error" not in first else dict(first)
+        codes = [item["code"] for item in items if item is not None and "error" in item]
+        if len(codes) == len(items):  # nothing accepted: the request as a whole failed
+            status = 400 if any(code < 500 for code in codes) else 503
+            return error(self, "no task of the request was accepted", status, reason="all-refused", tasks=items)
         return self.json({"tasks": items})
 
 

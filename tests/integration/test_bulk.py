@@ -69,6 +69,18 @@ def test_more_than_a_thousand_or_none_is_refused_whole(shared_cluster: Any) -> N
     assert resp.status_code == 400 and resp.json()["reason"] == "empty"
 
 
+def test_a_request_of_which_nothing_is_accepted_is_a_400_with_every_item(shared_cluster: Any) -> None:
+    url = shared_cluster.workers[0].url
+    resp = httpx.post(f"{url}/tasks", json=[1, {"task": "no.such.task"}, {"task": "multiply", "args": [4]}],
+                      timeout=30)
+    assert resp.status_code == 400, resp.text
+    body = resp.json()
+    assert body["reason"] == "all-refused" and body["error"]
+    assert [item["reason"] for item in body["tasks"]] == ["not-object", "unknown-task", "bad-arguments"]
+    answers = Client(url).submit_many([{"task": "no.such.task"}, {"task": "no.such.task"}])
+    assert [a["reason"] for a in answers] == ["unknown-task", "unknown-task"]
+
+
 def test_submit_many_sends_chunks_and_every_task_runs_once(shared_cluster: Any) -> None:
     cluster = shared_cluster
     client = Client(cluster.workers[0].url)
