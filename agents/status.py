@@ -36,6 +36,7 @@ from tables.schedule import task_schedule
 from tables.task_status import task_status
 from yadtq_app.application import app, settings
 from yadtq_app.compat import last_fetched_ms, stale_ack
+from yadtq_app.errors import RecordTooLarge
 from yadtq_app.records import (
     CANCEL,
     CANCELLED,
@@ -49,7 +50,6 @@ from yadtq_app.records import (
     ScheduledRun,
     TaskEvent,
 )
-from yadtq_app.errors import RecordTooLarge
 from yadtq_app.state import apply_event, schedule_of, unrecordable_outcome
 from yadtq_app.topics import events_topic
 

@@ -60,7 +60,6 @@ from yadtq_app.context import ProgressReporter, TaskContext
 from yadtq_app.errors import InvalidTask, RecordWriteError, UnknownTask
 from yadtq_app.execution import Outcome, clip_head, run_task
 from yadtq_app.peers import ROUTED_HEADER
-from yadtq_app.registry import TaskDef
 from yadtq_app.records import (
     CANCELLED,
     FAILED,
@@ -79,6 +78,7 @@ from yadtq_app.records import (
     partition_of,
     raw_sample,
 )
+from yadtq_app.registry import TaskDef
 from yadtq_app.state import CANCEL_NOW, DEFER, SKIP, WAIT, attempt_record, backoff_delay, cancelled_error, decide
 from yadtq_app.topics import dead_letter_topic, events_topic, task_topic
 

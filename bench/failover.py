@@ -42,7 +42,6 @@ from yadtq_app.broker import EmbeddedBroker  # noqa: E402
 from yadtq_app.compat import KAFKA_SESSION_TIMEOUT, EmbeddedProfile  # noqa: E402
 from yadtq_app.kafka_local import LocalKafka  # noqa: E402
 
-
 #: The longest a round's workers may live (s).
 ROUND_LIFETIME = 600.0
 

@@ -19,8 +19,14 @@ from typing import Iterator
 
 import pytest
 
-from tests.support.brokers import (KAFKA3_TEST_SETTINGS, KAFKA_MAX_LIFETIME, KAFKA_TEST_SETTINGS, KAFKA_WORKER_ENV,
-                                   TestBroker, kafka_or_skip)
+from tests.support.brokers import (
+    KAFKA3_TEST_SETTINGS,
+    KAFKA_MAX_LIFETIME,
+    KAFKA_TEST_SETTINGS,
+    KAFKA_WORKER_ENV,
+    TestBroker,
+    kafka_or_skip,
+)
 from tests.support.cluster import Cluster, free_port
 from yadtq_app.broker import EmbeddedBroker
 from yadtq_app.kafka_local import LocalKafka

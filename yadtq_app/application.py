@@ -25,18 +25,18 @@ from faust.types import TP
 from .admin import TopicSpec, ensure_topics, topic_specs
 from .broker import port_is_free
 from .broker_link import BrokerWatch, restart_process, wait_for_broker
+from .compat import BrokerProfile, RecoveryWatchdog, StreamWatchdog, profile_for
 from .datadir import DataDirLock, check_marker
 from .errors import ConfigurationError
-from .compat import BrokerProfile, RecoveryWatchdog, StreamWatchdog, profile_for
-from .metrics import Metrics
+from .execution import ProcessRunner, ThreadRunner
 from .fencing import FencedTable, FreezeGuard
-from .liveness import CrashWatch, crash_reason
 from .http_server import WebServer
+from .liveness import CrashWatch, crash_reason
+from .metrics import Metrics
 from .peers import PeerTasks
 from .registry import TaskRegistry, default_registry
 from .security import broker_credentials, client_options
 from .settings import PRODUCER_MAX_REQUEST_SIZE, Settings
-from .execution import ProcessRunner, ThreadRunner
 from .state import FinishWaiters, RecentlyFinished, RunningTasks, WorkerStats
 
 __all__ = ["YadtqApp", "create_app", "app", "settings", "EXIT_CONFIG"]
@@ -231,10 +231,11 @@ class YadtqApp(faust.App):
         Waits while the freeze guard is closed (:mod:`yadtq_app.fencing`) and, with
         ``strict`` (about to start a task's code, or to write its outcome into the table
         itself), while the group's heartbeats fail (:meth:`in_touch`): a worker cut off
-        from the broker neither starts tasks nor writes rows another worker now owns. False at once if the group has evicted this worker: its
-        commits fail from then on, so skipping the message leaves it to the partition's
-        new owner, and returning (rather than waiting) lets Faust finish the rebalance
-        that rejoins the group.
+        from the broker neither starts tasks nor writes rows another worker now owns.
+        False at once if the group has evicted this worker: its commits fail from then
+        on, so skipping the message leaves it to the partition's new owner, and
+        returning (rather than waiting) lets Faust finish the rebalance that rejoins
+        the group.
         """
         while True:
             if self.membership_lost():

@@ -91,8 +91,9 @@ def cmd_kafka(args: argparse.Namespace) -> int:
         kafka.start()
         replication = ("\n    export YADTQ_REPLICATION_FACTOR=3 YADTQ_MIN_INSYNC_REPLICAS=2"
                        if args.nodes >= 3 else "")
-        print(f"""Apache Kafka ready: {args.nodes} node(s) at {kafka.bootstrap} (pids {kafka.pids}); data and logs in {data_dir}
-
+        print(f"Apache Kafka ready: {args.nodes} node(s) at {kafka.bootstrap} (pids {kafka.pids}); "
+              f"data and logs in {data_dir}", flush=True)
+        print(f"""
 Point yadtq at it (loopback addresses select the embedded broker's profile unless told):
     export YADTQ_BROKER_URL='{kafka.url}'
     export YADTQ_BROKER_PROFILE=kafka{replication}
@@ -426,8 +427,8 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
     rows = [("WHEN", "ID", "TASK", "REASON", "ATTEMPTS", "ERROR")]
     for d in letters:
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(d["at"]))
-        rows.append((when, d["id"], d.get("task") or "-", d["reason"], str(len(d["history"])) if d.get("history") else "-",
-                     (d.get("error") or "")[:80]))
+        attempts = str(len(d["history"])) if d.get("history") else "-"
+        rows.append((when, d["id"], d.get("task") or "-", d["reason"], attempts, (d.get("error") or "")[:80]))
     _print_table(rows)
     return 0
 

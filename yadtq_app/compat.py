@@ -161,7 +161,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from .settings import Settings
 
 __all__ = ["BrokerProfile", "EmbeddedProfile", "profile_for", "true_end_offsets", "EmbeddedTransport", "head_unacked",
-           "stale_ack", "ack_through_consumer", "committed_offset", "ReadOffsets", "RecoveryWatchdog", "FetchWait", "adapt_fetch_wait",
+           "stale_ack", "ack_through_consumer", "committed_offset", "ReadOffsets", "RecoveryWatchdog", "FetchWait",
+           "adapt_fetch_wait",
            "fetch_state", "last_fetched_ms"]
 
 UNKNOWN_MEMBER_ID = JoinGroupRequest.UNKNOWN_MEMBER_ID

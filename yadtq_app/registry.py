@@ -149,7 +149,8 @@ class TaskRegistry:
         try:
             return self._tasks[name]
         except KeyError:
-            raise UnknownTask(f"unknown task {name!r}; registered: {', '.join(sorted(self._tasks)) or 'none'}") from None
+            known = ", ".join(sorted(self._tasks)) or "none"
+            raise UnknownTask(f"unknown task {name!r}; registered: {known}") from None
 
     def __contains__(self, name: object) -> bool:
         return name in self._tasks
@@ -185,7 +186,8 @@ def describe_task(taskdef: TaskDef, settings: Any) -> dict[str, Any]:
         "process": taskdef.process,
         "timeout": taskdef.timeout if taskdef.timeout is not None else settings.default_timeout,
         "max_retries": taskdef.max_retries if taskdef.max_retries is not None else settings.default_max_retries,
-        "retry_on": None if taskdef.retry_on is None else [f"{c.__module__}.{c.__qualname__}" for c in taskdef.retry_on],
+        "retry_on": None if taskdef.retry_on is None
+        else [f"{c.__module__}.{c.__qualname__}" for c in taskdef.retry_on],
         "doc": (inspect.getdoc(taskdef.fn) or "").split("\n")[0],
     }
 

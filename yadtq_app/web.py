@@ -75,6 +75,8 @@ from yadtq_app.errors import InvalidTask
 from yadtq_app.ids import id_problem, quote_id, unquote_id
 from yadtq_app.liveness import crash_reason
 from yadtq_app.metrics import CONTENT_TYPE_LATEST
+from yadtq_app.ordering import ENQUEUE, SequencerMessage
+from yadtq_app.peers import ROUTED_HEADER, differing
 from yadtq_app.records import (
     CANCEL,
     CANCELLED,
@@ -90,8 +92,6 @@ from yadtq_app.records import (
     parse_json,
     task_request_from_json,
 )
-from yadtq_app.ordering import ENQUEUE, SequencerMessage
-from yadtq_app.peers import ROUTED_HEADER, differing
 from yadtq_app.registry import describe_task
 from yadtq_app.topics import events_topic, sequencer_topic, task_topic
 
@@ -126,7 +126,8 @@ def path_task_id(fun: Handler) -> Handler:
     return handler
 
 
-def routed(table: Any, *, key_arg: Optional[str] = None, exact_key: Optional[str] = None) -> Callable[[Handler], Handler]:
+def routed(table: Any, *, key_arg: Optional[str] = None,
+           exact_key: Optional[str] = None) -> Callable[[Handler], Handler]:
     """Answer from the worker that holds ``table``'s partition for the request's key
     (``exact_key``, or the handler's keyword argument ``key_arg``).
 

@@ -169,7 +169,7 @@ def test_a_worker_fetches_no_changelog_it_writes_and_polls_faster_while_busy(sha
     # Each worker writes the changelogs of the table partitions it holds; Faust pauses
     # them, and aiokafka must not fetch them either.
     for w in cluster.running():
-        state = wait_for(lambda: fetch(w) or None, timeout=30, message="the worker's fetch state")
+        state = wait_for(lambda w=w: fetch(w) or None, timeout=30, message="the worker's fetch state")
         assert state["partitions"] > 0
         assert state["changelog_partitions"] == 0, state
 

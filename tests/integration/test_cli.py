@@ -73,7 +73,8 @@ def test_kafka_runs_until_sigterm_and_says_how_to_use_it(tmp_path: Path) -> None
             if "Ctrl-C" in line:
                 break
         text = "".join(lines)
-        assert f"YADTQ_BROKER_URL='kafka://127.0.0.1:{port}'" in text, text + (proc.stderr.read() if proc.poll() else "")
+        assert f"YADTQ_BROKER_URL='kafka://127.0.0.1:{port}'" in text, \
+            text + (proc.stderr.read() if proc.poll() else "")
         assert "YADTQ_BROKER_PROFILE=kafka" in text
         assert kafka_api_versions_ok("127.0.0.1", port)
         proc.terminate()
@@ -151,8 +152,9 @@ def test_submit_status_workers_info(cluster_factory: Any) -> None:
 def test_faust_command_starts_a_worker(broker: Any, tmp_path: Path) -> None:
     port = free_port()
     tag = os.urandom(4).hex()
-    env = dict(os.environ, **broker.env, YADTQ_BROKER_URL=broker.url, YADTQ_APP_ID=f"yf-{tag}", YADTQ_TASK_TOPIC=f"tf-{tag}",
-               YADTQ_WEB_PORT=str(port), YADTQ_DATA_DIR=str(tmp_path / "data"), PYTHONPATH=str(ROOT))
+    env = dict(os.environ, **broker.env, YADTQ_BROKER_URL=broker.url, YADTQ_APP_ID=f"yf-{tag}",
+               YADTQ_TASK_TOPIC=f"tf-{tag}", YADTQ_WEB_PORT=str(port), YADTQ_DATA_DIR=str(tmp_path / "data"),
+               PYTHONPATH=str(ROOT))
     faust = str(Path(sys.executable).parent / "faust")
     log = open(tmp_path / "faust.log", "wb")  # noqa: SIM115
     proc = subprocess.Popen([faust, "-A", "yadtq_app", "worker", "-l", "info", "--web-port", str(port)],

@@ -48,7 +48,7 @@ def test_superseded_rows_are_compacted_away_and_the_latest_survives_a_rebuild(cl
         before = client.get_task(task_id)["finished_at"]
         client.retry(task_id)
         # Failed again: a later end (the row read right after the retry may still be the old one).
-        wait_for(lambda: (lambda r: r["status"] == "failed" and r["finished_at"] > before)(
+        wait_for(lambda before=before: (lambda r: r["status"] == "failed" and r["finished_at"] > before)(
             client.get_task(task_id)), timeout=30, message=f"retry {generation} to fail")
     versions = [r for r in read_all(broker.bootstrap, changelog) if r.key == task_id.encode()]
     assert len(versions) >= 6, len(versions)
@@ -56,7 +56,8 @@ def test_superseded_rows_are_compacted_away_and_the_latest_survives_a_rebuild(cl
     # Small segments and an eager cleaner on this topic, then a record in a new segment
     # so that the old one is closed and can be cleaned.
     # (AlterConfigs replaces a topic's whole configuration: the policy is given again.)
-    topic_configs(broker.bootstrap, changelog, {"cleanup.policy": "compact", "segment.ms": "500", "min.cleanable.dirty.ratio": "0.001",
+    topic_configs(broker.bootstrap, changelog, {"cleanup.policy": "compact", "segment.ms": "500",
+                                                "min.cleanable.dirty.ratio": "0.001",
                                                 "min.compaction.lag.ms": "0", "delete.retention.ms": "1000"})
 
     def compacted() -> bool:

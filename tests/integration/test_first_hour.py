@@ -4,8 +4,8 @@ data folders and a broker that goes away (issue "The first hour")."""
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 import signal
 import socket
 import subprocess

@@ -112,9 +112,9 @@ def test_kafka_records_with_the_same_faults_are_dead_lettered(shared_cluster: An
 
     def dead() -> dict[str, str]:
         letters = {d["task-id"]: d["reason"] for d in c.dead_letters() if d["task-id"] in records}
-        letters.update({"unreadable": d["reason"] for d in c.dead_letters()
-                        if d["raw_sha256"] == hashlib.sha256(unreadable).hexdigest()
-                        and base64.b64decode(d["raw"]) == unreadable[:4096]})
+        letters.update(("unreadable", d["reason"]) for d in c.dead_letters()
+                       if d["raw_sha256"] == hashlib.sha256(unreadable).hexdigest()
+                       and base64.b64decode(d["raw"]) == unreadable[:4096])
         return letters if len(letters) == len(records) + 1 else {}
 
     assert wait_for(dead, timeout=30, message="dead letters") == {

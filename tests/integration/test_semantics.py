@@ -286,7 +286,8 @@ def test_finished_results_expire_after_the_ttl(cluster_factory: Any, broker: Any
     ids = [f"ttl-{cluster.tag}-{i}" for i in range(1000)]
     kp = KafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=5)
     for i, tid in enumerate(ids):
-        kp.send(cluster.task_topic, key=tid.encode(), value=f'{{"task-id": "{tid}", "task": "add", "args": [{i}, 1]}}'.encode())
+        kp.send(cluster.task_topic, key=tid.encode(),
+                value=f'{{"task-id": "{tid}", "task": "add", "args": [{i}, 1]}}'.encode())
     kp.flush()
     kp.close()
     # All ran (the worker's own counter), and the newest is still there: not expired early.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import socket
 import subprocess
 import sys
@@ -96,9 +97,7 @@ def test_unknown_log_level_is_a_clear_error() -> None:
         _faust_level("loud")
 
 
-def _undescribed(parser: "argparse.ArgumentParser", prefix: str = "yadtq") -> list[str]:
-    import argparse
-
+def _undescribed(parser: argparse.ArgumentParser, prefix: str = "yadtq") -> list[str]:
     missing = []
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):

@@ -487,7 +487,6 @@ class StreamApp:
 
 
 async def test_stream_watchdog_reads_a_silent_partition_with_work_left_again_and_nothing_else() -> None:
-    from types import SimpleNamespace
 
     from faust.types import TP
 

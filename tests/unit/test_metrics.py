@@ -6,9 +6,9 @@ import time
 from types import SimpleNamespace
 from typing import Any
 
+from faust.types import TP
 from prometheus_client.parser import text_string_to_metric_families
 
-from faust.types import TP
 from yadtq_app.metrics import UNREGISTERED, Metrics
 from yadtq_app.registry import TaskRegistry
 from yadtq_app.state import WorkerStats
