@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test unit integration kafka kafka-jars bench-failover bench-memory bench clean
+.PHONY: install run test lint unit integration kafka kafka-jars bench-failover bench-memory bench clean
 
 install: $(STAMP)
 
@@ -44,6 +44,10 @@ kafka: install kafka-jars
 test: install $(if $(HAVE_JAVA),kafka-jars)
 	@test -n "$(HAVE_JAVA)" || echo "make test: java or mvn not found: the Apache Kafka half of the tests will be skipped"
 	$(BIN)/python -m pytest tests -q
+
+# ruff: pycodestyle, pyflakes, import order, bugbear, broad excepts ([tool.ruff] in pyproject.toml).
+lint: install
+	$(BIN)/ruff check .
 
 unit: install
 	$(BIN)/python -m pytest tests/unit -q
