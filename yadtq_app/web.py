@@ -243,6 +243,7 @@ class _Accepted:
     request: TaskRequest
     status: str  # queued or scheduled
     explicit_id: bool  # the submitter chose the id: look for an existing task first
+    value: bytes  # the task message, encoded once
 
 
 def _check_submission(body: Any, now: float) -> _Accepted:
@@ -265,11 +266,12 @@ def _check_submission(body: Any, now: float) -> _Accepted:
         app.registry.get(req.task).check_arguments(req.task_args, req.task_kwargs)
     except TypeError as exc:
         raise _Refused(400, f"{req.task}: {exc}", reason="bad-arguments") from None
-    if len(req.encode()) > settings.max_message_bytes:
+    value = req.encode()
+    if len(value) > settings.max_message_bytes:
         raise _Refused(413, f"task message exceeds {settings.max_message_bytes} bytes", reason="too-large")
     waiting = req.eta is not None and req.eta > now
     return _Accepted(req, SCHEDULED if waiting else QUEUED,
-                     explicit_id=isinstance(body, dict) and ("task-id" in body or "task_id" in body))
+                     explicit_id=isinstance(body, dict) and ("task-id" in body or "task_id" in body), value=value)
 
 
 def _hand_over(accepted: _Accepted, now: float) -> list[Any]:
@@ -283,7 +285,7 @@ def _hand_over(accepted: _Accepted, now: float) -> list[Any]:
         message = SequencerMessage(kind=ENQUEUE, key=req.ordering_key, task_id=req.id, wire=req.to_wire())
         sending = sequencer_topic.send(key=req.ordering_key.encode(), value=message)
     else:
-        sending = task_topic.send(key=req.key, value=req.encode())
+        sending = task_topic.send(key=req.key, value=accepted.value)
     return [sending, events_topic.send(key=req.key, value=queued)]
 
 
