@@ -185,7 +185,14 @@ class YadtqApp(faust.App):
         changelogs = [name for name in s.topics() if name.endswith("-changelog")]
         found = await wait_for_broker(s, changelogs, host=host, port=port)
         check_marker(s.resolved_data_dir, found)
-        self.broker_watch = BrokerWatch(s, found.cluster_id, lost_after=s.broker_lost_after)
+        self.broker_watch = BrokerWatch(s, found.cluster_id, lost_after=s.broker_lost_after,
+                                        restart=self._restart_for_broker)
+        if self.profile.memory_only:
+            self.add_future(self.broker_watch.watch_hangup())
+
+    def _restart_for_broker(self, reason: str) -> None:
+        if not self.should_stop:  # a worker on its way out (Ctrl-C stops the broker too) just ends
+            restart_process(reason)
 
     def _exit_after_crash(self, code: int) -> None:
         """End the crashed worker; restart it instead if the broker is the cause (it

@@ -5,7 +5,8 @@ A worker starts only once the broker answers: until then it serves ``503
 (:func:`wait_for_broker`), instead of dying with ``Unable to bootstrap``. While it
 runs, :class:`BrokerWatch` asks the broker for its cluster id every two seconds;
 when the broker has not answered for ``YADTQ_BROKER_LOST_AFTER`` seconds, or answers
-with another cluster id (the embedded broker was restarted: every topic is gone),
+with another cluster id (the embedded broker was restarted: every topic is gone), or
+at once when a memory-only broker (the embedded one) closes its connections,
 the worker replaces itself with a fresh start of the same command (same pid), which
 waits for the broker and rebuilds its tables (:mod:`yadtq_app.datadir`).
 """
@@ -169,6 +170,26 @@ class BrokerWatch:
             self.restart(f"the broker at {self.settings.bootstrap_servers} is another cluster now "
                          f"({found!r}, was {self.started_with!r}): its topics are not those this worker's tables "
                          "came from")
+
+    async def watch_hangup(self) -> None:
+        """Restart the worker the moment the broker goes away: hold a connection open
+        to the first bootstrap address and, once the broker closes it, restart unless
+        a new connection is accepted at once. For a memory-only broker (the embedded
+        one), whose next start is another, empty cluster; runs until cancelled."""
+        host, port = self.settings.broker_hosts[0]
+        while True:
+            try:
+                reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), PROBE_TIMEOUT)
+            except (OSError, asyncio.TimeoutError) as exc:
+                self.restart(f"the broker at {host}:{port} is gone ({exc or type(exc).__name__}), and with it every "
+                             "topic it kept in memory")
+                return
+            try:
+                await reader.read()  # nothing is sent, so nothing comes back: returns at EOF
+            except OSError:
+                pass
+            finally:
+                writer.close()
 
     def explains_crash(self) -> Optional[str]:
         """Why the worker's crash is the broker's doing (it does not answer, or is

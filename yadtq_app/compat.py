@@ -109,6 +109,18 @@ every bootstrap host is a loopback address and no TLS/SASL is configured):
       suite; one cause of that stall was found and fixed since (events dropped at a
       rebalance were never read again: ``app.rereadable_topics``).
 
+    * **Memory only.** A Tansu that stops has lost every topic, and the next one is
+      another, empty cluster on the same address. A worker's Faust clients, left
+      running, reconnect to it within a few hundred milliseconds: their metadata
+      requests made it auto-create yadtq's topics with its own count (4 partitions;
+      the restarted worker then refused ``tasks`` with 4 partitions where it wants
+      8), and it accepted records for topics it did not have, which a worker's table
+      recovery later waited for forever. So a worker holds a connection open to the
+      embedded broker and restarts itself the moment it closes and the broker no
+      longer accepts connections (:attr:`BrokerProfile.memory_only`,
+      :meth:`yadtq_app.broker_link.BrokerWatch.watch_hangup`), instead of riding out
+      ``YADTQ_BROKER_LOST_AFTER`` seconds.
+
     A single node replicates nothing, so no ``min.insync.replicas`` is sent to it.
 
 One more fix applies on every broker, because the bug is Faust's (with aiokafka's
@@ -203,6 +215,9 @@ class BrokerProfile:
     fetch_max_wait_ms: Optional[int] = KAFKA_FETCH_MAX_WAIT_MS
     #: The fetch wait while work flows; ``None``: the same as when idle.
     busy_fetch_max_wait_ms: Optional[int] = None
+    #: A broker that loses every topic when it stops: a worker restarts as soon as
+    #: the broker closes its connections (no ``YADTQ_BROKER_LOST_AFTER`` grace).
+    memory_only = False
 
     def __init__(self, settings: "Settings") -> None:
         self.settings = settings
@@ -267,6 +282,7 @@ class EmbeddedProfile(BrokerProfile):
     rebalance_timeout = 10.0
     fetch_max_wait_ms = 10
     busy_fetch_max_wait_ms = 3
+    memory_only = True
 
     def topic_config(self) -> dict[str, str]:
         return {}  # one node: nothing is replicated, so min.insync.replicas means nothing

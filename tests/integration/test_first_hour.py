@@ -3,6 +3,7 @@ data folders and a broker that goes away (issue "The first hour")."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -281,3 +282,29 @@ def test_a_worker_started_before_its_broker_waits_with_503(tmp_path: Path) -> No
         cluster.stop()
         if broker is not None:
             broker.stop()
+
+
+def test_a_broker_replaced_under_a_running_worker_gets_yadtqs_topics(tmp_path: Path) -> None:
+    """The broker is replaced by an empty one while the worker runs: the worker's own
+    clients reconnect first and must not make the broker auto-create yadtq's topics with
+    its own partition count; the restarted worker creates them and runs tasks."""
+    from yadtq_app.admin import describe_topics
+
+    port = free_port()
+    broker = _own_broker(tmp_path, port, 1)
+    cluster = Cluster(broker.url, tmp_path / "cluster", extra_env={"YADTQ_BROKER_LOST_AFTER": "120"})
+    try:
+        w = cluster.add(1)[0]
+        w.wait_healthy(90)
+        pid = w.pid
+        broker.stop()
+        broker = _own_broker(tmp_path, port, 2)
+        wait_for(lambda: "do not belong to this broker" in w.log_text(), timeout=60,
+                 message="the restarted worker to find the new broker")
+        w.wait_healthy(90)
+        _run_some_tasks(w.url)
+        assert w.alive and w.pid == pid
+        assert asyncio.run(describe_topics(f"127.0.0.1:{port}", [cluster.task_topic])) == {cluster.task_topic: 8}
+    finally:
+        cluster.stop()
+        broker.stop()
