@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test lint unit integration kafka kafka-jars bench-failover bench-memory bench clean
+.PHONY: install run test lint unit integration kafka kafka-jars browser bench-failover bench-memory bench clean
 
 install: $(STAMP)
 
@@ -39,9 +39,23 @@ $(KAFKA_STAMP): apache-kafka/pom.xml
 kafka: install kafka-jars
 	$(BIN)/yadtq kafka $(KAFKA_ARGS)
 
+# Debian's Chromium and ChromeDriver, for the dashboard's browser tests: installed with
+# apt-get when missing and this runs as root; otherwise those tests are skipped, and say
+# so (CI sets YADTQ_REQUIRE_BROWSER=1: they fail).
+HAVE_CHROMIUM := $(shell command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1 && echo yes)
+
+browser:
+ifneq ($(HAVE_CHROMIUM),yes)
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "make browser: installing chromium and chromium-driver (apt-get)"; \
+		timeout 900 apt-get update -q >/dev/null && \
+		DEBIAN_FRONTEND=noninteractive timeout 900 apt-get install -y -q chromium chromium-driver >/dev/null; \
+	else echo "make browser: chromium/chromedriver missing and not root: the browser tests will be skipped"; fi
+endif
+
 # The integration tests run on the embedded broker and on Apache Kafka; without Java and
 # Maven the Kafka half is skipped, and says so (CI sets YADTQ_REQUIRE_KAFKA=1: it fails).
-test: install $(if $(HAVE_JAVA),kafka-jars)
+test: install browser $(if $(HAVE_JAVA),kafka-jars)
 	@test -n "$(HAVE_JAVA)" || echo "make test: java or mvn not found: the Apache Kafka half of the tests will be skipped"
 	$(BIN)/python -m pytest tests -q
 

@@ -124,6 +124,7 @@ def _fold(event: TaskEvent) -> None:
                        event.kind, exc)
         row = apply_event(before, unrecordable_outcome(event, str(exc)))
         task_status[key] = row
+    app.recent.touch(event.id)
     if row.status in TERMINAL:
         app.finish_waiters.wake(event.id)
     entry, had = schedule_of(row), schedule_of(before)

@@ -37,7 +37,7 @@ from .peers import PeerTasks
 from .registry import TaskRegistry, default_registry
 from .security import broker_credentials, client_options
 from .settings import PRODUCER_MAX_REQUEST_SIZE, Settings
-from .state import FinishWaiters, RecentlyFinished, RunningTasks, WorkerStats
+from .state import FinishWaiters, RecentlyFinished, RecentTasks, RunningTasks, WorkerStats
 
 __all__ = ["YadtqApp", "create_app", "app", "settings", "EXIT_CONFIG"]
 
@@ -47,7 +47,7 @@ logger = logging.getLogger(__name__)
 EXIT_CONFIG = 78
 
 #: Modules Faust scans for agents, tables, timers and web views.
-AUTODISCOVER = ["agents", "tables", "yadtq_app.web"]
+AUTODISCOVER = ["agents", "tables", "yadtq_app.web", "yadtq_app.dashboard"]
 
 
 class Worker(faust.Worker):
@@ -96,6 +96,8 @@ class YadtqApp(faust.App):
         #: The consumer's assignment, cached between rebalances (None: ask the consumer).
         self._assigned: Optional[frozenset[TP]] = None
         self.finished = RecentlyFinished()
+        #: The tasks whose status rows this worker wrote last (the dashboard's list).
+        self.recent = RecentTasks()
         self.running = RunningTasks()
         self.finish_waiters = FinishWaiters()
         #: What the other alive workers register (refreshed by yadtq_app.web).

@@ -23,7 +23,7 @@ from .compat import committed_offset
 if TYPE_CHECKING:  # pragma: no cover
     from .application import YadtqApp
 
-__all__ = ["Metrics", "CONTENT_TYPE_LATEST"]
+__all__ = ["Metrics", "CONTENT_TYPE_LATEST", "task_lag"]
 
 #: Task durations (s): from sub-millisecond no-ops to the default time limit.
 DURATION_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, float("inf"))
@@ -80,6 +80,23 @@ class Metrics:
         return generate_latest(self.registry)  # type: ignore[no-any-return]
 
 
+def task_lag(app: YadtqApp) -> dict[int, int]:
+    """Task partition → messages not yet done (end offset − committed offset), for the
+    task partitions this worker holds now (none while it starts or rebalances)."""
+    try:
+        consumer = app.consumer
+        held = [tp for tp in consumer.assignment() if tp.topic == app.settings.task_topic]
+    except Exception:  # noqa: BLE001 - no consumer or assignment yet (starting, rebalancing)
+        return {}
+    lag = {}
+    for tp in sorted(held):
+        end = consumer.highwater(tp)
+        done = committed_offset(consumer, tp)
+        if end is not None and done is not None:
+            lag[tp.partition] = max(end - done, 0)
+    return lag
+
+
 class _StateCollector(Collector):
     """Gauges read at scrape time: lag of the task partitions this worker holds, and
     the age of every worker's last heartbeat."""
@@ -92,16 +109,8 @@ class _StateCollector(Collector):
         lag = GaugeMetricFamily("yadtq_consumer_lag",
                                 "Task messages not yet done in each task partition this worker holds "
                                 "(end offset - committed offset).", labels=["partition"])
-        try:
-            consumer = app.consumer
-            held = [tp for tp in consumer.assignment() if tp.topic == app.settings.task_topic]
-        except Exception:  # noqa: BLE001 - no consumer or assignment yet (starting, rebalancing)
-            held = []
-        for tp in sorted(held):
-            end = consumer.highwater(tp)
-            done = committed_offset(consumer, tp)
-            if end is not None and done is not None:
-                lag.add_metric([str(tp.partition)], max(end - done, 0))
+        for partition, n in task_lag(app).items():
+            lag.add_metric([str(partition)], n)
         yield lag
         ages = GaugeMetricFamily("yadtq_worker_heartbeat_age_seconds",
                                  "Seconds since each worker's last heartbeat, as this worker last heard.",

@@ -74,6 +74,7 @@ __all__ = [
     "MAX_HISTORY",
     "WorkerStats",
     "RecentlyFinished",
+    "RecentTasks",
     "RunningTasks",
 ]
 
@@ -356,6 +357,25 @@ class RecentlyFinished:
 
     def __len__(self) -> int:
         return len(self._items)
+
+
+class RecentTasks:
+    """The ids of the last ``size`` tasks whose status row this worker wrote, newest
+    last (what the dashboard lists)."""
+
+    def __init__(self, size: int = 500) -> None:
+        self.size = size
+        self._ids: OrderedDict[str, None] = OrderedDict()
+
+    def touch(self, task_id: str) -> None:
+        self._ids[task_id] = None
+        self._ids.move_to_end(task_id)
+        while len(self._ids) > self.size:
+            self._ids.popitem(last=False)
+
+    def newest(self) -> list[str]:
+        """The ids, newest first."""
+        return list(reversed(self._ids))
 
 
 class RunningTasks:
