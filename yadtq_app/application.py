@@ -30,6 +30,7 @@ from .datadir import DataDirLock, check_marker
 from .errors import ConfigurationError
 from .execution import ProcessRunner, ThreadRunner
 from .fencing import FencedTable, FreezeGuard
+from .group_lag import GroupLag
 from .http_server import WebServer
 from .liveness import CrashWatch, crash_reason
 from .metrics import Metrics
@@ -98,6 +99,8 @@ class YadtqApp(faust.App):
         self.finished = RecentlyFinished()
         #: The tasks whose status rows this worker wrote last (the dashboard's list).
         self.recent = RecentTasks()
+        #: The consumer group's lag per task partition, read from the broker.
+        self.group_lag = GroupLag(self)
         self.running = RunningTasks()
         self.finish_waiters = FinishWaiters()
         #: What the other alive workers register (refreshed by yadtq_app.web).
@@ -224,6 +227,7 @@ class YadtqApp(faust.App):
     async def on_stop(self) -> None:
         if self.broker_watch is not None:
             await self.broker_watch.close()
+        await self.group_lag.close()
         self.threads.close()
         self.processes.close()
         if self._long_poll_http is not None:

@@ -266,11 +266,16 @@ class BrokerProfile:
         busy = s.busy_fetch_max_wait_ms if s.busy_fetch_max_wait_ms is not None else self.busy_fetch_max_wait_ms
         return idle, idle if busy is None else min(busy, idle)
 
+    def fixes_end_offsets(self) -> bool:
+        """Whether end offsets are re-read from fetches (:func:`true_end_offsets`):
+        ``YADTQ_FIX_END_OFFSETS`` if set, else this profile's choice (off on Kafka)."""
+        return bool(self.settings.fix_end_offsets)
+
     def transport_class(self) -> type:
         """The Faust transport to use (Faust's aiokafka transport with yadtq's consumer fixes)."""
         idle, busy = self.fetch_waits()
         return _transport_with(fetch_max_wait_ms=idle, busy_fetch_max_wait_ms=busy,
-                               fix_end_offsets=bool(self.settings.fix_end_offsets))
+                               fix_end_offsets=self.fixes_end_offsets())
 
 
 class EmbeddedProfile(BrokerProfile):
@@ -297,11 +302,9 @@ class EmbeddedProfile(BrokerProfile):
                 "embedded broker answer every fetch empty; use 1 ms or more")
         return idle, busy
 
-    def transport_class(self) -> type:
-        idle, busy = self.fetch_waits()
+    def fixes_end_offsets(self) -> bool:
         fix = self.settings.fix_end_offsets
-        return _transport_with(fetch_max_wait_ms=idle, busy_fetch_max_wait_ms=busy,
-                               fix_end_offsets=fix if fix is not None else True)
+        return fix if fix is not None else True
 
 
 def profile_for(settings: "Settings") -> BrokerProfile:

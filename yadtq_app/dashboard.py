@@ -2,12 +2,13 @@
 and style, and the JSON it polls.
 
 ``GET /dashboard/api/state`` answers what the page shows in one request: the workers
-(``GET /workers``), the recent tasks and the lag of every task partition (asked of
-each alive worker: ``GET /dashboard/api/local``, each answering for the partitions it
-holds), and the newest dead letters. The page polls it every second, so it reconnects
-by itself once a worker it was loaded from is back. Everything is served from the
-package (no CDN), under a Content-Security-Policy that allows this origin's script
-only: the page builds its DOM from text nodes, so task data never becomes markup.
+(``GET /workers``), the recent tasks (asked of each alive worker:
+``GET /dashboard/api/local``, each answering for the partitions it holds), the group's
+lag on every task partition (:mod:`yadtq_app.group_lag`) and the newest dead letters.
+The page polls it every second, so it reconnects by itself once a worker it was
+loaded from is back. Everything is served from the package (no CDN), under a
+Content-Security-Policy that allows this origin's script only: the page builds its
+DOM from text nodes, so task data never becomes markup.
 """
 
 from __future__ import annotations
@@ -23,8 +24,6 @@ from faust.web import Request, Response, View
 
 from tables.task_status import get_status_json, task_status
 from yadtq_app.application import app, settings
-from yadtq_app.metrics import task_lag
-from yadtq_app.peers import ROUTED_HEADER
 from yadtq_app.records import STATUSES
 from yadtq_app.web import _answers_locally, _partition_of, error
 
@@ -99,7 +98,7 @@ class AssetView(View):
 @app.page("/dashboard/api/local")
 class LocalView(View):
     """``GET /dashboard/api/local[?status=S&limit=N]``: the newest status rows this
-    worker wrote, for the task partitions it holds now, and their lag."""
+    worker wrote, for the task partitions it holds now."""
 
     async def get(self, request: Request) -> Response:
         try:
@@ -118,14 +117,12 @@ class LocalView(View):
             row = get_status_json(task_id)
             if row is not None and (status is None or row["status"] == status):
                 rows.append(row)
-        return self.json({"worker": settings.worker_id, "tasks": rows,
-                          "lag": {str(p): n for p, n in task_lag(app).items()}})
+        return self.json({"worker": settings.worker_id, "tasks": rows})
 
 
 async def _get_json(session: aiohttp.ClientSession, url: str) -> Optional[dict[str, Any]]:
     try:
-        async with session.get(url, headers={ROUTED_HEADER: "1"},
-                               timeout=aiohttp.ClientTimeout(total=PEER_TIMEOUT)) as resp:
+        async with session.get(url, timeout=aiohttp.ClientTimeout(total=PEER_TIMEOUT)) as resp:
             if resp.status != 200:
                 return None
             found = await resp.json()
@@ -155,13 +152,11 @@ class StateView(View):
         answers = await asyncio.gather(*(_get_json(session, f"{w['url'].rstrip('/')}/dashboard/api/local{query}")
                                          for w in alive))
         dead = await _get_json(session, f"{me}/dead-letters?limit=20")
-        lag: dict[str, int] = {}
-        for answer in answers:
-            lag.update((answer or {}).get("lag", {}))
+        lag = await app.group_lag.read()
         return self.json({
             "workers": rows,
             "tasks": merge_tasks([(a or {}).get("tasks", []) for a in answers], limit),
-            "lag": dict(sorted(lag.items(), key=lambda kv: int(kv[0]))),
+            "lag": {str(p): n for p, n in sorted(lag.items())},
             "unanswered": [w["id"] for w, a in zip(alive, answers) if a is None],
             "dead_letters": (dead or {}).get("dead_letters", []),
             "dead_letters_known": dead is not None,

@@ -18,12 +18,10 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
-from .compat import committed_offset
-
 if TYPE_CHECKING:  # pragma: no cover
     from .application import YadtqApp
 
-__all__ = ["Metrics", "CONTENT_TYPE_LATEST", "task_lag"]
+__all__ = ["Metrics", "CONTENT_TYPE_LATEST"]
 
 #: Task durations (s): from sub-millisecond no-ops to the default time limit.
 DURATION_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, float("inf"))
@@ -75,31 +73,18 @@ class Metrics:
         """Keep the last ``GET /workers`` list, for the heartbeat ages."""
         self._workers = list(rows)
 
+    async def refresh(self) -> None:
+        """Read what the scrape reports from the broker (the group's lag)."""
+        await self.app.group_lag.read()
+
     def exposition(self) -> bytes:
         """The text format Prometheus scrapes."""
         return generate_latest(self.registry)  # type: ignore[no-any-return]
 
 
-def task_lag(app: YadtqApp) -> dict[int, int]:
-    """Task partition → messages not yet done (end offset − committed offset), for the
-    task partitions this worker holds now (none while it starts or rebalances)."""
-    try:
-        consumer = app.consumer
-        held = [tp for tp in consumer.assignment() if tp.topic == app.settings.task_topic]
-    except Exception:  # noqa: BLE001 - no consumer or assignment yet (starting, rebalancing)
-        return {}
-    lag = {}
-    for tp in sorted(held):
-        end = consumer.highwater(tp)
-        done = committed_offset(consumer, tp)
-        if end is not None and done is not None:
-            lag[tp.partition] = max(end - done, 0)
-    return lag
-
-
 class _StateCollector(Collector):
-    """Gauges read at scrape time: lag of the task partitions this worker holds, and
-    the age of every worker's last heartbeat."""
+    """Gauges read at scrape time: the group's lag per task partition (as last read,
+    :meth:`Metrics.refresh` reads it again), and the age of every worker's last heartbeat."""
 
     def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics
@@ -107,9 +92,10 @@ class _StateCollector(Collector):
     def collect(self) -> Iterator[GaugeMetricFamily]:
         app = self.metrics.app
         lag = GaugeMetricFamily("yadtq_consumer_lag",
-                                "Task messages not yet done in each task partition this worker holds "
-                                "(end offset - committed offset).", labels=["partition"])
-        for partition, n in task_lag(app).items():
+                                "Task messages not yet done in each task partition (end offset - the group's "
+                                "committed offset), read from the broker: every worker reports every partition.",
+                                labels=["partition"])
+        for partition, n in sorted(app.group_lag.last.items()):
             lag.add_metric([str(partition)], n)
         yield lag
         ages = GaugeMetricFamily("yadtq_worker_heartbeat_age_seconds",

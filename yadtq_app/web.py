@@ -688,6 +688,7 @@ class MetricsView(View):
     """``GET /metrics``: this worker's metrics in Prometheus' text format (:mod:`yadtq_app.metrics`)."""
 
     async def get(self, request: Request) -> Response:
+        await app.metrics.refresh()
         # aiohttp takes no charset in content_type; the exposition's type carries one.
         return self.bytes(app.metrics.exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 

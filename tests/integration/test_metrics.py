@@ -92,3 +92,34 @@ def test_lag_rises_while_the_worker_is_busy_and_falls_when_it_is_done(cluster_fa
     assert peak >= 2
     wait_all_finished(cluster, ids, timeout=60)
     wait_for(lambda: lag(scrape(w.url)) == 0, timeout=30, interval=0.2, message="the lag back to 0")
+
+
+def test_every_worker_reports_the_lag_of_a_stopped_workers_partitions(cluster_factory: Any) -> None:
+    """Lag is the group's, read from the broker: a worker reports it for partitions it
+    does not hold, here those of a stopped (SIGSTOP) worker, until they are done."""
+    import signal
+
+    # A long session: b's partitions stay b's while it is stopped, so a never holds them.
+    cluster = cluster_factory(partitions=4, extra_env={"YADTQ_SESSION_TIMEOUT": "30"}).start(2)
+    cluster.wait_settled(timeout=90)
+    a, b = cluster.workers
+    held_by_b = {str(p) for p in httpx.get(b.url + "/health", timeout=10).json()["partitions"]}
+    assert held_by_b
+    client = Client(a.url)
+    client.submit("add", 1, 1).result(timeout=60)
+    wait_for(lambda: lag(scrape(a.url)) == 0, timeout=30, interval=0.2, message="no lag at rest")
+
+    def lag_on_b(samples: dict[Any, float]) -> float:
+        return sum(v for (name, labels), v in samples.items()
+                   if name == "yadtq_consumer_lag" and dict(labels)["partition"] in held_by_b)
+
+    b.signal(signal.SIGSTOP)
+    try:
+        ids = [client.submit("add", i, 1).id for i in range(24)]
+        wait_for(lambda: lag_on_b(scrape(a.url)) or None, timeout=30, interval=0.1,
+                 message="worker a to report lag on worker b's partitions")
+    finally:
+        b.signal(signal.SIGCONT)
+    wait_all_finished(cluster, ids, timeout=90)
+    for w in (a, b):
+        wait_for(lambda w=w: lag(scrape(w.url)) == 0, timeout=60, interval=0.2, message="the lag back to 0")

@@ -6,7 +6,6 @@ import time
 from types import SimpleNamespace
 from typing import Any
 
-from faust.types import TP
 from prometheus_client.parser import text_string_to_metric_families
 
 from yadtq_app.metrics import UNREGISTERED, Metrics
@@ -14,26 +13,11 @@ from yadtq_app.registry import TaskRegistry
 from yadtq_app.state import WorkerStats
 
 
-class _Consumer:
-    """The two things the lag gauge asks of Faust's consumer, for two held partitions."""
-
-    def __init__(self) -> None:
-        self._committed_offset = {TP("tasks", 0): 10, TP("tasks", 1): None}
-        self._yadtq_floor = {TP("tasks", 1): 3}
-        self.ends = {TP("tasks", 0): 14, TP("tasks", 1): 3}
-
-    def assignment(self) -> set[TP]:
-        return {TP("tasks", 0), TP("tasks", 1), TP("other", 0)}
-
-    def highwater(self, tp: TP) -> int:
-        return self.ends[tp]
-
-
 def make_app() -> Any:
     registry = TaskRegistry()
     registry.register(lambda a, b: a + b, name="add")
     return SimpleNamespace(registry=registry, stats=WorkerStats(), settings=SimpleNamespace(task_topic="tasks"),
-                           consumer=_Consumer())
+                           group_lag=SimpleNamespace(last={}))
 
 
 def samples(metrics: Metrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -55,13 +39,13 @@ def test_a_task_name_no_worker_registers_is_not_a_label() -> None:
     assert not any("os.system" in v for (_, labels) in got for _, v in labels)
 
 
-def test_lag_is_end_minus_committed_or_the_floor_for_task_partitions_only() -> None:
+def test_lag_is_the_groups_last_reading_for_every_partition() -> None:
     app = make_app()
-    got = samples(Metrics(app))
-    assert got[("yadtq_consumer_lag", (("partition", "0"),))] == 4
-    assert got[("yadtq_consumer_lag", (("partition", "1"),))] == 0
-    assert [k for k in got if k[0] == "yadtq_consumer_lag"] == [("yadtq_consumer_lag", (("partition", "0"),)),
-                                                                ("yadtq_consumer_lag", (("partition", "1"),))]
+    metrics = Metrics(app)
+    assert not [k for k in samples(metrics) if k[0] == "yadtq_consumer_lag"]  # nothing read yet: no series
+    app.group_lag.last = {1: 0, 0: 4, 2: 7}
+    got = samples(metrics)
+    assert [(k[1][0][1], v) for k, v in got.items() if k[0] == "yadtq_consumer_lag"] == [("0", 4), ("1", 0), ("2", 7)]
 
 
 def test_in_progress_and_heartbeat_ages_are_read_at_scrape_time() -> None:
