@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+from . import cli_views as views
 from .errors import ClientError, TaskFailed, YadtqError
 
 __all__ = ["main"]
@@ -330,48 +331,13 @@ def _submit_file(args: argparse.Namespace) -> int:
     return 1 if refused else 0
 
 
-def _when(value: Optional[float]) -> str:
-    """A Unix time as local date and time, to the millisecond."""
-    if not isinstance(value, (int, float)):
-        return "-"
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(value)) + f".{int(value % 1 * 1000):03d}"
-
-
 def cmd_status(args: argparse.Namespace) -> int:
     info = _client(args).get_task(args.task_id)
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
-    for key in ("task-id", "task", "args", "kwargs", "status", "result", "error", "attempts", "retries",
-                "max_retries", "timeout", "ordering_key", "progress", "worker", "submitted_at", "eta", "next_run_at",
-                "started_at", "finished_at"):
-        value = info.get(key)
-        if value is None and key in ("max_retries", "timeout", "ordering_key", "progress", "eta", "next_run_at"):
-            continue
-        if key == "error" and value:
-            value = f"{value.get('type')}: {value.get('message')}"
-        elif key == "progress" and isinstance(value, dict):
-            fraction = value.get("fraction")
-            value = " ".join(part for part in (
-                f"{fraction * 100:.0f}%" if isinstance(fraction, (int, float)) else None,
-                value.get("message"), f"(at {_when(value['at'])})" if value.get("at") else None) if part)
-        elif (key.endswith("_at") or key == "eta") and value:
-            value = _when(value)
-        elif not isinstance(value, str):
-            value = json.dumps(value)
-        print(f"{key:13} {value}")
-    history = info.get("history") or []
-    if history:
-        print("history")
-        rows = [("ATTEMPT", "WORKER", "STATUS", "STARTED", "TOOK", "ERROR")]
-        for h in history:
-            started, finished = h.get("started_at"), h.get("finished_at")
-            took = f"{finished - started:.3f}s" if isinstance(started, (int, float)) and \
-                isinstance(finished, (int, float)) else "-"
-            err = h.get("error") or {}
-            rows.append((str(h.get("attempt", "-")), str(h.get("worker") or "-"), str(h.get("status") or "-"),
-                         _when(started), took, f"{err.get('type')}: {err.get('message')}"[:60] if err else ""))
-        _print_table(rows, indent="  ")
+    out = views.make_console()
+    views.show(out, views.status_view(out, info, time.time()))
     return 0
 
 
@@ -380,16 +346,8 @@ def cmd_workers(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(workers, indent=2))
         return 0
-    now = time.time()
-    rows = [("ID", "PID", "ALIVE", "LAST SEEN", "DONE", "FAILED", "RUNNING", "PARTITIONS", "TASKS")]
-    for w in workers:
-        tasks = f"{len(w.get('tasks') or [])} ({w.get('tasks_digest') or '?'})"
-        if w.get("tasks_differ"):
-            tasks += " DIFFERS"
-        rows.append((w["id"], str(w["pid"]), "yes" if w["alive"] else "NO", f"{now - w['last_heartbeat']:.1f}s ago",
-                     str(w["tasks_done"]), str(w["tasks_failed"]), str(w["in_progress"]),
-                     ",".join(str(p) for p in w.get("partitions", [])), tasks))
-    _print_table(rows)
+    out = views.make_console()
+    views.show(out, views.workers_table(out, workers, time.time()))
     differ = [w for w in workers if w.get("tasks_differ")]
     if differ:
         print("\nThe alive workers do not register the same tasks (every worker must load the same "
@@ -399,12 +357,6 @@ def cmd_workers(args: argparse.Namespace) -> int:
             only = sorted(set(w.get("tasks") or []) - everywhere)
             print(f"  {w['id']}: only it has {', '.join(only) or 'nothing more'}")
     return 0
-
-
-def _print_table(rows: list[tuple[str, ...]], indent: str = "") -> None:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for r in rows:
-        print(indent + "  ".join(c.ljust(widths[i]) for i, c in enumerate(r)).rstrip())
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
@@ -424,12 +376,8 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(letters, indent=2))
         return 0
-    rows = [("WHEN", "ID", "TASK", "REASON", "ATTEMPTS", "ERROR")]
-    for d in letters:
-        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(d["at"]))
-        attempts = str(len(d["history"])) if d.get("history") else "-"
-        rows.append((when, d["id"], d.get("task") or "-", d["reason"], attempts, (d.get("error") or "")[:80]))
-    _print_table(rows)
+    out = views.make_console()
+    views.show(out, views.dead_letters_table(out, letters))
     return 0
 
 
