@@ -34,6 +34,8 @@ __all__ = ["main"]
 logger = logging.getLogger("yadtq_app.cli")
 
 DEFAULT_URL = "http://127.0.0.1:6066"
+#: Tasks per request of ``submit --file`` (the most ``POST /tasks`` takes).
+SUBMIT_CHUNK = 1000
 
 
 def setup_logging(level: str) -> None:
@@ -316,7 +318,15 @@ def _submit_file(args: argparse.Namespace) -> int:
     bodies = _read_jsonl(args.file)
     if not bodies:
         raise YadtqError(f"{args.file}: no tasks in it")
-    answers = _client(args).submit_many(bodies)
+    client = _client(args)
+    answers: list[dict[str, Any]] = []
+    # A request per chunk (as submit_many sends them), so that the bar moves.
+    progress = views.progress_bar(views.make_console(stderr=True), "submitting")
+    with progress:
+        bar = progress.add_task("submitting", total=len(bodies))
+        for start in range(0, len(bodies), SUBMIT_CHUNK):
+            answers += client.submit_many(bodies[start:start + SUBMIT_CHUNK], chunk=SUBMIT_CHUNK)
+            progress.advance(bar, len(bodies[start:start + SUBMIT_CHUNK]))
     refused = 0
     for number, answer in enumerate(answers, 1):
         if "error" in answer:
