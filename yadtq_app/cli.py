@@ -9,6 +9,7 @@
     yadtq submit multiply 4 5 [--wait] [--json]
     yadtq status ID [--json]
     yadtq workers [--json]
+    yadtq wait ID [ID ...] [--timeout S] [--json]
     yadtq info [--json] [--local]
 """
 
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from . import cli_views as views
+from .cli_watch import cmd_wait
 from .errors import ClientError, TaskFailed, YadtqError
 
 __all__ = ["main"]
@@ -521,6 +523,13 @@ def build_parser() -> argparse.ArgumentParser:
     ws = sub.add_parser("workers", help="list workers")
     with_url(ws)
     ws.set_defaults(func=cmd_workers)
+
+    wt = sub.add_parser("wait", help="wait for tasks to finish; a summary table (exit 1 if any did not succeed)")
+    wt.add_argument("task_ids", nargs="+", metavar="ID", help="the tasks' ids")
+    wt.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS",
+                    help="stop waiting after this long (default 60); a task not finished by then counts as failed")
+    with_url(wt)
+    wt.set_defaults(func=cmd_wait)
 
     i = sub.add_parser("info", help="broker, topics, and the tasks a worker registers")
     with_url(i)
