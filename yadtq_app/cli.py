@@ -10,6 +10,7 @@
     yadtq status ID [--json]
     yadtq workers [--json]
     yadtq wait ID [ID ...] [--timeout S] [--json]
+    yadtq top [--interval S] [--once]
     yadtq info [--json] [--local]
 """
 
@@ -28,7 +29,7 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from . import cli_views as views
-from .cli_watch import cmd_wait
+from .cli_watch import cmd_top, cmd_wait
 from .errors import ClientError, TaskFailed, YadtqError
 
 __all__ = ["main"]
@@ -530,6 +531,13 @@ def build_parser() -> argparse.ArgumentParser:
                     help="stop waiting after this long (default 60); a task not finished by then counts as failed")
     with_url(wt)
     wt.set_defaults(func=cmd_wait)
+
+    tp = sub.add_parser("top", help="a live view of the workers: counters, tasks/s, queued tasks (Ctrl-C quits)")
+    tp.add_argument("--url", default=os.environ.get("YADTQ_URL", DEFAULT_URL), help="any worker's HTTP API")
+    tp.add_argument("--interval", type=float, default=2.0, metavar="SECONDS",
+                    help="how often to ask the workers (default 2)")
+    tp.add_argument("--once", action="store_true", help="print one frame and exit (no tasks/s: that takes two)")
+    tp.set_defaults(func=cmd_top)
 
     i = sub.add_parser("info", help="broker, topics, and the tasks a worker registers")
     with_url(i)

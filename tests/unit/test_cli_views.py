@@ -173,7 +173,7 @@ def _cli(args: list[str], **env: str) -> subprocess.CompletedProcess[str]:
                           timeout=60, env={**clean, "COLUMNS": "40", **env})
 
 
-@pytest.mark.parametrize("command", [["workers"], ["status", "t1"]])
+@pytest.mark.parametrize("command", [["workers"], ["status", "t1"], ["top", "--once"]])
 def test_piped_commands_print_no_escape_codes(canned_url: str, command: list[str]) -> None:
     r = _cli([*command, "--url", canned_url])
     assert r.returncode == 0, r.stderr
@@ -191,3 +191,20 @@ def test_json_is_the_answer_as_it_came(canned_url: str, command: list[str]) -> N
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout) == (WORKERS if command == ["workers"] else TASK)
     assert r.stdout == json.dumps(json.loads(r.stdout), indent=2) + "\n"
+
+
+def test_worker_rates_from_successive_heartbeats() -> None:
+    from yadtq_app.cli_watch import WorkerRates
+
+    def row(worker: str, at: float, done: int, failed: int = 0, alive: bool = True) -> dict[str, Any]:
+        return {"id": worker, "last_heartbeat": at, "tasks_done": done, "tasks_failed": failed, "alive": alive}
+
+    rates = WorkerRates()
+    assert rates.update([row("a", 100, 10, 2), row("b", 100.5, 0)]) == {}  # one heartbeat each: no rate yet
+    assert rates.update([row("a", 102, 16, 4), row("b", 100.5, 0), row("c", 101, 5)]) == {"a": 4.0}
+    # The same heartbeats again (top asks more often than workers beat): the same rates.
+    assert rates.update([row("a", 102, 16, 4), row("b", 101.5, 1), row("c", 101, 5)]) == {"a": 4.0, "b": 1.0}
+    # a restarted (its counters start over); c beat again; b stopped beating.
+    assert rates.update([row("a", 103, 1), row("b", 101.5, 1, alive=False), row("c", 103, 9)]) == \
+        {"b": 0.0, "c": 2.0}
+    assert rates.update([row("a", 104, 3)]) == {"a": 2.0}
