@@ -52,13 +52,15 @@ def show(console: Console, *renderables: RenderableType) -> None:
     console.file.flush()
 
 
-def make_table(console: Console, *headers: str, right: Sequence[str] = ()) -> Table:
+def make_table(console: Console, *headers: str, right: Sequence[str] = (), wrap: Sequence[str] = ()) -> Table:
     """An empty table with these column ``headers`` (those in ``right`` right-aligned):
-    a line under the header on a terminal, plain columns elsewhere."""
-    table = Table(box=box.SIMPLE_HEAD if console.is_terminal else None, pad_edge=False, show_edge=False,
-                  header_style="bold")
+    a line under the header on a terminal, plain columns elsewhere. On a narrow terminal
+    only the columns in ``wrap`` fold; the others are cut short (…)."""
+    terminal = console.is_terminal
+    table = Table(box=box.SIMPLE_HEAD if terminal else None, pad_edge=False, show_edge=False, header_style="bold",
+                  padding=(0, 1, 0, 0) if terminal else (0, 1))  # two spaces between columns, either way
     for header in headers:
-        table.add_column(header, justify="right" if header in right else "left")
+        table.add_column(header, justify="right" if header in right else "left", no_wrap=header not in wrap)
     return table
 
 
@@ -146,7 +148,7 @@ def _cut(text: str, limit: int = CELL_CHARS) -> str:
 def workers_table(console: Console, workers: Sequence[dict[str, Any]], now: float) -> Table:
     """``GET /workers`` rows: id, pid, alive, last heartbeat, counters, partitions, tasks."""
     table = make_table(console, "ID", "PID", "ALIVE", "LAST SEEN", "DONE", "FAILED", "RUNNING", "PARTITIONS",
-                       "TASKS", right=("PID", "DONE", "FAILED", "RUNNING"))
+                       "TASKS", right=("PID", "DONE", "FAILED", "RUNNING"), wrap=("TASKS",))
     for w in workers:
         tasks = f"{len(w.get('tasks') or [])} ({w.get('tasks_digest') or '?'})"
         differs = Text(" DIFFERS", style="bold red") if w.get("tasks_differ") else ""
@@ -197,7 +199,8 @@ def status_view(console: Console, info: dict[str, Any], now: float) -> Group:
 
 def history_table(console: Console, history: Sequence[dict[str, Any]], now: float) -> Table:
     """A task's attempts: number, worker, outcome, start (local time), how long, error."""
-    table = make_table(console, "ATTEMPT", "WORKER", "STATUS", "STARTED", "TOOK", "ERROR", right=("ATTEMPT", "TOOK"))
+    table = make_table(console, "ATTEMPT", "WORKER", "STATUS", "STARTED", "TOOK", "ERROR", right=("ATTEMPT", "TOOK"),
+                       wrap=("ERROR",))
     for h in history:
         started, finished = h.get("started_at"), h.get("finished_at")
         took = finished - started if isinstance(started, (int, float)) and isinstance(finished, (int, float)) else None
@@ -208,7 +211,7 @@ def history_table(console: Console, history: Sequence[dict[str, Any]], now: floa
 
 def summary_table(console: Console, rows: Sequence[dict[str, Any]]) -> Table:
     """Status rows as id, task, status, and the result (success) or the error."""
-    table = make_table(console, "ID", "TASK", "STATUS", "RESULT / ERROR")
+    table = make_table(console, "ID", "TASK", "STATUS", "RESULT / ERROR", wrap=("RESULT / ERROR",))
     for row in rows:
         status = row.get("status")
         if status == "success":
@@ -223,7 +226,8 @@ def summary_table(console: Console, rows: Sequence[dict[str, Any]]) -> Table:
 
 def dead_letters_table(console: Console, letters: Sequence[dict[str, Any]]) -> Table:
     """``GET /dead-letters`` rows: when, id, task, reason, attempts, error."""
-    table = make_table(console, "WHEN", "ID", "TASK", "REASON", "ATTEMPTS", "ERROR", right=("ATTEMPTS",))
+    table = make_table(console, "WHEN", "ID", "TASK", "REASON", "ATTEMPTS", "ERROR", right=("ATTEMPTS",),
+                       wrap=("ERROR",))
     for d in letters:
         attempts = str(len(d["history"])) if d.get("history") else "-"
         table.add_row(time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(d["at"])), Text(str(d["id"])),
@@ -250,7 +254,7 @@ def top_frame(console: Console, workers: Sequence[dict[str, Any]], *, url: str, 
         (str(sum(queued)) if queued else "-", "bold"), " queued  ", (clock(now, now), "dim"))
     table = make_table(console, "WORKER", "ALIVE", "HOST/PID", "PARTITIONS", "DONE", "FAILED", "RUNNING",
                        "TASKS/S", "QUEUED", "HEARTBEAT",
-                       right=("DONE", "FAILED", "RUNNING", "TASKS/S", "QUEUED", "HEARTBEAT"))
+                       right=("DONE", "FAILED", "RUNNING", "TASKS/S", "QUEUED", "HEARTBEAT"), wrap=("HOST/PID",))
     for w in workers:
         per_s, queued_here, up = rates.get(w["id"]), lag.get(w["id"]), bool(w.get("alive"))
         age = now - w["last_heartbeat"] if isinstance(w.get("last_heartbeat"), (int, float)) else None

@@ -73,6 +73,19 @@ def test_a_terminal_gets_colours_and_a_header_line() -> None:
     assert ESC + "[" in text and "─" in text
 
 
+def test_a_narrow_terminal_folds_only_the_text_columns() -> None:
+    import re
+
+    buf = io.StringIO()
+    out = Console(file=buf, force_terminal=True, width=72, highlight=False)
+    views.show(out, views.workers_table(out, WORKERS[:1], NOW))
+    lines = re.sub(r"\x1b\[[0-9;]*m", "", buf.getvalue()).splitlines()
+    assert lines[0].split() == ["ID", "PID", "ALIVE", "LAST", "SEEN", "DONE", "FAILED", "RUNNING", "PARTITIONS",
+                                "TASKS"], lines
+    assert lines[2].split()[:9] == ["w0-abc", "101", "yes", "0.4", "s", "ago", "12", "3", "2"], lines
+    assert all(len(line) <= 72 for line in lines)
+
+
 def test_data_is_never_read_as_markup() -> None:
     out, buf = piped()
     views.show(out, views.summary_table(out, [TASK]))
