@@ -238,7 +238,7 @@ def dead_letters_table(console: Console, letters: Sequence[dict[str, Any]]) -> T
 
 def top_frame(console: Console, workers: Sequence[dict[str, Any]], *, url: str, now: float,
               rates: Optional[dict[str, float]] = None, lag: Optional[dict[str, Optional[int]]] = None,
-              error: Optional[str] = None) -> Group:
+              error: Optional[str] = None, live: bool = False) -> Group:
     """``yadtq top``'s view: a summary line, then one row per worker (id, alive, host and
     pid, partitions, done, failed, running, tasks/s, queued in its partitions, heartbeat
     age). ``rates``: worker id → tasks/s (none yet: ``-``); ``lag``: worker id → task
@@ -268,6 +268,6 @@ def top_frame(console: Console, workers: Sequence[dict[str, Any]], *, url: str, 
     parts: list[RenderableType] = [summary, table]
     if error:
         parts.append(Text(f"yadtq: {error}", style="bold red"))
-    if console.is_terminal:
+    if live:
         parts.append(Text("Ctrl-C quits", style="dim"))
     return Group(*parts)

@@ -158,7 +158,7 @@ def cmd_top(args: argparse.Namespace) -> int:
                     raise
                 error, queued = f"{exc} (asking again every {args.interval:g} s)", {}
             return views.top_frame(out, workers, url=client.url, now=time.time(), rates=rates.rates,
-                                   lag=queued, error=error)
+                                   lag=queued, error=error, live=out.is_terminal and not args.once)
 
         if args.once:
             views.show(out, frame())
