@@ -1,4 +1,7 @@
-"""The ``yadtq`` command. The only module that prints for the user and sets up logging.
+"""The ``yadtq`` command: parses its arguments, sets up logging, runs the subcommand.
+
+With :mod:`.cli_views` (tables, progress bars) and :mod:`.cli_watch` (``wait``, ``top``),
+the only code that prints for the user.
 
 ::
 
@@ -324,7 +327,7 @@ def _submit_file(args: argparse.Namespace) -> int:
     client = _client(args)
     answers: list[dict[str, Any]] = []
     # A request per chunk (as submit_many sends them), so that the bar moves.
-    progress = views.progress_bar(views.make_console(stderr=True), "submitting")
+    progress = views.progress_bar(views.make_console(stderr=True))
     with progress:
         bar = progress.add_task("submitting", total=len(bodies))
         for start in range(0, len(bodies), SUBMIT_CHUNK):

@@ -64,9 +64,9 @@ def make_table(console: Console, *headers: str, right: Sequence[str] = (), wrap:
     return table
 
 
-def progress_bar(console: Console, what: str) -> Progress:
-    """A transient progress bar (``what``, a bar, done/total, elapsed) on ``console``,
-    disabled unless it is a terminal. It leaves standard output alone: print after it stops."""
+def progress_bar(console: Console) -> Progress:
+    """Transient progress bars (the task's description, a bar, done/total, elapsed) on
+    ``console``, drawn only if it is a terminal. It leaves standard output alone: print after it stops."""
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                     console=console, transient=True, disable=not console.is_terminal,
                     redirect_stdout=False, redirect_stderr=False)

@@ -67,7 +67,7 @@ def cmd_wait(args: argparse.Namespace) -> int:
         raise YadtqError("--timeout must be more than 0 seconds")
     ids = list(dict.fromkeys(args.task_ids))
     with Client(args.url) as client:
-        progress = views.progress_bar(views.make_console(stderr=True), "waiting")
+        progress = views.progress_bar(views.make_console(stderr=True))
         with progress:
             bar = progress.add_task("waiting", total=len(ids))
             rows = wait_tasks(client, ids, args.timeout, lambda row: progress.advance(bar))
