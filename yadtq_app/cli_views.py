@@ -1,10 +1,10 @@
 """What the ``yadtq`` command shows: tables, progress bars and ``yadtq top``'s frame, with rich.
 
-On a terminal: colours, a line under each table's header, progress bars on standard
-error. Piped (or with ``NO_COLOR``, or ``TERM=dumb``): no escape codes and no box lines, a
-table is a header line then one line per row, never folded (grep and awk read it;
-``--json`` is for programs), and progress bars show nothing. Functions here render the
-rows they are given; they ask no worker anything.
+On a terminal: colours (not with ``NO_COLOR``; no escape codes at all with ``TERM=dumb``),
+a line under each table's header, progress bars on standard error. Piped: no escape codes
+and no box lines, a table is a header line then one line per row, never folded (grep and
+awk read it; ``--json`` is for programs), and progress bars show nothing. Functions here
+render the rows they are given; they ask no worker anything.
 """
 
 from __future__ import annotations
