@@ -221,3 +221,28 @@ def test_worker_rates_from_successive_heartbeats() -> None:
     assert rates.update([row("a", 103, 1), row("b", 101.5, 1, alive=False), row("c", 103, 9)]) == \
         {"b": 0.0, "c": 2.0}
     assert rates.update([row("a", 104, 3)]) == {"a": 2.0}
+
+
+def test_piped_top_prints_a_frame_per_interval_until_ctrl_c(canned_url: str, tmp_path: Path) -> None:
+    import signal
+
+    from tests.support.wait import wait_for
+
+    out_path = tmp_path / "top.txt"
+    env = {k: v for k, v in os.environ.items() if k not in ("FORCE_COLOR", "NO_COLOR", "TTY_COMPATIBLE")}
+    with open(out_path, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "yadtq_app.cli", "top", "--interval", "0.2", "--url",
+                                 canned_url], cwd=ROOT, stdout=out, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        wait_for(lambda: out_path.read_text().count("workers alive") >= 2, timeout=30, message="two frames")
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(30) == 0
+        assert proc.stderr is not None and proc.stderr.read() == ""  # no traceback
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    text = out_path.read_text()
+    assert ESC not in text and "Ctrl-C" not in text
+    frames = [f for f in text.split("\n\n") if f.strip()]
+    assert len(frames) >= 2 and all(f.lstrip().startswith("yadtq top") for f in frames), text
