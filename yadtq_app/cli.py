@@ -1,4 +1,7 @@
-"""The ``yadtq`` command. The only module that prints for the user and sets up logging.
+"""The ``yadtq`` command: parses its arguments, sets up logging, runs the subcommand.
+
+With :mod:`.cli_views` (tables, progress bars) and :mod:`.cli_watch` (``wait``, ``top``),
+the only code that prints for the user.
 
 ::
 
@@ -9,6 +12,8 @@
     yadtq submit multiply 4 5 [--wait] [--json]
     yadtq status ID [--json]
     yadtq workers [--json]
+    yadtq wait ID [ID ...] [--timeout S] [--json]
+    yadtq top [--interval S] [--once]
     yadtq info [--json] [--local]
 """
 
@@ -26,6 +31,8 @@ import time
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+from . import cli_views as views
+from .cli_watch import cmd_top, cmd_wait
 from .errors import ClientError, TaskFailed, YadtqError
 
 __all__ = ["main"]
@@ -33,6 +40,8 @@ __all__ = ["main"]
 logger = logging.getLogger("yadtq_app.cli")
 
 DEFAULT_URL = "http://127.0.0.1:6066"
+#: Tasks per request of ``submit --file`` (the most ``POST /tasks`` takes).
+SUBMIT_CHUNK = 1000
 
 
 def setup_logging(level: str) -> None:
@@ -315,7 +324,15 @@ def _submit_file(args: argparse.Namespace) -> int:
     bodies = _read_jsonl(args.file)
     if not bodies:
         raise YadtqError(f"{args.file}: no tasks in it")
-    answers = _client(args).submit_many(bodies)
+    client = _client(args)
+    answers: list[dict[str, Any]] = []
+    # A request per chunk (as submit_many sends them), so that the bar moves.
+    progress = views.progress_bar(views.make_console(stderr=True))
+    with progress:
+        bar = progress.add_task("submitting", total=len(bodies))
+        for start in range(0, len(bodies), SUBMIT_CHUNK):
+            answers += client.submit_many(bodies[start:start + SUBMIT_CHUNK], chunk=SUBMIT_CHUNK)
+            progress.advance(bar, len(bodies[start:start + SUBMIT_CHUNK]))
     refused = 0
     for number, answer in enumerate(answers, 1):
         if "error" in answer:
@@ -330,48 +347,13 @@ def _submit_file(args: argparse.Namespace) -> int:
     return 1 if refused else 0
 
 
-def _when(value: Optional[float]) -> str:
-    """A Unix time as local date and time, to the millisecond."""
-    if not isinstance(value, (int, float)):
-        return "-"
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(value)) + f".{int(value % 1 * 1000):03d}"
-
-
 def cmd_status(args: argparse.Namespace) -> int:
     info = _client(args).get_task(args.task_id)
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
-    for key in ("task-id", "task", "args", "kwargs", "status", "result", "error", "attempts", "retries",
-                "max_retries", "timeout", "ordering_key", "progress", "worker", "submitted_at", "eta", "next_run_at",
-                "started_at", "finished_at"):
-        value = info.get(key)
-        if value is None and key in ("max_retries", "timeout", "ordering_key", "progress", "eta", "next_run_at"):
-            continue
-        if key == "error" and value:
-            value = f"{value.get('type')}: {value.get('message')}"
-        elif key == "progress" and isinstance(value, dict):
-            fraction = value.get("fraction")
-            value = " ".join(part for part in (
-                f"{fraction * 100:.0f}%" if isinstance(fraction, (int, float)) else None,
-                value.get("message"), f"(at {_when(value['at'])})" if value.get("at") else None) if part)
-        elif (key.endswith("_at") or key == "eta") and value:
-            value = _when(value)
-        elif not isinstance(value, str):
-            value = json.dumps(value)
-        print(f"{key:13} {value}")
-    history = info.get("history") or []
-    if history:
-        print("history")
-        rows = [("ATTEMPT", "WORKER", "STATUS", "STARTED", "TOOK", "ERROR")]
-        for h in history:
-            started, finished = h.get("started_at"), h.get("finished_at")
-            took = f"{finished - started:.3f}s" if isinstance(started, (int, float)) and \
-                isinstance(finished, (int, float)) else "-"
-            err = h.get("error") or {}
-            rows.append((str(h.get("attempt", "-")), str(h.get("worker") or "-"), str(h.get("status") or "-"),
-                         _when(started), took, f"{err.get('type')}: {err.get('message')}"[:60] if err else ""))
-        _print_table(rows, indent="  ")
+    out = views.make_console()
+    views.show(out, views.status_view(out, info, time.time()))
     return 0
 
 
@@ -380,16 +362,8 @@ def cmd_workers(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(workers, indent=2))
         return 0
-    now = time.time()
-    rows = [("ID", "PID", "ALIVE", "LAST SEEN", "DONE", "FAILED", "RUNNING", "PARTITIONS", "TASKS")]
-    for w in workers:
-        tasks = f"{len(w.get('tasks') or [])} ({w.get('tasks_digest') or '?'})"
-        if w.get("tasks_differ"):
-            tasks += " DIFFERS"
-        rows.append((w["id"], str(w["pid"]), "yes" if w["alive"] else "NO", f"{now - w['last_heartbeat']:.1f}s ago",
-                     str(w["tasks_done"]), str(w["tasks_failed"]), str(w["in_progress"]),
-                     ",".join(str(p) for p in w.get("partitions", [])), tasks))
-    _print_table(rows)
+    out = views.make_console()
+    views.show(out, views.workers_table(out, workers, time.time()))
     differ = [w for w in workers if w.get("tasks_differ")]
     if differ:
         print("\nThe alive workers do not register the same tasks (every worker must load the same "
@@ -399,12 +373,6 @@ def cmd_workers(args: argparse.Namespace) -> int:
             only = sorted(set(w.get("tasks") or []) - everywhere)
             print(f"  {w['id']}: only it has {', '.join(only) or 'nothing more'}")
     return 0
-
-
-def _print_table(rows: list[tuple[str, ...]], indent: str = "") -> None:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for r in rows:
-        print(indent + "  ".join(c.ljust(widths[i]) for i, c in enumerate(r)).rstrip())
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
@@ -424,12 +392,8 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(letters, indent=2))
         return 0
-    rows = [("WHEN", "ID", "TASK", "REASON", "ATTEMPTS", "ERROR")]
-    for d in letters:
-        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(d["at"]))
-        attempts = str(len(d["history"])) if d.get("history") else "-"
-        rows.append((when, d["id"], d.get("task") or "-", d["reason"], attempts, (d.get("error") or "")[:80]))
-    _print_table(rows)
+    out = views.make_console()
+    views.show(out, views.dead_letters_table(out, letters))
     return 0
 
 
@@ -563,6 +527,20 @@ def build_parser() -> argparse.ArgumentParser:
     ws = sub.add_parser("workers", help="list workers")
     with_url(ws)
     ws.set_defaults(func=cmd_workers)
+
+    wt = sub.add_parser("wait", help="wait for tasks to finish; a summary table (exit 1 if any did not succeed)")
+    wt.add_argument("task_ids", nargs="+", metavar="ID", help="the tasks' ids")
+    wt.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS",
+                    help="stop waiting after this long (default 60); a task not finished by then counts as failed")
+    with_url(wt)
+    wt.set_defaults(func=cmd_wait)
+
+    tp = sub.add_parser("top", help="a live view of the workers: counters, tasks/s, queued tasks (Ctrl-C quits)")
+    tp.add_argument("--url", default=os.environ.get("YADTQ_URL", DEFAULT_URL), help="any worker's HTTP API")
+    tp.add_argument("--interval", type=float, default=2.0, metavar="SECONDS",
+                    help="how often to ask the workers (default 2)")
+    tp.add_argument("--once", action="store_true", help="print one frame and exit (no tasks/s: that takes two)")
+    tp.set_defaults(func=cmd_top)
 
     i = sub.add_parser("info", help="broker, topics, and the tasks a worker registers")
     with_url(i)

@@ -115,3 +115,48 @@ def test_every_option_is_described_in_help() -> None:
     bare = argparse.ArgumentParser()
     bare.add_argument("--x")
     assert _undescribed(bare) == ["yadtq --x"]  # the control case: the walk sees one
+
+
+def test_parse_wait_and_top() -> None:
+    from yadtq_app.cli_watch import cmd_top, cmd_wait
+
+    args = build_parser().parse_args(["wait", "a", "b", "--timeout", "5", "--json"])
+    assert args.func is cmd_wait and args.task_ids == ["a", "b"] and args.timeout == 5.0 and args.json is True
+    args = build_parser().parse_args(["wait", "a"])
+    assert args.timeout == 60.0 and args.json is False
+    args = build_parser().parse_args(["top", "--once"])
+    assert args.func is cmd_top and args.once is True and args.interval == 2.0
+    assert build_parser().parse_args(["top", "--interval", "0.5"]).interval == 0.5
+
+
+@pytest.mark.parametrize("argv", [["wait"], ["wait", "a", "--timeout", "x"], ["top", "--interval", "x"],
+                                  ["top", "ID"]])
+def test_wait_and_top_usage_errors_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as ei:
+        build_parser().parse_args(argv)
+    assert ei.value.code == 2 and "usage: yadtq" in capsys.readouterr().err
+
+
+def _subcommands() -> list[str]:
+    action = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return list(action.choices)
+
+
+def test_every_subcommand_has_help(capsys: pytest.CaptureFixture[str]) -> None:
+    names = _subcommands()
+    assert {"wait", "top", "workers", "status", "submit"} <= set(names)
+    for name in names:
+        with pytest.raises(SystemExit) as ei:
+            build_parser().parse_args([name, "--help"])
+        out = capsys.readouterr().out
+        assert ei.value.code == 0 and out.startswith(f"usage: yadtq {name}"), (name, out)
+
+
+@pytest.mark.parametrize("argv", [["top", "--once"], ["wait", "some-id"], ["workers"]])
+def test_watch_commands_against_closed_port_fail_cleanly(argv: list[str]) -> None:
+    url = f"http://127.0.0.1:{_closed_port()}"
+    proc = subprocess.run([sys.executable, "-m", "yadtq_app.cli", *argv, "--url", url],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith("yadtq:") and url in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    assert len(proc.stderr.splitlines()) == 1 and proc.stdout == ""
