@@ -135,6 +135,18 @@ def test_the_dashboard_shows_a_cluster_at_work(cluster_factory: Any, browser: An
     wait_for(lambda: browser.find_element(By.ID, "detail-id").text == ok.id and
              _detail_field(browser, "result") == "5", timeout=15, message="the searched task's detail")
 
+    # Cancel on a running task.
+    slow = client.submit("sleep", 30)
+    browser.find_element(By.ID, "search").clear()
+    browser.find_element(By.ID, "search").send_keys(slow.id)
+    browser.find_element(By.ID, "search-button").click()
+    wait_for(lambda: browser.find_element(By.ID, "detail").get_attribute("data-status") == "processing",
+             timeout=30, message="the slow task shown processing")
+    browser.find_element(By.ID, "cancel-button").click()
+    wait_for(lambda: browser.find_element(By.ID, "detail").get_attribute("data-status") == "cancelled",
+             timeout=30, message="the cancelled task shown cancelled")
+    assert httpx.get(f"{first.url}/tasks/{slow.id}", timeout=5).json()["status"] == "cancelled"
+
     # A killed worker turns dead; the page goes on.
     second.kill()
     wait_for(lambda: _worker_states(browser).get(second.worker_id) == "dead", timeout=60,
