@@ -225,6 +225,8 @@ Try, in another terminal (with .venv/bin on PATH, or prefix .venv/bin/):
          -d '{{"task-id": "banner-1", "task": "multiply", "args": [4, 5]}}'
     curl -s {url}/tasks/banner-1
     yadtq workers{flag}
+    yadtq top{flag}
+Dashboard: {url}/
 Ctrl-C stops the workers and the broker."""
 
 

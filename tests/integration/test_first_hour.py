@@ -193,6 +193,8 @@ def test_yadtq_run_ports(tmp_path: Path) -> None:
                         and (tmp_path / "run.log").read_text(), timeout=120, message="the banner")
         assert f"yadtq submit multiply 4 5 --wait --url http://127.0.0.1:{web_port}" in text
         assert f"yadtq workers --url http://127.0.0.1:{web_port}" in text
+        assert f"Dashboard: http://127.0.0.1:{web_port}/" in text
+        assert httpx.get(f"http://127.0.0.1:{web_port}/", timeout=10).text.startswith("<!doctype html>")
         # Quiet by default: no Faust banner box or INFO lines, and the hints come last.
         assert "[INFO]" not in text and "ƒaµS†" not in text, text
         assert text.strip().splitlines()[-1] == "Ctrl-C stops the workers and the broker."
