@@ -139,7 +139,8 @@ def readme_block(title: str) -> str:
 
 
 def test_readme_kafka_python_example_as_written(cluster_factory: Any, broker: Any, tmp_path: Path) -> None:
-    """The README's plain-Kafka example, run as written (only the broker address differs)."""
+    """The README's plain-Kafka example, then its Python client example, run as written
+    (only the broker address and the worker's URL differ)."""
     import subprocess
     import sys
 
@@ -153,6 +154,15 @@ def test_readme_kafka_python_example_as_written(cluster_factory: Any, broker: An
     assert r.returncode == 0, r.stderr
     info = Client(cluster.workers[0].url).task("readme-kafka-1").wait(30)
     assert info["status"] == "success" and info["result"] == 20 and info["args"] == [4, 5]
+
+    # The Python client's example, as written, after it (it reads the Kafka example's task).
+    code = readme_block("python client example")
+    assert "127.0.0.1:6066" in code
+    script = tmp_path / "client.py"
+    script.write_text(code.replace("http://127.0.0.1:6066", cluster.workers[0].url))
+    r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=180,
+                       env={"PYTHONPATH": str(ROOT)})
+    assert r.returncode == 0, r.stderr
 
 
 def test_same_id_written_twice_runs_once(cluster_factory: Any, broker: Any, tmp_path: Path) -> None:
