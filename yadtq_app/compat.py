@@ -58,7 +58,7 @@ every bootstrap host is a loopback address and no TLS/SASL is configured):
 ``embedded``
     Tansu 0.6.0, the embedded development broker (:class:`EmbeddedProfile`). Three of
     its defects are handled here and nowhere else (measured figures in
-    ``../shared/BROKER.md`` and the README):
+    ``docs/brokers.md`` and the README):
 
     * **Wrong end offsets.** ListOffsets(LATEST) answers the last *batch's* first
       offset + 1, so with batched produce it falls short of the real end. Faust's table
