@@ -13,7 +13,12 @@
 ``GET /workers``              every worker seen recently, alive or dead
 ``GET /dead-letters``         tasks that will never run (invalid, or retries used up)
 ``GET /health``               this worker answers (for health checks)
+``GET /openapi.json``         the OpenAPI 3.1 document of all this (:mod:`yadtq_app.openapi`)
+``GET /docs``                 that document as a web page
 ============================  =====================================================
+
+Bodies are validated with the schemas the document publishes
+(:mod:`yadtq_app.api_schema`).
 
 Reads are routed to the worker that owns the row's partition, so every worker gives
 the same answer. A batch read (``POST /tasks/status``) is split by owner: one request
@@ -55,7 +60,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
-from functools import wraps
+from functools import lru_cache, wraps
 from typing import Any, Awaitable, Callable, Optional, Union
 
 import aiohttp
@@ -69,6 +74,8 @@ from agents.status import caught_up_now
 from tables.dead_letters import dead_letters, list_dead_letters
 from tables.task_status import get_status, get_status_json, task_status
 from tables.workers import latest_heartbeats, workers
+from yadtq_app import __version__, openapi
+from yadtq_app.api_schema import MAX_BATCH_IDS, MAX_BULK, MAX_WAIT, problem
 from yadtq_app.application import app, settings
 from yadtq_app.compat import fetch_state, unconfirmed_reason
 from yadtq_app.errors import InvalidTask
@@ -96,7 +103,7 @@ from yadtq_app.registry import describe_task
 from yadtq_app.topics import events_topic, sequencer_topic, task_topic
 
 __all__ = ["TasksView", "TaskView", "TaskStatusesView", "CancelView", "RetryView", "WorkersView", "DeadLettersView",
-           "RegistryView", "MetricsView", "HealthView"]
+           "RegistryView", "MetricsView", "HealthView", "OpenApiView", "DocsView"]
 
 logger = logging.getLogger(__name__)
 
@@ -215,10 +222,6 @@ async def _forward(view: View, request: Request, owner: str) -> Response:
         return error(view, f"the worker holding this task ({owner}) did not answer; retry", 503)
 
 
-#: The most tasks one bulk ``POST /tasks`` may carry.
-MAX_BULK = 1000
-
-
 class _Refused(Exception):
     """A submission refused: the HTTP status and the JSON fields of its error answer."""
 
@@ -253,12 +256,17 @@ def _check_submission(body: Any, now: float) -> _Accepted:
     if isinstance(body, dict) and (body.get("attempt") is not None or body.get("sequenced") is not None):
         raise _Refused(400, "'attempt' and 'sequenced' are set by yadtq itself, not by submitters",
                        reason="bad-field")
+    submitted = body
     if isinstance(body, dict):
         body = {**body, "submitted_at": now}  # the server's clock; a countdown counts from now
     try:
         req = task_request_from_json(body)
     except InvalidTask as exc:
         raise _Refused(400, str(exc), reason=exc.reason) from None
+    # The published contract (the wire format's own checks above name faults more precisely).
+    wrong = problem("TaskSubmission", submitted)
+    if wrong is not None:
+        raise _Refused(400, wrong[0], reason=wrong[1])
     _check_everywhere(req.task)
     try:
         # The worker that accepts a task has its signature: bad arguments are a 400
@@ -437,10 +445,6 @@ async def _existing(task_id: str) -> Optional[dict[str, Any]]:
         return None
 
 
-#: The longest ``GET /tasks/{id}?wait=`` may hold a request (s).
-MAX_WAIT = 60.0
-
-
 def _wait_seconds(request: Request) -> Optional[float]:
     """``?wait=S`` as seconds; ``None`` if absent; ValueError if not a number in (0, MAX_WAIT]."""
     raw = request.query.get("wait")
@@ -513,10 +517,6 @@ async def _recorded_status(view: View, task_id: str) -> Union[TaskState, Respons
     return state if state is not None else error(view, f"no task with id {task_id!r}", 404)
 
 
-#: The most ids one ``POST /tasks/status`` may ask about.
-MAX_BATCH_IDS = 1000
-
-
 @app.page("/tasks/status")
 class TaskStatusesView(View):
     """``POST /tasks/status``: the status rows of many tasks, each from its owner."""
@@ -534,6 +534,9 @@ class TaskStatusesView(View):
         bad = next((p for p in map(id_problem, ids) if p is not None), None)
         if bad is not None:
             return error(self, f"every id must be a task id: {bad}", 400, reason="bad-field")
+        wrong = problem("StatusRequest", body)  # the published contract
+        if wrong is not None:
+            return error(self, wrong[0], 400, reason=wrong[1])
         tasks, unavailable = await _statuses(list(dict.fromkeys(ids)), routed=bool(request.headers.get(ROUTED_HEADER)))
         return self.json({"tasks": tasks, "unavailable": unavailable})
 
@@ -716,6 +719,27 @@ class HealthView(View):
         return self.json({"status": "ok", "worker": settings.worker_id, "rebalancing": bool(app.rebalancing),
                           "partitions": held, "fetch": fetch, "in_touch": app.in_touch(),
                           "heartbeat_age": round(heartbeats.age(), 3) if heartbeats is not None else None})
+
+
+@app.page("/openapi.json")
+class OpenApiView(View):
+    """``GET /openapi.json``: the OpenAPI 3.1 document of this API (:mod:`yadtq_app.openapi`)."""
+
+    async def get(self, request: Request) -> Response:
+        return self.json(_document())
+
+
+@lru_cache(maxsize=1)
+def _document() -> dict[str, Any]:
+    return openapi.document(version=__version__)
+
+
+@app.page("/docs")
+class DocsView(View):
+    """``GET /docs``: the document as a self-contained web page (no CDN)."""
+
+    async def get(self, request: Request) -> Response:
+        return self.bytes(openapi.docs_page(), content_type="text/html")
 
 
 @app.task
