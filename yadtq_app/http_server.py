@@ -40,13 +40,15 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 HTTP_REASONS = {400: "bad-request", 404: "not-found", 405: "method-not-allowed", 413: "too-large"}
 
 
-def json_error(status: int, message: str, *, reason: Optional[str] = None, close: bool = False) -> web.Response:
-    """An error answer: ``{"error": message, "reason": reason}`` with ``status``; ``close``
-    ends the connection after it (its request body was not read)."""
+def json_error(status: int, message: str, *, reason: Optional[str] = None, close: bool = False,
+               headers: Optional[dict[str, str]] = None) -> web.Response:
+    """An error answer: ``{"error": message, "reason": reason}`` with ``status`` and
+    ``headers``; ``close`` ends the connection after it (its request body was not read)."""
     body: dict[str, Any] = {"error": message}
     if reason is not None:
         body["reason"] = reason
-    resp = web.json_response(body, status=status, headers={"Retry-After": "1"} if status == 503 else None)
+    headers = {**(headers or {}), **({"Retry-After": "1"} if status == 503 else {})}
+    resp = web.json_response(body, status=status, headers=headers or None)
     if close:
         resp.force_close()
     return resp
@@ -70,7 +72,10 @@ def json_errors(settings: Settings) -> Any:
             if exc.status < 400:
                 raise
             reason = HTTP_REASONS.get(exc.status, f"http-{exc.status}")
-            return json_error(exc.status, exc.text or exc.reason, reason=reason, close=exc.status == 413)
+            # A 405's Allow (RFC 9110 requires it); the body's own headers are json_error's.
+            allow = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+            return json_error(exc.status, exc.text or exc.reason, reason=reason, close=exc.status == 413,
+                              headers=allow)
         except InvalidTask as exc:
             return json_error(400, str(exc), reason=exc.reason)
         except asyncio.CancelledError:

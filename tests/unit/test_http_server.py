@@ -64,3 +64,14 @@ async def test_a_body_over_the_limit_or_compressed_is_refused_as_json() -> None:
         assert resp.status == 200
     finally:
         await c.close()
+
+
+async def test_a_405_names_the_allowed_methods() -> None:
+    """RFC 9110: a 405 carries ``Allow``; the JSON error keeps aiohttp's header."""
+    c = await client()
+    try:
+        resp = await c.request("TRACE", "/boom")
+        assert resp.status == 405 and (await resp.json())["reason"] == "method-not-allowed"
+        assert set(resp.headers.get("Allow", "").split(",")) == {"GET", "HEAD"}, dict(resp.headers)
+    finally:
+        await c.close()
