@@ -739,7 +739,8 @@ class DocsView(View):
     """``GET /docs``: the document as a self-contained web page (no CDN)."""
 
     async def get(self, request: Request) -> Response:
-        return self.bytes(openapi.docs_page(), content_type="text/html")
+        # aiohttp takes no charset in content_type.
+        return self.bytes(openapi.docs_page(), headers={"Content-Type": "text/html; charset=utf-8"})
 
 
 @app.task
