@@ -23,7 +23,8 @@ from jsonschema import Draft202012Validator
 from .ids import MAX_ID_LENGTH
 from .records import MAX_DELAY, STATUSES
 
-__all__ = ["SCHEMAS", "MAX_BULK", "MAX_BATCH_IDS", "MAX_WAIT", "MAX_RETRIES", "MAX_TIMEOUT", "ref", "problem"]
+__all__ = ["SCHEMAS", "MAX_BULK", "MAX_BATCH_IDS", "MAX_WAIT", "MAX_RETRIES", "MAX_TIMEOUT", "MAX_DASHBOARD_TASKS",
+           "ref", "problem"]
 
 #: The most tasks one bulk ``POST /tasks`` may carry.
 MAX_BULK = 1000
@@ -35,6 +36,8 @@ MAX_WAIT = 60.0
 MAX_RETRIES = 1000
 #: The longest ``timeout`` a submission may ask for (s): a week.
 MAX_TIMEOUT = 7 * 86400
+#: The most tasks one dashboard answer lists (``?limit=``).
+MAX_DASHBOARD_TASKS = 200
 
 
 def ref(name: str) -> dict[str, str]:
@@ -198,6 +201,21 @@ SCHEMAS: dict[str, dict[str, Any]] = {
                        "partitions": {"type": "array", "items": {"type": "integer"}},
                        "fetch": {"type": "object"}, "in_touch": {"type": "boolean"},
                        "heartbeat_age": _NUMBER_OR_NULL},
+    },
+    "DashboardLocal": {"type": "object", "required": ["worker", "tasks"],
+                       "properties": {"worker": {"type": "string"},
+                                      "tasks": {"type": "array", "items": ref("TaskRow")}}},
+    "DashboardState": {
+        "type": "object",
+        "required": ["workers", "tasks", "lag", "unanswered", "dead_letters", "dead_letters_known"],
+        "properties": {
+            "workers": {"type": "array", "items": ref("Worker")},
+            "tasks": {"type": "array", "items": ref("TaskRow")},
+            "lag": {"type": "object", "description": "task partition → messages not yet consumed"},
+            "unanswered": {"type": "array", "items": {"type": "string"}},
+            "dead_letters": {"type": "array", "items": ref("DeadLetter")},
+            "dead_letters_known": {"type": "boolean"},
+        },
     },
 }
 

@@ -23,6 +23,7 @@ from faust.types import TP
 from faust.web import Request, Response, View
 
 from tables.task_status import get_status_json, task_status
+from yadtq_app.api_schema import MAX_DASHBOARD_TASKS
 from yadtq_app.application import app, settings
 from yadtq_app.records import STATUSES
 from yadtq_app.web import _answers_locally, _partition_of, error
@@ -37,8 +38,8 @@ ASSETS = {"dashboard.js": "application/javascript", "dashboard.css": "text/css"}
 #: Script, style and requests from this origin only; no inline script, no framing.
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; "
        "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
-#: The most tasks one state answer lists.
-MAX_TASKS = 200
+#: The most tasks one state answer lists (in the API's schemas: GET /openapi.json).
+MAX_TASKS = MAX_DASHBOARD_TASKS
 #: Seconds one worker's local answer may take before the page goes without it.
 PEER_TIMEOUT = 2.0
 

@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, Optional
 
-from .api_schema import MAX_WAIT, SCHEMAS, ref
+from .api_schema import MAX_DASHBOARD_TASKS, MAX_WAIT, SCHEMAS, ref
+from .records import STATUSES
 
 __all__ = ["Route", "ROUTES", "document", "docs_page"]
 
@@ -25,8 +26,8 @@ __all__ = ["Route", "ROUTES", "document", "docs_page"]
 @dataclass(frozen=True)
 class Route:
     """One operation: ``method`` on ``path``, its request body schema (a name in
-    ``SCHEMAS``), its answers (status → schema name, or a media type for non-JSON)
-    and query parameters."""
+    ``SCHEMAS``), its answers (status → schema name, or media types for non-JSON,
+    ``|`` between choices) and parameters (``{task_id}`` is added by itself)."""
 
     path: str
     method: str
@@ -48,6 +49,12 @@ UNAVAILABLE = {503: "Error"}
 
 TEXT = "text/plain"
 HTML = "text/html"
+#: The dashboard's ``?status=&limit=`` (yadtq_app.dashboard).
+DASHBOARD_QUERY = (
+    {"name": "status", "in": "query", "required": False, "schema": {"enum": list(STATUSES)}},
+    {"name": "limit", "in": "query", "required": False,
+     "schema": {"type": "integer", "minimum": 1, "maximum": MAX_DASHBOARD_TASKS, "default": 50}},
+)
 
 ROUTES: tuple[Route, ...] = (
     Route("/tasks", "post", "Submit a task, or up to 1,000 (bulk)", body="TaskSubmission|BulkSubmission",
@@ -77,14 +84,24 @@ ROUTES: tuple[Route, ...] = (
     Route("/health", "get", "Whether this worker works", answers={200: "Health", **UNAVAILABLE}, tags=("workers",)),
     Route("/openapi.json", "get", "This document", answers={200: "application/json"}, tags=("api",)),
     Route("/docs", "get", "This document as a web page", answers={200: HTML}, tags=("api",)),
+    Route("/", "get", "The dashboard (HTML)", answers={200: HTML}, tags=("dashboard",)),
+    Route("/dashboard", "get", "The dashboard (HTML)", answers={200: HTML}, tags=("dashboard",)),
+    Route("/dashboard/{asset}", "get", "The dashboard's script and style",
+          answers={200: "application/javascript|text/css", 404: "Error"}, tags=("dashboard",),
+          query=({"name": "asset", "in": "path", "required": True,
+                  "schema": {"type": "string", "examples": ["dashboard.js", "dashboard.css"]}},)),
+    Route("/dashboard/api/local", "get", "The newest status rows this worker wrote", tags=("dashboard",),
+          answers={200: "DashboardLocal", 400: "Error"}, query=DASHBOARD_QUERY),
+    Route("/dashboard/api/state", "get", "What the dashboard shows, from every alive worker", tags=("dashboard",),
+          answers={200: "DashboardState", 400: "Error", **UNAVAILABLE}, query=DASHBOARD_QUERY),
 )
 
 
 def _content(names: str) -> dict[str, Any]:
-    """The ``content`` of a body: ``"A|B"`` is either schema; a media type is itself."""
+    """The ``content`` of a body: ``"A|B"`` is either schema; media types are themselves."""
     if "/" in names:
-        schema: dict[str, Any] = {"type": "string"} if names != "application/json" else {"type": "object"}
-        return {names: {"schema": schema}}
+        return {t: {"schema": {"type": "object"} if t == "application/json" else {"type": "string"}}
+                for t in names.split("|")}
     choices = [ref(n) for n in names.split("|")]
     return {"application/json": {"schema": choices[0] if len(choices) == 1 else {"anyOf": choices}}}
 
