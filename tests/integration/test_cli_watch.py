@@ -120,6 +120,7 @@ def test_wait_timeout_and_unknown_ids(shared_cluster: Any) -> None:
     assert run(["wait", slow, "--timeout", "0", "--url", url]).returncode == 2
 
 
+@pytest.mark.embedded_only  # the contract / terminal output does not depend on the broker
 def test_wait_in_a_terminal_shows_progress_then_the_table(shared_cluster: Any) -> None:
     url = shared_cluster.workers[0].url
     tag = uuid.uuid4().hex[:8]
@@ -154,6 +155,7 @@ def _expand(part: str) -> list[int]:
     return list(range(int(first), int(last or first) + 1))
 
 
+@pytest.mark.embedded_only  # the contract / terminal output does not depend on the broker
 def test_top_redraws_in_a_terminal_and_quits_on_ctrl_c(shared_cluster: Any) -> None:
     url = shared_cluster.workers[0].url
     term = Terminal(["top", "--interval", "0.2", "--url", url])
@@ -173,6 +175,7 @@ def test_top_redraws_in_a_terminal_and_quits_on_ctrl_c(shared_cluster: Any) -> N
         stop_process(term.proc, signal.SIGKILL)
 
 
+@pytest.mark.embedded_only  # the contract / terminal output does not depend on the broker
 def test_submit_file_progress_only_on_a_terminal(shared_cluster: Any, tmp_path: Path) -> None:
     url = shared_cluster.workers[0].url
     tag = uuid.uuid4().hex[:8]

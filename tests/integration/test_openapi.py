@@ -69,6 +69,7 @@ def for_fuzzing(doc: dict[str, Any]) -> dict[str, Any]:
     raise AssertionError("GET /tasks/{task_id} has no 'wait' parameter to bound")
 
 
+@pytest.mark.embedded_only  # the contract / terminal output does not depend on the broker
 def test_schemathesis_finds_no_server_error_and_no_answer_unlike_the_document(cluster_factory: Any,
                                                                               tmp_path: Path) -> None:
     # Two workers: reads are routed between them.
@@ -81,6 +82,7 @@ def test_schemathesis_finds_no_server_error_and_no_answer_unlike_the_document(cl
     assert re.search(rf"Tested:\s+{operations}\b", run.stdout), run.stdout[-3000:]  # every operation ran
 
 
+@pytest.mark.embedded_only  # the contract / terminal output does not depend on the broker
 def test_schemathesis_fails_on_an_answer_unlike_the_document(shared_cluster: Any, tmp_path: Path) -> None:
     """The control case: the same run fails when the document says what the worker does not do."""
     url = shared_cluster.workers[0].url
