@@ -88,6 +88,22 @@ def _own_broker(tmp_path: Path, port: int, n: int) -> EmbeddedBroker:
     return EmbeddedBroker("127.0.0.1", port, log_path=str(tmp_path / f"broker-{n}.log")).start()
 
 
+def _worker_on_own_broker(tmp_path: Path, *, lost_after: float) -> tuple[int, EmbeddedBroker, Cluster, Any]:
+    """A broker of the test's own on a free port and one healthy worker on it (the
+    caller stops both): ``(port, broker, cluster, worker)``."""
+    port = free_port()
+    broker = _own_broker(tmp_path, port, 1)
+    cluster = Cluster(broker.url, tmp_path / "cluster", extra_env={"YADTQ_BROKER_LOST_AFTER": str(lost_after)})
+    try:
+        w = cluster.add(1)[0]
+        w.wait_healthy(90)
+    except BaseException:
+        cluster.stop()
+        broker.stop()
+        raise
+    return port, broker, cluster, w
+
+
 def _run_some_tasks(url: str, n: int = 30) -> None:
     from yadtq_app import Client
 
@@ -99,12 +115,8 @@ def _run_some_tasks(url: str, n: int = 30) -> None:
 def test_a_worker_outlives_its_embedded_broker(tmp_path: Path) -> None:
     """The broker restarts (empty) under a stopped worker, then under a running one: the
     worker rebuilds its tables instead of ConsistencyError, and waits (503) meanwhile."""
-    port = free_port()
-    broker = _own_broker(tmp_path, port, 1)
-    cluster = Cluster(broker.url, tmp_path / "cluster", extra_env={"YADTQ_BROKER_LOST_AFTER": "3"})
+    port, broker, cluster, w = _worker_on_own_broker(tmp_path, lost_after=3)
     try:
-        w = cluster.add(1)[0]
-        w.wait_healthy(90)
         _run_some_tasks(w.url)
         # 1. stopped worker, new broker: its tables are stale; it says so and rebuilds.
         w.stop()
@@ -292,12 +304,8 @@ def test_a_broker_replaced_under_a_running_worker_gets_yadtqs_topics(tmp_path: P
     its own partition count; the restarted worker creates them and runs tasks."""
     from yadtq_app.admin import describe_topics
 
-    port = free_port()
-    broker = _own_broker(tmp_path, port, 1)
-    cluster = Cluster(broker.url, tmp_path / "cluster", extra_env={"YADTQ_BROKER_LOST_AFTER": "120"})
+    port, broker, cluster, w = _worker_on_own_broker(tmp_path, lost_after=120)
     try:
-        w = cluster.add(1)[0]
-        w.wait_healthy(90)
         pid = w.pid
         broker.stop()
         broker = _own_broker(tmp_path, port, 2)
