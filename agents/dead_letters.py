@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 from typing import AsyncIterable
 
-from tables.dead_letters import dead_letters
 from yadtq_app.application import app
 from yadtq_app.records import DeadLetter
+from yadtq_app.tables.dead_letters import dead_letters
 from yadtq_app.topics import dead_letter_topic
 
 logger = logging.getLogger(__name__)

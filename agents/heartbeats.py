@@ -7,9 +7,9 @@ import os
 import time
 from typing import AsyncIterable
 
-from tables.workers import workers
 from yadtq_app.application import app, settings
 from yadtq_app.records import Heartbeat
+from yadtq_app.tables.workers import workers
 from yadtq_app.topics import heartbeat_topic
 
 logger = logging.getLogger(__name__)

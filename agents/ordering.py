@@ -11,10 +11,10 @@ import json
 import logging
 from typing import Any, AsyncIterable
 
-from tables.key_queues import key_queues
 from yadtq_app.application import app
 from yadtq_app.ordering import DONE, ENQUEUE, SequencerMessage, sequence
 from yadtq_app.records import TaskRequest
+from yadtq_app.tables.key_queues import key_queues
 from yadtq_app.topics import sequencer_topic, task_topic
 
 logger = logging.getLogger(__name__)

@@ -26,11 +26,11 @@ import asyncio
 import logging
 import time
 
-from tables.schedule import task_schedule
-from tables.task_status import task_status
 from yadtq_app.application import app, settings
 from yadtq_app.records import EXPIRE, TERMINAL, TaskEvent, TaskRequest
 from yadtq_app.state import schedule_of
+from yadtq_app.tables.schedule import task_schedule
+from yadtq_app.tables.task_status import task_status
 from yadtq_app.topics import events_topic, task_topic
 
 logger = logging.getLogger(__name__)

@@ -32,8 +32,6 @@ from typing import Any, AsyncIterable, Optional
 
 from faust.types import TP
 
-from tables.schedule import task_schedule
-from tables.task_status import task_status
 from yadtq_app.application import app, settings
 from yadtq_app.compat import last_fetched_ms, stale_ack
 from yadtq_app.errors import RecordTooLarge
@@ -51,6 +49,8 @@ from yadtq_app.records import (
     TaskEvent,
 )
 from yadtq_app.state import apply_event, schedule_of, unrecordable_outcome
+from yadtq_app.tables.schedule import task_schedule
+from yadtq_app.tables.task_status import task_status
 from yadtq_app.topics import events_topic
 
 logger = logging.getLogger(__name__)

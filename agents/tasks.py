@@ -51,9 +51,8 @@ import aiohttp
 import faust
 from faust.types import EventT
 
-from agents.ordering import enqueue, send_done
-from agents.status import OUTCOMES, fold, wait_caught_up
-from tables.task_status import get_status, task_status
+from yadtq_app.agents.ordering import enqueue, send_done
+from yadtq_app.agents.status import OUTCOMES, fold, wait_caught_up
 from yadtq_app.application import app, settings
 from yadtq_app.compat import stale_ack
 from yadtq_app.context import ProgressReporter, TaskContext
@@ -80,6 +79,7 @@ from yadtq_app.records import (
 )
 from yadtq_app.registry import TaskDef
 from yadtq_app.state import CANCEL_NOW, DEFER, SKIP, WAIT, attempt_record, backoff_delay, cancelled_error, decide
+from yadtq_app.tables.task_status import get_status, task_status
 from yadtq_app.topics import dead_letter_topic, events_topic, task_topic
 
 logger = logging.getLogger(__name__)

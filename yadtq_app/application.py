@@ -48,7 +48,7 @@ logger = logging.getLogger(__name__)
 EXIT_CONFIG = 78
 
 #: Modules Faust scans for agents, tables, timers and web views.
-AUTODISCOVER = ["agents", "tables", "yadtq_app.web", "yadtq_app.dashboard"]
+AUTODISCOVER = ["yadtq_app.agents", "yadtq_app.tables", "yadtq_app.web", "yadtq_app.dashboard"]
 
 
 class Worker(faust.Worker):

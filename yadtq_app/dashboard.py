@@ -22,10 +22,10 @@ import aiohttp
 from faust.types import TP
 from faust.web import Request, Response, View
 
-from tables.task_status import get_status_json, task_status
 from yadtq_app.api_schema import MAX_DASHBOARD_TASKS
 from yadtq_app.application import app, settings
 from yadtq_app.records import STATUSES
+from yadtq_app.tables.task_status import get_status_json, task_status
 from yadtq_app.web import _answers_locally, _partition_of, error
 
 __all__ = ["merge_tasks", "row_time", "STATIC", "CSP"]

@@ -70,11 +70,8 @@ from faust.types import TP
 from faust.web import Request, Response, View
 from yarl import URL
 
-from agents.status import caught_up_now
-from tables.dead_letters import dead_letters, list_dead_letters
-from tables.task_status import get_status, get_status_json, task_status
-from tables.workers import latest_heartbeats, workers
 from yadtq_app import __version__, openapi
+from yadtq_app.agents.status import caught_up_now
 from yadtq_app.api_schema import MAX_BATCH_IDS, MAX_BULK, MAX_WAIT, problem
 from yadtq_app.application import app, settings
 from yadtq_app.compat import fetch_state, unconfirmed_reason
@@ -100,6 +97,9 @@ from yadtq_app.records import (
     task_request_from_json,
 )
 from yadtq_app.registry import describe_task
+from yadtq_app.tables.dead_letters import dead_letters, list_dead_letters
+from yadtq_app.tables.task_status import get_status, get_status_json, task_status
+from yadtq_app.tables.workers import latest_heartbeats, workers
 from yadtq_app.topics import events_topic, sequencer_topic, task_topic
 
 __all__ = ["TasksView", "TaskView", "TaskStatusesView", "CancelView", "RetryView", "WorkersView", "DeadLettersView",

@@ -94,7 +94,7 @@ def test_contiguous() -> None:
 
 
 def test_fenced_table_keeps_the_persisted_offset_below_a_gap(monkeypatch: Any) -> None:
-    from tables.schedule import task_schedule
+    from yadtq_app.tables.schedule import task_schedule
 
     assert isinstance(task_schedule, FencedTable)
     offsets = Offsets()

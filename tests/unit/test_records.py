@@ -162,8 +162,8 @@ def test_the_status_table_writes_the_same_bytes_faust_would_and_reads_them_back(
     """StatusTable serializes a row once for the store and the changelog (see
     tables.task_status): the bytes must be Faust's own for the table, so recovery and
     reads of rows written either way agree."""
-    from tables.task_status import task_status
     from yadtq_app.application import app
+    from yadtq_app.tables.task_status import task_status
 
     row = TaskState(id="t1", task="add", status="success", task_args=[1, 2], result=3, attempts=1,
                     history=[{"attempt": 1, "status": "success"}], options={"timeout": 5.0})

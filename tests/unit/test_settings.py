@@ -164,8 +164,8 @@ def test_replace_returns_validated_copy() -> None:
 
 
 def test_every_table_store_bounds_rocksdb_memory() -> None:
-    from tables.task_status import task_status
     from yadtq_app.application import app
+    from yadtq_app.tables.task_status import task_status
 
     assert Settings(rocksdb_write_buffer_mb=2, rocksdb_block_cache_mb=16).store_options == {
         "write_buffer_size": 2 * 2**20, "max_write_buffer_number": 2, "block_cache_size": 16 * 2**20}
