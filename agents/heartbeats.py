@@ -29,7 +29,8 @@ def current_heartbeat() -> Heartbeat:
                      tasks_digest=app.registry.digest())
 
 
-@app.timer(interval=settings.heartbeat_interval, name="yadtq.send_heartbeat")
+@app.timer(  # type: ignore[untyped-decorator]  # Faust declares App.timer @no_type_check
+    interval=settings.heartbeat_interval, name="yadtq.send_heartbeat")
 async def send_heartbeat() -> None:
     """Announce this worker on the heartbeat topic."""
     await heartbeat_topic.send(key=settings.worker_id, value=current_heartbeat())

@@ -66,6 +66,8 @@ def kafka_api_versions_ok(host: str, port: int, timeout: float = 1.0) -> bool:
         return False
     if len(payload) < 6:
         return False
+    correlation_id: int
+    error_code: int
     correlation_id, error_code = struct.unpack(">ih", payload[:6])
     return correlation_id == 1 and error_code == 0
 
