@@ -42,5 +42,5 @@ async def record_heartbeats(stream: AsyncIterable[Heartbeat]) -> None:
     async for hb in stream:
         try:
             workers[hb.worker] = hb
-        except Exception:  # noqa: BLE001 - a bad heartbeat must not stop liveness tracking
+        except Exception:  # a bad heartbeat must not stop liveness tracking
             logger.exception("could not record heartbeat %r", hb)

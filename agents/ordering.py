@@ -40,7 +40,7 @@ async def sequence_ordered(stream: StreamT[SequencerMessage]) -> None:
                 wire = {**to_send, "sequenced": True}
                 await (await task_topic.send(key=wire["task-id"].encode(),
                                              value=json.dumps(wire, separators=(",", ":")).encode()))
-        except Exception:  # noqa: BLE001 - one bad message must not stop the partition
+        except Exception:  # one bad message must not stop the partition
             logger.exception("sequencer: could not apply %s for key %r task %r", getattr(value, "kind", "?"),
                              getattr(value, "key", "?"), getattr(value, "task_id", "?"))
 
