@@ -59,9 +59,11 @@ test: install browser $(if $(HAVE_JAVA),kafka-jars)
 	@test -n "$(HAVE_JAVA)" || echo "make test: java or mvn not found: the Apache Kafka half of the tests will be skipped"
 	$(BIN)/python -m pytest tests -q
 
-# ruff: pycodestyle, pyflakes, import order, bugbear, broad excepts ([tool.ruff] in pyproject.toml).
+# ruff (pycodestyle, pyflakes, import order, bugbear, broad excepts, complexity), then
+# mypy --strict on yadtq_app with its agents and tables: [tool.ruff] and [tool.mypy] in pyproject.toml.
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 unit: install
 	$(BIN)/python -m pytest tests/unit -q

@@ -19,5 +19,5 @@ async def record_dead_letters(stream: AsyncIterable[DeadLetter]) -> None:
     async for letter in stream:
         try:
             dead_letters[letter.id] = letter
-        except Exception:  # noqa: BLE001 - one bad record must not stop the partition
+        except Exception:  # one bad record must not stop the partition
             logger.exception("could not record dead letter %r", letter)

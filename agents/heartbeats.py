@@ -29,7 +29,8 @@ def current_heartbeat() -> Heartbeat:
                      tasks_digest=app.registry.digest())
 
 
-@app.timer(interval=settings.heartbeat_interval, name="yadtq.send_heartbeat")
+@app.timer(  # type: ignore[untyped-decorator]  # Faust declares App.timer @no_type_check
+    interval=settings.heartbeat_interval, name="yadtq.send_heartbeat")
 async def send_heartbeat() -> None:
     """Announce this worker on the heartbeat topic."""
     await heartbeat_topic.send(key=settings.worker_id, value=current_heartbeat())
@@ -41,5 +42,5 @@ async def record_heartbeats(stream: AsyncIterable[Heartbeat]) -> None:
     async for hb in stream:
         try:
             workers[hb.worker] = hb
-        except Exception:  # noqa: BLE001 - a bad heartbeat must not stop liveness tracking
+        except Exception:  # a bad heartbeat must not stop liveness tracking
             logger.exception("could not record heartbeat %r", hb)

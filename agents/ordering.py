@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any, AsyncIterable
+
+from faust.types import StreamT
 
 from yadtq_app.application import app
 from yadtq_app.ordering import DONE, ENQUEUE, SequencerMessage, sequence
@@ -21,9 +22,9 @@ logger = logging.getLogger(__name__)
 
 
 @app.agent(sequencer_topic, name="yadtq.sequence_ordered")
-async def sequence_ordered(stream: AsyncIterable[Any]) -> None:
+async def sequence_ordered(stream: StreamT[SequencerMessage]) -> None:
     """Keep each key's queue; send the task whose turn it is. Never raises."""
-    async for event in stream.events():  # type: ignore[attr-defined]
+    async for event in stream.events():
         msg = event.message
         if not await app.may_act_on(msg.topic, msg.partition):
             continue
@@ -39,7 +40,7 @@ async def sequence_ordered(stream: AsyncIterable[Any]) -> None:
                 wire = {**to_send, "sequenced": True}
                 await (await task_topic.send(key=wire["task-id"].encode(),
                                              value=json.dumps(wire, separators=(",", ":")).encode()))
-        except Exception:  # noqa: BLE001 - one bad message must not stop the partition
+        except Exception:  # one bad message must not stop the partition
             logger.exception("sequencer: could not apply %s for key %r task %r", getattr(value, "kind", "?"),
                              getattr(value, "key", "?"), getattr(value, "task_id", "?"))
 

@@ -46,7 +46,8 @@ SWEEP_BATCH = 2_000
 _dispatched: dict[bytes, tuple[tuple[int, int], float]] = {}
 
 
-@app.timer(interval=TICK, name="yadtq.dispatch_due")
+@app.timer(  # type: ignore[untyped-decorator]  # Faust declares App.timer @no_type_check
+    interval=TICK, name="yadtq.dispatch_due")
 async def dispatch_due() -> None:
     """Send the task message of every waiting task whose time has come."""
     if app.rebalancing:
@@ -79,7 +80,8 @@ def sweep_interval(ttl: float) -> float:
     return min(300.0, max(0.5, ttl / 4))
 
 
-@app.timer(interval=sweep_interval(settings.result_ttl), name="yadtq.expire_results")
+@app.timer(  # type: ignore[untyped-decorator]  # Faust declares App.timer @no_type_check
+    interval=sweep_interval(settings.result_ttl), name="yadtq.expire_results")
 async def expire_results() -> None:
     """Ask the status agent to delete finished rows past the result TTL."""
     ttl = settings.result_ttl

@@ -46,8 +46,8 @@ class StatusTable(FencedTable):
             raise RecordTooLarge(f"the status row of task {key!r}", len(value), settings.record_limit)
         super().__setitem__(key, value)
 
-    def apply_changelog_batch(self, batch: Iterable[EventT]) -> None:
-        pending: dict[bytes, Optional[TaskState]] = {}
+    def apply_changelog_batch(self, batch: Iterable[EventT[Any]]) -> None:
+        pending: dict[Optional[bytes], Optional[TaskState]] = {}
         events = list(batch)
         for event in events:
             msg = event.message

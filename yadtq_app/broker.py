@@ -66,6 +66,8 @@ def kafka_api_versions_ok(host: str, port: int, timeout: float = 1.0) -> bool:
         return False
     if len(payload) < 6:
         return False
+    correlation_id: int
+    error_code: int
     correlation_id, error_code = struct.unpack(">ih", payload[:6])
     return correlation_id == 1 and error_code == 0
 
@@ -116,7 +118,7 @@ class EmbeddedBroker:
                "--cluster-id", f"{CLUSTER_ID}-{uuid.uuid4().hex[:12]}", "--storage-engine", "memory://tansu/"]
         if self.log_path:
             Path(self.log_path).parent.mkdir(parents=True, exist_ok=True)
-            self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
+            self._log = open(self.log_path, "ab")  # closed in stop()
         env = dict(os.environ)
         env.setdefault("RUST_LOG", "warn")
         logger.info("starting embedded broker on %s", listener)

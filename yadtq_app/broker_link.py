@@ -126,7 +126,7 @@ def restart_process(reason: str) -> None:
     for handler in logging.getLogger().handlers:
         try:
             handler.flush()
-        except Exception:  # noqa: BLE001,S110 - restarting anyway
+        except Exception:  # noqa: BLE001 - restarting anyway
             pass
     sys.stdout.flush()
     sys.stderr.flush()
@@ -222,5 +222,5 @@ class BrokerWatch:
             client, self._client = self._client, None
             try:
                 await client.close()
-            except Exception:  # noqa: BLE001,S110 - closing a broken client
+            except Exception:  # noqa: BLE001 - closing a broken client
                 pass

@@ -199,12 +199,14 @@ class Client:
         """The status row of ``task_id``; :class:`TaskNotFound` if there is none. With
         ``wait`` (seconds, at most 60), the worker answers once the task is final, or
         after ``wait`` seconds with the row as it is then."""
+        row: dict[str, Any]
         if wait is None:
-            return self._request("GET", f"/tasks/{quote_id(task_id)}")  # type: ignore[no-any-return]
-        read = self._http.timeout.read
-        row = self._request("GET", f"/tasks/{quote_id(task_id)}", params={"wait": f"{max(wait, 0.001):.3f}"},
-                            timeout=read + wait if read is not None else None)
-        return row  # type: ignore[no-any-return]
+            row = self._request("GET", f"/tasks/{quote_id(task_id)}")
+        else:
+            read = self._http.timeout.read
+            row = self._request("GET", f"/tasks/{quote_id(task_id)}", params={"wait": f"{max(wait, 0.001):.3f}"},
+                                timeout=read + wait if read is not None else None)
+        return row
 
     def statuses(self, task_ids: Sequence[str]) -> dict[str, Optional[dict[str, Any]]]:
         """The status rows of many tasks at once (``POST /tasks/status``, up to
@@ -249,23 +251,28 @@ class Client:
 
     def cancel(self, task_id: str) -> dict[str, Any]:
         """Ask to cancel ``task_id``: a waiting task never starts, a running one is cancelled."""
-        return self._request("POST", f"/tasks/{quote_id(task_id)}/cancel")  # type: ignore[no-any-return]
+        answer: dict[str, Any] = self._request("POST", f"/tasks/{quote_id(task_id)}/cancel")
+        return answer
 
     def retry(self, task_id: str) -> dict[str, Any]:
         """Run a failed or cancelled (e.g. dead-lettered) task again."""
-        return self._request("POST", f"/tasks/{quote_id(task_id)}/retry")  # type: ignore[no-any-return]
+        answer: dict[str, Any] = self._request("POST", f"/tasks/{quote_id(task_id)}/retry")
+        return answer
 
     def workers(self) -> list[dict[str, Any]]:
         """Every worker seen recently (``GET /workers``)."""
-        return self._request("GET", "/workers")["workers"]  # type: ignore[no-any-return]
+        rows: list[dict[str, Any]] = self._request("GET", "/workers")["workers"]
+        return rows
 
     def registry(self) -> dict[str, Any]:
         """The tasks the worker at this URL registers, with their options (``GET /registry``)."""
-        return self._request("GET", "/registry")  # type: ignore[no-any-return]
+        answer: dict[str, Any] = self._request("GET", "/registry")
+        return answer
 
     def dead_letters(self, limit: int = 1000) -> list[dict[str, Any]]:
         """Task messages that will never run (``GET /dead-letters``)."""
-        return self._request("GET", f"/dead-letters?limit={limit}")["dead_letters"]  # type: ignore[no-any-return]
+        rows: list[dict[str, Any]] = self._request("GET", f"/dead-letters?limit={limit}")["dead_letters"]
+        return rows
 
     def _request(self, method: str, path: str, *, json: Any = None, params: Optional[dict[str, str]] = None,
                  timeout: Optional[float] = None, retries: int = 20, answers_in: Optional[str] = None) -> Any:

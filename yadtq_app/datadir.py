@@ -54,7 +54,7 @@ class DataDirLock:
         if self._file is not None:
             return
         self.folder.mkdir(parents=True, exist_ok=True)
-        f = open(self.folder / LOCK, "a+")  # noqa: SIM115 - held for the life of the process
+        f = open(self.folder / LOCK, "a+")  # held for the life of the process
         try:
             fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

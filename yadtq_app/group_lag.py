@@ -86,5 +86,5 @@ class GroupLag:
         if consumer is not None:
             try:
                 await consumer.stop()
-            except Exception:  # noqa: BLE001,S110 - closing a broken client
+            except Exception:  # noqa: BLE001 - closing a broken client
                 pass

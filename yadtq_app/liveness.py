@@ -65,7 +65,7 @@ class CrashWatch:
         while not self._stop.wait(self.interval):
             try:
                 reason = self.check()
-            except Exception:  # noqa: BLE001 - looking must never kill the watch
+            except Exception:  # looking must never kill the watch
                 logger.exception("crash watch: could not check the worker")
                 continue
             if reason is not None:
@@ -81,6 +81,6 @@ class CrashWatch:
         for handler in logging.getLogger().handlers:
             try:
                 handler.flush()
-            except Exception:  # noqa: BLE001,S110 - exiting anyway
+            except Exception:  # noqa: BLE001 - exiting anyway
                 pass
         self._exit(EXIT_CRASHED)

@@ -41,7 +41,7 @@ class SequencerMessage(faust.Record, namespace="yadtq.SequencerMessage", seriali
     kind: str
     key: str
     task_id: str
-    wire: Optional[dict] = None
+    wire: Optional[dict[str, Any]] = None
 
 
 class KeyQueue(faust.Record, namespace="yadtq.KeyQueue", serializer="json"):
@@ -49,8 +49,8 @@ class KeyQueue(faust.Record, namespace="yadtq.KeyQueue", serializer="json"):
 
     key: str
     current: Optional[str] = None
-    current_wire: Optional[dict] = None
-    waiting: list = []  # noqa: RUF012 - wire dicts, oldest first
+    current_wire: Optional[dict[str, Any]] = None
+    waiting: list[dict[str, Any]] = []  # wire dicts, oldest first
 
 
 def sequence(row: Optional[KeyQueue], msg: SequencerMessage) -> tuple[Optional[KeyQueue], Optional[dict[str, Any]]]:

@@ -114,25 +114,14 @@ class TaskRegistry:
         task_name = name or getattr(fn, "__name__", None)
         if not task_name or not isinstance(task_name, str):
             raise TaskRegistrationError(f"cannot tell the name of {fn!r}; pass name=")
-        if timeout is not None and timeout <= 0:
-            raise TaskRegistrationError(f"task {task_name!r}: timeout must be positive")
-        if max_retries is not None and (not isinstance(max_retries, int) or max_retries < 0):
-            raise TaskRegistrationError(f"task {task_name!r}: max_retries must be a non-negative integer")
-        for label, value in (("retry_backoff", retry_backoff), ("retry_backoff_max", retry_backoff_max)):
-            if value is not None and value < 0:
-                raise TaskRegistrationError(f"task {task_name!r}: {label} must not be negative")
+        _check_limits(task_name, timeout, max_retries, retry_backoff, retry_backoff_max)
         retry_types = None
         if retry_on is not None:
             retry_types = tuple(retry_on)
             if not all(isinstance(c, type) and issubclass(c, BaseException) for c in retry_types):
                 raise TaskRegistrationError(f"task {task_name!r}: retry_on must list exception classes")
         if process:
-            if inspect.iscoroutinefunction(fn):
-                raise TaskRegistrationError(f"task {task_name!r}: process=True is for sync functions")
-            qual = getattr(fn, "__qualname__", "")
-            if "<" in qual or "." in qual:
-                raise TaskRegistrationError(
-                    f"task {task_name!r}: process=True needs a module-level function (a process imports it by name)")
+            _check_process_target(task_name, fn)
         existing = self._tasks.get(task_name)
         if existing is not None and existing.fn is not fn and not _same_definition(existing.fn, fn):
             raise TaskRegistrationError(
@@ -175,6 +164,29 @@ class TaskRegistry:
                 importlib.import_module(mod)
             except ImportError as exc:
                 raise TaskRegistrationError(f"cannot import task module {mod!r}: {exc}") from exc
+
+
+def _check_limits(task_name: str, timeout: Optional[float], max_retries: Optional[int],
+                  retry_backoff: Optional[float], retry_backoff_max: Optional[float]) -> None:
+    """Raise :class:`TaskRegistrationError` if a time limit or retry option is out of range."""
+    if timeout is not None and timeout <= 0:
+        raise TaskRegistrationError(f"task {task_name!r}: timeout must be positive")
+    if max_retries is not None and (not isinstance(max_retries, int) or max_retries < 0):
+        raise TaskRegistrationError(f"task {task_name!r}: max_retries must be a non-negative integer")
+    for label, value in (("retry_backoff", retry_backoff), ("retry_backoff_max", retry_backoff_max)):
+        if value is not None and value < 0:
+            raise TaskRegistrationError(f"task {task_name!r}: {label} must not be negative")
+
+
+def _check_process_target(task_name: str, fn: Callable[..., Any]) -> None:
+    """Raise :class:`TaskRegistrationError` unless ``fn`` can run in a process: a sync
+    function that a process imports by its module-level name."""
+    if inspect.iscoroutinefunction(fn):
+        raise TaskRegistrationError(f"task {task_name!r}: process=True is for sync functions")
+    qual = getattr(fn, "__qualname__", "")
+    if "<" in qual or "." in qual:
+        raise TaskRegistrationError(
+            f"task {task_name!r}: process=True needs a module-level function (a process imports it by name)")
 
 
 def describe_task(taskdef: TaskDef, settings: Any) -> dict[str, Any]:
