@@ -101,7 +101,7 @@ class Bench:
         except BenchError as exc:
             logger.error("%s failed: %s", what, exc)
             self.failures.append(f"{what}: {str(exc)[:300]}")
-        except Exception as exc:  # noqa: BLE001 - any client's error ends this run, not the benchmark
+        except Exception as exc:
             logger.exception("%s failed", what)
             self.failures.append(f"{what}: {type(exc).__name__}: {str(exc)[:300]}")
 

@@ -42,7 +42,7 @@ class BoundedProcess:
 
     def start(self) -> "BoundedProcess":
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
+        self._log = open(self.log_path, "ab")
         full = ["timeout", "--kill-after=10", str(self.lifetime), *self.cmd]
         self.proc = subprocess.Popen(full, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                      env=self.env, cwd=str(self.cwd) if self.cwd else None,

@@ -27,12 +27,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from aiokafka import AIOKafkaProducer  # noqa: E402
+from aiokafka import AIOKafkaProducer
 
-from bench.yadtq_target import _partition_tails, _wire  # noqa: E402
-from tests.support.cluster import Cluster, free_port  # noqa: E402
-from yadtq_app.broker import EmbeddedBroker  # noqa: E402
-from yadtq_app.client import Client  # noqa: E402
+from bench.yadtq_target import _partition_tails, _wire
+from tests.support.cluster import Cluster, free_port
+from yadtq_app.broker import EmbeddedBroker
+from yadtq_app.client import Client
 
 logger = logging.getLogger("bench.profile_worker")
 
