@@ -2,7 +2,9 @@
 
 This is the only module that reads the environment. Everything else receives a
 :class:`Settings` instance explicitly, so tests build their own instead of patching
-``os.environ``.
+``os.environ``. Each setting is declared once, as a field made by :func:`setting`
+(variable, default, parser, doc); :meth:`Settings.from_env` and :func:`declarations`
+read those declarations, and a test checks the README's settings table against them.
 """
 
 from __future__ import annotations
@@ -12,217 +14,180 @@ import ipaddress
 import os
 import socket
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional, TypeVar, overload
 from urllib.parse import urlsplit
 
 from .errors import ConfigurationError
+from .settings_checks import check
 
-__all__ = ["Settings", "DEFAULT_BROKER_URL"]
+__all__ = ["Settings", "DEFAULT_BROKER_URL", "Declaration", "declarations", "setting"]
 
 DEFAULT_BROKER_URL = "kafka://127.0.0.1:9092"
-PROFILES = ("auto", "embedded", "kafka")
 #: The producer's largest request (Faust's default, set explicitly on the app) and the
 #: room kept in it for a record's key, headers and batch framing (bytes).
 PRODUCER_MAX_REQUEST_SIZE = 1_000_000
 RECORD_OVERHEAD = 16 * 1024
-#: Room in a status row for what is not arguments or result: the error, the history of
-#: attempts (both bounded) and the other fields (bytes).
-ROW_HEADROOM = 64 * 1024
-#: Values of ``YADTQ_SECURITY_PROTOCOL`` (Kafka's ``security.protocol``).
-SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
-#: SASL mechanisms that take a username and password (what ``YADTQ_SASL_MECHANISM`` accepts).
-SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True)
+class Declaration:
+    """One setting as declared: its variable, parser, default and one-line doc.
+
+    ``default`` is ``dataclasses.MISSING`` when the value is computed per process;
+    ``shown`` is how documentation writes a default that is not a literal value
+    (``profile``, ``<hostname>-<pid>``), else ``None``.
+    """
+
+    env: str
+    parse: Callable[[str], Any]
+    default: Any
+    doc: str
+    shown: Optional[str] = None
+
+
+@overload
+def setting(env: str, default: _T, parse: Callable[[str], _T], doc: str, *,
+            shown: Optional[str] = None, secret: bool = False) -> _T: ...
+@overload
+def setting(env: str, *, factory: Callable[[], _T], parse: Callable[[str], _T], doc: str,
+            shown: str) -> _T: ...
+def setting(env: str, default: Any = dataclasses.MISSING, parse: Callable[[str], Any] = str, doc: str = "", *,
+            factory: Optional[Callable[[], Any]] = None, shown: Optional[str] = None, secret: bool = False) -> Any:
+    """A :class:`Settings` field read from ``env`` with ``parse``; ``secret`` keeps it out of ``repr``.
+
+    With ``factory`` the default is computed for each instance (``shown`` then says how).
+    """
+    meta = {"yadtq": Declaration(env, parse, default, doc, shown)}
+    if factory is not None:
+        return field(default_factory=factory, repr=not secret, metadata=meta)
+    return field(default=default, repr=not secret, metadata=meta)
 
 
 def _default_worker_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
+def _upper(raw: str) -> str:
+    return raw.strip().upper()
+
+
+def _bool(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("expected one of 1/0, true/false, yes/no, on/off")
+
+
+def _modules(raw: str) -> tuple[str, ...]:
+    mods = tuple(m.strip() for m in raw.split(",") if m.strip())
+    if not mods:
+        raise ValueError("no module names")
+    return mods
+
+
+_PROFILE = "profile"  # how the docs show "None: the broker profile's choice"
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything a yadtq process can be configured with.
 
-    Each field maps to an environment variable: ``broker_url`` is ``YADTQ_BROKER_URL``
-    and so on (see ``ENV`` below and the README's settings table).
+    Each field is declared with :func:`setting`: its ``YADTQ_*`` variable, default,
+    parser and doc. The README's settings table lists them (a test keeps it in step).
+    Construction validates every field and raises :class:`ConfigurationError`.
     """
 
-    broker_url: str = DEFAULT_BROKER_URL
-    #: ``auto`` picks ``embedded`` when every broker host is a loopback address,
-    #: ``kafka`` otherwise. See :mod:`yadtq_app.compat`.
-    broker_profile: str = "auto"
-    app_id: str = "yadtq"
-    task_topic: str = "task_queue"
-    partitions: int = 8
-    replication_factor: int = 1
-    #: ``min.insync.replicas`` of every topic yadtq creates on Kafka; ``None`` leaves the
-    #: broker's default. With ``acks=all`` a write needs this many replicas in sync.
-    min_insync_replicas: Optional[int] = None
-    task_modules: tuple[str, ...] = ("yadtq_app.examples",)
-    #: How many tasks one worker runs at the same time.
-    concurrency: int = 8
-    #: Time limit (seconds) for a task that does not set its own.
-    default_timeout: float = 300.0
-    #: Largest accepted task message (bytes of JSON). With the result limit and the
-    #: bounded error fields it keeps a task's status row under :attr:`record_limit`.
-    max_message_bytes: int = 512 * 1024
-    #: How long ``POST /tasks`` waits for the brokers to confirm a submission (s) before
-    #: it answers 503 (e.g. too few in-sync replicas for ``acks=all``).
-    submit_timeout: float = 10.0
-    #: Largest result a task may return (bytes of JSON); a larger one fails the task
-    #: with ``ResultTooLarge``.
-    max_result_bytes: int = 256 * 1024
-    web_host: str = "127.0.0.1"
-    web_port: int = 6066
-    #: Levels of arrays/objects a task message or request body may nest, itself
-    #: included (``{"args": [[1]]}`` is 3); deeper input is refused (``too-deep``).
-    max_nesting: int = 32
-    #: Seconds an HTTP connection may go without sending a complete request (idle
-    #: between requests, or sending its headers) before the worker closes it.
-    http_idle_timeout: float = 30.0
-    #: Seconds a client may take to send a request body (else 408 and the connection closed).
-    http_read_timeout: float = 30.0
-    #: Long polls (``GET /tasks/{id}?wait=``) one worker forwards to others at once, on a
-    #: connection pool of their own; more wait for a free connection.
-    max_forwarded_long_polls: int = 1000
-    #: Where this worker keeps its RocksDB tables; empty means ``.yadtq/worker-<web_port>``
-    #: so that several workers on one machine never share a store.
-    data_dir: str = ""
-    worker_id: str = field(default_factory=_default_worker_id)
-    heartbeat_interval: float = 1.0
-    #: Seconds without an answer from the broker after which a worker restarts itself
-    #: to wait for it (answering 503) and rebuild its tables (yadtq_app.broker_link).
-    broker_lost_after: float = 10.0
-    #: A worker not heard from for this long is shown dead (default 3 heartbeats).
-    worker_timeout: Optional[float] = None
-    #: Consumer-group timeouts; ``None`` means the broker profile's choice.
-    session_timeout: Optional[float] = None
-    heartbeat_timeout: Optional[float] = None
-    #: Consumer fetch long-poll wait in ms; ``None`` means the broker profile's choice.
-    fetch_max_wait_ms: Optional[int] = None
-    #: The fetch wait while tasks flow (ms; see ``yadtq_app.compat.FetchWait``); ``None``
-    #: means the broker profile's choice (embedded: 3; Kafka: the same as when idle).
-    busy_fetch_max_wait_ms: Optional[int] = None
-    #: How long the producer waits to batch messages (ms); ``None`` is Faust's default (0).
-    producer_linger_ms: Optional[float] = None
-    #: Correct the embedded broker's wrong end offsets (see :mod:`yadtq_app.compat`);
-    #: ``None`` means the broker profile's choice (on for ``embedded``, off for ``kafka``).
-    fix_end_offsets: Optional[bool] = None
-    #: Retries for a task that sets none (per task: ``@task(max_retries=...)``).
-    default_max_retries: int = 0
-    #: Backoff before retry n: ``retry_backoff * 2**(n-1)`` seconds, capped at
-    #: ``retry_backoff_max``, plus up to ``retry_jitter`` of it at random.
-    retry_backoff: float = 1.0
-    retry_backoff_max: float = 300.0
-    retry_jitter: float = 0.25
-    #: Processes for tasks registered with ``process=True`` (killable at their time limit).
-    processes: int = 2
-    #: Seconds a finished task's status is kept; 0 keeps it forever.
-    result_ttl: float = 86_400.0
-    #: RocksDB memory per table partition (MiB): the write buffer (two at most, then it is
-    #: flushed to disk) and the block cache. Faust's defaults, 64 MiB buffers and a 2 GiB
-    #: cache per partition, let a worker grow by about 1 KiB per task it ran.
-    rocksdb_write_buffer_mb: float = 4.0
-    rocksdb_block_cache_mb: float = 8.0
-    #: How to reach the brokers (see :mod:`yadtq_app.security`): ``PLAINTEXT``, ``SSL``,
-    #: ``SASL_PLAINTEXT`` or ``SASL_SSL``. Anything but ``PLAINTEXT`` implies the kafka profile.
-    security_protocol: str = "PLAINTEXT"
-    sasl_mechanism: str = "PLAIN"
-    sasl_username: str = ""
-    sasl_password: str = field(default="", repr=False)
-    #: PEM files: the CA that signed the brokers' certificates (empty: the system's CAs),
-    #: and this client's certificate and key for brokers that require TLS client auth.
-    ssl_cafile: str = ""
-    ssl_certfile: str = ""
-    ssl_keyfile: str = ""
-    log_level: str = "info"
+    broker_url: str = setting("YADTQ_BROKER_URL", DEFAULT_BROKER_URL, str,
+                              "Kafka bootstrap servers (``kafka://h1:9092;h2:9092``)")
+    broker_profile: str = setting("YADTQ_BROKER_PROFILE", "auto", str,
+                                  "``embedded``, ``kafka`` or ``auto`` (embedded when every broker host is loopback)")
+    app_id: str = setting("YADTQ_APP_ID", "yadtq", str, "consumer group and prefix of the internal topics")
+    task_topic: str = setting("YADTQ_TASK_TOPIC", "task_queue", str, "the task topic")
+    partitions: int = setting("YADTQ_PARTITIONS", 8, int,
+                              "partitions of the task topic, events topic and status table")
+    replication_factor: int = setting("YADTQ_REPLICATION_FACTOR", 1, int, "replication of every topic yadtq creates")
+    min_insync_replicas: Optional[int] = setting(
+        "YADTQ_MIN_INSYNC_REPLICAS", None, int, "``min.insync.replicas`` of every topic yadtq creates on Kafka",
+        shown="broker's")
+    task_modules: tuple[str, ...] = setting("YADTQ_TASK_MODULES", ("yadtq_app.examples",), _modules,
+                                            "comma-separated modules whose ``@task`` functions are registered")
+    concurrency: int = setting("YADTQ_CONCURRENCY", 8, int, "tasks one worker runs at the same time")
+    default_timeout: float = setting("YADTQ_DEFAULT_TIMEOUT", 300.0, float,
+                                     "time limit (s) of a task that sets none")
+    max_message_bytes: int = setting("YADTQ_MAX_MESSAGE_BYTES", 512 * 1024, int,
+                                     "largest accepted task message and HTTP request body (bytes of JSON)")
+    submit_timeout: float = setting("YADTQ_SUBMIT_TIMEOUT", 10.0, float,
+                                    "seconds ``POST /tasks`` waits for the brokers to confirm before answering 503")
+    max_result_bytes: int = setting("YADTQ_MAX_RESULT_BYTES", 256 * 1024, int,
+                                    "largest result (bytes of JSON); a larger one fails the task (``ResultTooLarge``)")
+    web_host: str = setting("YADTQ_WEB_HOST", "127.0.0.1", str, "host of the worker's HTTP API")
+    web_port: int = setting("YADTQ_WEB_PORT", 6066, int, "port of the worker's HTTP API")
+    max_nesting: int = setting("YADTQ_MAX_NESTING", 32, int,
+                               "levels of arrays/objects a task message or request body may nest, itself included")
+    http_idle_timeout: float = setting("YADTQ_HTTP_IDLE_TIMEOUT", 30.0, float,
+                                       "seconds an HTTP connection may go without a complete request")
+    http_read_timeout: float = setting("YADTQ_HTTP_READ_TIMEOUT", 30.0, float,
+                                       "seconds a client may take to send a request body (else 408)")
+    max_forwarded_long_polls: int = setting("YADTQ_MAX_FORWARDED_LONG_POLLS", 1000, int,
+                                            "long polls one worker forwards to others at once, on a pool of their own")
+    data_dir: str = setting("YADTQ_DATA_DIR", "", str,
+                            "the worker's RocksDB tables; empty: ``.yadtq/worker-<web_port>``",
+                            shown=".yadtq/worker-<port>")
+    worker_id: str = setting("YADTQ_WORKER_ID", factory=_default_worker_id, parse=str,
+                             doc="name shown in statuses and ``/workers``", shown="<hostname>-<pid>")
+    heartbeat_interval: float = setting("YADTQ_HEARTBEAT_INTERVAL", 1.0, float, "seconds between heartbeats")
+    broker_lost_after: float = setting("YADTQ_BROKER_LOST_AFTER", 10.0, float,
+                                       "seconds without an answer from the broker before a worker restarts itself")
+    worker_timeout: Optional[float] = setting("YADTQ_WORKER_TIMEOUT", None, float,
+                                              "a worker silent this long is shown dead; ``None``: 3 heartbeats",
+                                              shown="3 × heartbeat")
+    session_timeout: Optional[float] = setting("YADTQ_SESSION_TIMEOUT", None, float,
+                                               "consumer-group session timeout (s)", shown=_PROFILE)
+    heartbeat_timeout: Optional[float] = setting("YADTQ_CONSUMER_HEARTBEAT", None, float,
+                                                 "consumer-group heartbeat (s)", shown=_PROFILE)
+    fetch_max_wait_ms: Optional[int] = setting("YADTQ_FETCH_MAX_WAIT_MS", None, int,
+                                               "consumer fetch long-poll wait (ms)", shown=_PROFILE)
+    busy_fetch_max_wait_ms: Optional[int] = setting(
+        "YADTQ_BUSY_FETCH_MAX_WAIT_MS", None, int, "the fetch wait while tasks flow (ms; ``compat.FetchWait``)",
+        shown=_PROFILE)
+    producer_linger_ms: Optional[float] = setting("YADTQ_PRODUCER_LINGER_MS", None, float,
+                                                  "how long the producer waits to batch messages (ms)",
+                                                  shown="Faust's (0)")
+    fix_end_offsets: Optional[bool] = setting("YADTQ_FIX_END_OFFSETS", None, _bool,
+                                              "correct the embedded broker's wrong end offsets", shown=_PROFILE)
+    default_max_retries: int = setting("YADTQ_DEFAULT_MAX_RETRIES", 0, int, "retries of a task that sets none")
+    retry_backoff: float = setting("YADTQ_RETRY_BACKOFF", 1.0, float,
+                                   "backoff (s) before retry n: ``retry_backoff * 2**(n-1)``, capped")
+    retry_backoff_max: float = setting("YADTQ_RETRY_BACKOFF_MAX", 300.0, float, "the cap of the retry backoff (s)")
+    retry_jitter: float = setting("YADTQ_RETRY_JITTER", 0.25, float,
+                                  "up to this fraction of the backoff is added at random")
+    processes: int = setting("YADTQ_PROCESSES", 2, int, "processes per worker for ``@task(process=True)``")
+    result_ttl: float = setting("YADTQ_RESULT_TTL", 86_400.0, float,
+                                "seconds a finished task's status is kept; 0 keeps it forever")
+    rocksdb_write_buffer_mb: float = setting("YADTQ_ROCKSDB_WRITE_BUFFER_MB", 4.0, float,
+                                             "RocksDB write buffer per table partition (MiB; two at most)")
+    rocksdb_block_cache_mb: float = setting("YADTQ_ROCKSDB_BLOCK_CACHE_MB", 8.0, float,
+                                            "RocksDB block cache per table partition (MiB)")
+    security_protocol: str = setting("YADTQ_SECURITY_PROTOCOL", "PLAINTEXT", _upper,
+                                     "``PLAINTEXT``, ``SSL``, ``SASL_PLAINTEXT`` or ``SASL_SSL``")
+    sasl_mechanism: str = setting("YADTQ_SASL_MECHANISM", "PLAIN", _upper,
+                                  "``PLAIN``, ``SCRAM-SHA-256`` or ``SCRAM-SHA-512``")
+    sasl_username: str = setting("YADTQ_SASL_USERNAME", "", str, "SASL user (required with ``SASL_*``)")
+    sasl_password: str = setting("YADTQ_SASL_PASSWORD", "", str, "SASL password (required with ``SASL_*``)",
+                                 secret=True)
+    ssl_cafile: str = setting("YADTQ_SSL_CAFILE", "", str,
+                              "PEM bundle of the CAs that signed the brokers' certificates; empty: the system's",
+                              shown="system CAs")
+    ssl_certfile: str = setting("YADTQ_SSL_CERTFILE", "", str, "client certificate (PEM) for TLS client auth")
+    ssl_keyfile: str = setting("YADTQ_SSL_KEYFILE", "", str, "client key (PEM) for TLS client auth")
+    log_level: str = setting("YADTQ_LOG_LEVEL", "info", str, "worker log level")
 
     def __post_init__(self) -> None:
-        def bad(name: str, why: str) -> ConfigurationError:
-            return ConfigurationError(f"{ENV[name][0]} ({name}) {why}")
-
-        if self.broker_profile not in PROFILES:
-            raise bad("broker_profile", f"must be one of {', '.join(PROFILES)}, not {self.broker_profile!r}")
-        if self.partitions < 1:
-            raise bad("partitions", "must be at least 1")
-        if self.replication_factor < 1:
-            raise bad("replication_factor", "must be at least 1")
-        if self.concurrency < 1:
-            raise bad("concurrency", "must be at least 1")
-        if self.default_timeout <= 0:
-            raise bad("default_timeout", "must be positive")
-        if self.heartbeat_interval <= 0:
-            raise bad("heartbeat_interval", "must be positive")
-        if self.broker_lost_after <= 0:
-            raise bad("broker_lost_after", "must be positive")
-        if self.default_max_retries < 0:
-            raise bad("default_max_retries", "must not be negative")
-        if self.retry_backoff < 0 or self.retry_backoff_max < 0:
-            raise bad("retry_backoff", "and YADTQ_RETRY_BACKOFF_MAX must not be negative")
-        if not 0 <= self.retry_jitter <= 10:
-            raise bad("retry_jitter", "must be between 0 and 10 (a fraction of the backoff)")
-        if self.processes < 1:
-            raise bad("processes", "must be at least 1")
-        for name in ("rocksdb_write_buffer_mb", "rocksdb_block_cache_mb"):
-            if getattr(self, name) <= 0:
-                raise bad(name, "must be positive")
-        for name in ("fetch_max_wait_ms", "busy_fetch_max_wait_ms"):
-            if (getattr(self, name) or 0) < 0:
-                raise bad(name, "must not be negative")
-        if self.max_message_bytes < 1 or self.max_result_bytes < 1:
-            raise bad("max_message_bytes", "and YADTQ_MAX_RESULT_BYTES must be positive")
-        if self.max_message_bytes + self.max_result_bytes + ROW_HEADROOM > self.record_limit:
-            raise bad("max_message_bytes", f"plus YADTQ_MAX_RESULT_BYTES must stay {ROW_HEADROOM} bytes under the "
-                      f"record limit ({self.record_limit} bytes): a task's status row holds both, its error "
-                      "and its history")
-        if self.submit_timeout <= 0:
-            raise bad("submit_timeout", "must be positive")
-        if self.result_ttl < 0:
-            raise bad("result_ttl", "must not be negative (0 keeps results forever)")
-        for name in ("http_idle_timeout", "http_read_timeout"):
-            if not getattr(self, name) > 0:
-                raise bad(name, "must be positive")
-        if self.max_forwarded_long_polls < 1:
-            raise bad("max_forwarded_long_polls", "must be at least 1")
-        if not 1 <= self.max_nesting <= 500:
-            raise bad("max_nesting", "must be from 1 to 500 (JSON decoding recurses once per level)")
-        if not 0 < self.web_port < 65536:
-            raise bad("web_port", "must be a TCP port (1-65535)")
-        if not self.broker_url.startswith("kafka://"):
-            raise bad("broker_url", f"must start with kafka://, got {self.broker_url!r}")
-        try:
-            if not self.broker_hosts:
-                raise ValueError("no host")
-        except ValueError as exc:
-            raise bad("broker_url", f"is not a list of host:port ({exc}); write IPv6 hosts as [::1]:9092") from None
-        if self.min_insync_replicas is not None and not 1 <= self.min_insync_replicas <= self.replication_factor:
-            raise bad("min_insync_replicas", f"must be between 1 and YADTQ_REPLICATION_FACTOR "
-                      f"({self.replication_factor}): acks=all writes would always fail")
-        self._check_security(bad)
-
-    def _check_security(self, bad: Callable[[str, str], ConfigurationError]) -> None:
-        """Reject security settings that contradict each other (files are read later)."""
-        protocol = self.security_protocol
-        if protocol not in SECURITY_PROTOCOLS:
-            raise bad("security_protocol", f"must be one of {', '.join(SECURITY_PROTOCOLS)}, not {protocol!r}")
-        if protocol.startswith("SASL_"):
-            if self.sasl_mechanism not in SASL_MECHANISMS:
-                raise bad("sasl_mechanism", f"must be one of {', '.join(SASL_MECHANISMS)}, "
-                          f"not {self.sasl_mechanism!r}")
-            for name in ("sasl_username", "sasl_password"):
-                if not getattr(self, name):
-                    raise bad(name, f"is required with YADTQ_SECURITY_PROTOCOL={protocol}")
-        else:
-            for name in ("sasl_username", "sasl_password"):
-                if getattr(self, name):
-                    raise bad(name, f"is set, but YADTQ_SECURITY_PROTOCOL={protocol} does not use SASL "
-                              "(use SASL_SSL or SASL_PLAINTEXT)")
-        if protocol not in ("SSL", "SASL_SSL"):
-            for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
-                if getattr(self, name):
-                    raise bad(name, f"is set, but YADTQ_SECURITY_PROTOCOL={protocol} does not use TLS "
-                              "(use SSL or SASL_SSL)")
-        if self.ssl_keyfile and not self.ssl_certfile:
-            raise bad("ssl_keyfile", "needs YADTQ_SSL_CERTFILE (the client certificate it belongs to)")
+        check(self)
 
     # -- derived values -----------------------------------------------------------
     @property
@@ -310,25 +275,39 @@ class Settings:
     def web_url(self) -> str:
         return f"http://{self.web_host}:{self.web_port}"
 
-    def replace(self, **changes: object) -> "Settings":
-        """A copy with some fields changed."""
-        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+    def replace(self, **changes: Any) -> "Settings":
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
 
     # -- environment -----------------------------------------------------------------
     @classmethod
     def from_env(cls, environ: Optional[Mapping[str, str]] = None) -> "Settings":
-        """Build settings from ``YADTQ_*`` variables (``os.environ`` by default)."""
+        """Build settings from ``YADTQ_*`` variables (``os.environ`` by default).
+
+        Unset and empty variables keep the default. Raises :class:`ConfigurationError`
+        naming the variable when a value does not parse or is invalid.
+        """
         env = os.environ if environ is None else environ
-        kwargs: dict[str, object] = {}
-        for name, (var, conv) in ENV.items():
-            raw = env.get(var)
+        kwargs: dict[str, Any] = {}
+        for name, decl in declarations().items():
+            raw = env.get(decl.env)
             if raw is None or raw == "":
                 continue
             try:
-                kwargs[name] = conv(raw)
+                kwargs[name] = decl.parse(raw)
             except ValueError as exc:
-                raise ConfigurationError(f"{var}={raw!r}: {exc}") from None
-        return cls(**kwargs)  # type: ignore[arg-type]
+                raise ConfigurationError(f"{decl.env}={raw!r}: {exc}") from None
+        return cls(**kwargs)
+
+
+def declarations() -> dict[str, Declaration]:
+    """Every setting's :class:`Declaration`, by field name, in declaration order."""
+    return {f.name: f.metadata["yadtq"] for f in dataclasses.fields(Settings)}
+
+
+#: Field name → (variable, parser), derived from the declarations.
+ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
+    name: (decl.env, decl.parse) for name, decl in declarations().items()}
 
 
 def _is_loopback(host: str) -> bool:
@@ -338,73 +317,3 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-def _upper(raw: str) -> str:
-    return raw.strip().upper()
-
-
-def _bool(raw: str) -> bool:
-    value = raw.strip().lower()
-    if value in ("1", "true", "yes", "on"):
-        return True
-    if value in ("0", "false", "no", "off"):
-        return False
-    raise ValueError("expected one of 1/0, true/false, yes/no, on/off")
-
-
-def _modules(raw: str) -> tuple[str, ...]:
-    mods = tuple(m.strip() for m in raw.split(",") if m.strip())
-    if not mods:
-        raise ValueError("no module names")
-    return mods
-
-
-ENV: dict[str, tuple[str, object]] = {
-    "broker_url": ("YADTQ_BROKER_URL", str),
-    "broker_profile": ("YADTQ_BROKER_PROFILE", str),
-    "app_id": ("YADTQ_APP_ID", str),
-    "task_topic": ("YADTQ_TASK_TOPIC", str),
-    "partitions": ("YADTQ_PARTITIONS", int),
-    "replication_factor": ("YADTQ_REPLICATION_FACTOR", int),
-    "task_modules": ("YADTQ_TASK_MODULES", _modules),
-    "concurrency": ("YADTQ_CONCURRENCY", int),
-    "default_timeout": ("YADTQ_DEFAULT_TIMEOUT", float),
-    "max_message_bytes": ("YADTQ_MAX_MESSAGE_BYTES", int),
-    "max_result_bytes": ("YADTQ_MAX_RESULT_BYTES", int),
-    "submit_timeout": ("YADTQ_SUBMIT_TIMEOUT", float),
-    "web_host": ("YADTQ_WEB_HOST", str),
-    "web_port": ("YADTQ_WEB_PORT", int),
-    "max_nesting": ("YADTQ_MAX_NESTING", int),
-    "http_idle_timeout": ("YADTQ_HTTP_IDLE_TIMEOUT", float),
-    "http_read_timeout": ("YADTQ_HTTP_READ_TIMEOUT", float),
-    "max_forwarded_long_polls": ("YADTQ_MAX_FORWARDED_LONG_POLLS", int),
-    "data_dir": ("YADTQ_DATA_DIR", str),
-    "worker_id": ("YADTQ_WORKER_ID", str),
-    "heartbeat_interval": ("YADTQ_HEARTBEAT_INTERVAL", float),
-    "broker_lost_after": ("YADTQ_BROKER_LOST_AFTER", float),
-    "worker_timeout": ("YADTQ_WORKER_TIMEOUT", float),
-    "session_timeout": ("YADTQ_SESSION_TIMEOUT", float),
-    "heartbeat_timeout": ("YADTQ_CONSUMER_HEARTBEAT", float),
-    "fetch_max_wait_ms": ("YADTQ_FETCH_MAX_WAIT_MS", int),
-    "busy_fetch_max_wait_ms": ("YADTQ_BUSY_FETCH_MAX_WAIT_MS", int),
-    "producer_linger_ms": ("YADTQ_PRODUCER_LINGER_MS", float),
-    "fix_end_offsets": ("YADTQ_FIX_END_OFFSETS", _bool),
-    "default_max_retries": ("YADTQ_DEFAULT_MAX_RETRIES", int),
-    "retry_backoff": ("YADTQ_RETRY_BACKOFF", float),
-    "retry_backoff_max": ("YADTQ_RETRY_BACKOFF_MAX", float),
-    "retry_jitter": ("YADTQ_RETRY_JITTER", float),
-    "processes": ("YADTQ_PROCESSES", int),
-    "result_ttl": ("YADTQ_RESULT_TTL", float),
-    "rocksdb_write_buffer_mb": ("YADTQ_ROCKSDB_WRITE_BUFFER_MB", float),
-    "rocksdb_block_cache_mb": ("YADTQ_ROCKSDB_BLOCK_CACHE_MB", float),
-    "min_insync_replicas": ("YADTQ_MIN_INSYNC_REPLICAS", int),
-    "security_protocol": ("YADTQ_SECURITY_PROTOCOL", _upper),
-    "sasl_mechanism": ("YADTQ_SASL_MECHANISM", _upper),
-    "sasl_username": ("YADTQ_SASL_USERNAME", str),
-    "sasl_password": ("YADTQ_SASL_PASSWORD", str),
-    "ssl_cafile": ("YADTQ_SSL_CAFILE", str),
-    "ssl_certfile": ("YADTQ_SSL_CERTFILE", str),
-    "ssl_keyfile": ("YADTQ_SSL_KEYFILE", str),
-    "log_level": ("YADTQ_LOG_LEVEL", str),
-}

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+import re
+from typing import Any
+
 import pytest
 
 from yadtq_app.errors import ConfigurationError
-from yadtq_app.settings import DEFAULT_BROKER_URL, Settings
+from yadtq_app.settings import DEFAULT_BROKER_URL, ENV, Settings, declarations
 
 
 def test_defaults() -> None:
@@ -19,6 +23,38 @@ def test_defaults() -> None:
     assert s.events_topic == "yadtq-task-events" and s.heartbeat_topic == "yadtq-heartbeats"
     assert s.web_url == "http://127.0.0.1:6066"
     assert s.effective_worker_timeout == 3.0
+
+
+def test_every_field_is_declared_once() -> None:
+    fields = {f.name: f for f in dataclasses.fields(Settings)}
+    decls = declarations()
+    assert list(decls) == list(fields)
+    envs = [d.env for d in decls.values()]
+    assert len(set(envs)) == len(envs) and all(re.fullmatch(r"YADTQ_[A-Z0-9_]+", e) for e in envs)
+    assert ENV == {name: (d.env, d.parse) for name, d in decls.items()}
+    defaults = Settings()
+    for name, decl in decls.items():
+        assert decl.doc and "\n" not in decl.doc, name
+        if decl.default is dataclasses.MISSING:
+            assert decl.shown and fields[name].default_factory is not dataclasses.MISSING, name
+        else:
+            assert getattr(defaults, name) == decl.default == fields[name].default, name
+
+
+def test_from_env_reads_every_declared_variable() -> None:
+    probe = {"broker_url": "kafka://b:1", "task_modules": "m", "fix_end_offsets": "1", "worker_timeout": "7",
+             "min_insync_replicas": "1", "security_protocol": "ssl", "sasl_mechanism": "plain", "ssl_keyfile": "",
+             "broker_profile": "kafka", "log_level": "debug", "sasl_username": "", "sasl_password": ""}
+    environ = {d.env: probe.get(name, "7" if d.parse in (int, float) else "x") for name, d in declarations().items()}
+    s = Settings.from_env(environ)
+    for name, decl in declarations().items():
+        raw = environ[decl.env]
+        assert getattr(s, name) == (decl.default if raw == "" else decl.parse(raw)), name
+
+
+def test_password_is_not_in_repr() -> None:
+    s = Settings(security_protocol="SASL_SSL", sasl_username="u", sasl_password="hunter2")
+    assert "hunter2" not in repr(s) and "sasl_username='u'" in repr(s)
 
 
 def test_unrelated_and_empty_variables_are_ignored() -> None:
@@ -111,7 +147,7 @@ def test_invalid_values_name_the_variable(var: str, raw: str) -> None:
     {"broker_profile": "tansu"}, {"partitions": 0}, {"concurrency": 0}, {"default_timeout": -1},
     {"broker_url": "127.0.0.1:9092"},
 ])
-def test_constructor_validation(kwargs: dict) -> None:
+def test_constructor_validation(kwargs: dict[str, Any]) -> None:
     with pytest.raises(ConfigurationError):
         Settings(**kwargs)
 
@@ -143,7 +179,7 @@ def test_explicit_profile_wins() -> None:
     ("kafka://[::1]:9093", [("::1", 9093)]),
     ("kafka://a:1,,", [("a", 1)]),
 ])
-def test_broker_hosts(url: str, hosts: list) -> None:
+def test_broker_hosts(url: str, hosts: list[tuple[str, int]]) -> None:
     s = Settings(broker_url=url)
     assert s.broker_hosts == hosts
     assert s.bootstrap_servers == ",".join(f"{h}:{p}" for h, p in hosts)
