@@ -22,7 +22,7 @@ from typing import Any, Optional
 
 import faust
 
-from .records import new_task_id, task_request_from_json
+from .wire import new_task_id, task_request_from_json
 
 __all__ = ["submit"]
 

@@ -7,14 +7,9 @@ import json
 import pytest
 
 from yadtq_app.errors import InvalidTask
-from yadtq_app.records import (
-    MAX_ID_LENGTH,
-    Heartbeat,
-    TaskRequest,
-    TaskState,
-    parse_task_message,
-    task_request_from_json,
-)
+from yadtq_app.ids import MAX_ID_LENGTH
+from yadtq_app.records import Heartbeat, TaskRequest, TaskState
+from yadtq_app.wire import parse_task_message, task_request_from_json
 
 SEED = b'{"task-id": "12345abc", "task": "multiply", "args": [4, 5]}'
 LIMIT = 1_000_000
