@@ -5,6 +5,9 @@ A task is submitted as a :class:`TaskRequest` (its wire format and checks are in
 topic and is folded into :class:`TaskState` rows (see :mod:`yadtq_app.state`); a waiting
 task's next start is a :class:`ScheduledRun`. Workers announce themselves with
 :class:`Heartbeat`; a message that will never run becomes a :class:`DeadLetter`.
+
+Faust shares a field's default between records (it does not copy it): replace a list
+or dict field, never change it in place.
 """
 
 import json
@@ -65,8 +68,8 @@ class TaskRequest(faust.Record, namespace="yadtq.TaskRequest", serializer="json"
     id: str
     task: str
     # Named task_* because Faust's generated __init__ reserves ``kwargs``.
-    task_args: list = []  # noqa: RUF012
-    task_kwargs: dict = {}  # noqa: RUF012
+    task_args: list[Any] = []
+    task_kwargs: dict[str, Any] = {}
     submitted_at: Optional[float] = None
     #: Per-submission overrides of the task's own settings.
     max_retries: Optional[int] = None
@@ -117,20 +120,20 @@ class TaskEvent(faust.Record, namespace="yadtq.TaskEvent", serializer="json"):
     id: str
     kind: str  # one of EVENT_KINDS
     task: str
-    task_args: list = []  # noqa: RUF012
-    task_kwargs: dict = {}  # noqa: RUF012
+    task_args: list[Any] = []
+    task_kwargs: dict[str, Any] = {}
     attempt: int = 0
     worker: Optional[str] = None
     at: float = 0.0
     submitted_at: Optional[float] = None
     result: Any = None
-    error: Optional[dict] = None
+    error: Optional[dict[str, Any]] = None
     #: The submission's overrides (TaskRequest.options).
-    options: dict = {}  # noqa: RUF012
+    options: dict[str, Any] = {}
     #: ``scheduled`` / ``retrying`` / ``queued`` with an eta: when the next attempt may start.
     next_run_at: Optional[float] = None
     #: ``progress``: ``{"fraction": 0.4, "message": "parsing"}``.
-    progress: Optional[dict] = None
+    progress: Optional[dict[str, Any]] = None
     #: When the attempt that this outcome ends started.
     started_at: Optional[float] = None
     #: ``processing`` from a worker that keeps running the attempt while its partition
@@ -145,28 +148,28 @@ class TaskState(faust.Record, namespace="yadtq.TaskState", serializer="json"):
     id: str
     task: str
     status: str
-    task_args: list = []  # noqa: RUF012
-    task_kwargs: dict = {}  # noqa: RUF012
+    task_args: list[Any] = []
+    task_kwargs: dict[str, Any] = {}
     result: Any = None
-    error: Optional[dict] = None
+    error: Optional[dict[str, Any]] = None
     attempts: int = 0
     worker: Optional[str] = None
     submitted_at: Optional[float] = None
     started_at: Optional[float] = None
     finished_at: Optional[float] = None
     #: The submission's overrides: ``max_retries``, ``timeout``, ``eta``, ``ordering_key``.
-    options: dict = {}  # noqa: RUF012
+    options: dict[str, Any] = {}
     #: When the next attempt may start (``scheduled``, ``retrying``, or requeued).
     next_run_at: Optional[float] = None
     #: The running attempt's last reported progress.
-    progress: Optional[dict] = None
+    progress: Optional[dict[str, Any]] = None
     cancel_requested: bool = False
     #: Retries used since the task was (re)submitted.
     retries: int = 0
     #: How many times the task was resubmitted by ``POST /tasks/{id}/retry``.
     generation: int = 0
     #: One entry per finished attempt: attempt, worker, status, started/finished, error.
-    history: list = []  # noqa: RUF012
+    history: list[Any] = []
     #: While ``processing``: the running attempt's worker holds it until then, even if
     #: another worker now owns the task's partition (see ``agents.tasks`` on leases).
     lease_until: Optional[float] = None
@@ -232,12 +235,12 @@ class Heartbeat(faust.Record, namespace="yadtq.Heartbeat", serializer="json"):
     tasks_done: int = 0
     tasks_failed: int = 0
     in_progress: int = 0
-    partitions: list = []  # noqa: RUF012
+    partitions: list[Any] = []
     #: Invalid task messages seen by this worker, per reason (``not-json``, ...).
-    invalid_messages: dict = {}  # noqa: RUF012
+    invalid_messages: dict[str, Any] = {}
     #: The names of the tasks this worker registers, and their digest
     #: (:func:`yadtq_app.registry.names_digest`).
-    tasks: list = []  # noqa: RUF012
+    tasks: list[Any] = []
     tasks_digest: str = ""
 
     def to_json(self, *, now: Optional[float] = None, timeout: float = 3.0) -> dict[str, Any]:
@@ -286,7 +289,7 @@ class DeadLetter(faust.Record, namespace="yadtq.DeadLetter", serializer="json"):
     key: Optional[str] = None
     worker: Optional[str] = None
     #: For ``retries-exhausted``: every attempt (see TaskState.history).
-    history: list = []  # noqa: RUF012
+    history: list[Any] = []
 
     def to_json(self) -> dict[str, Any]:
         """The HTTP representation (``task-id`` like the wire format)."""
