@@ -11,7 +11,7 @@
     async def nightly():
         await producer.submit(app, "multiply", 4, 5)
 
-The message is the wire format of :mod:`yadtq_app.records`, exactly what the HTTP API
+The message is the wire format of :mod:`yadtq_app.wire`, exactly what the HTTP API
 and any other Kafka client write; the status appears when a worker picks it up.
 """
 
