@@ -56,6 +56,7 @@ from yadtq_app.agents.status import OUTCOMES, fold, wait_caught_up
 from yadtq_app.application import app, settings
 from yadtq_app.compat import stale_ack
 from yadtq_app.context import ProgressReporter, TaskContext
+from yadtq_app.encoding import is_utf8, partition_of, raw_sample
 from yadtq_app.errors import InvalidTask, RecordWriteError, UnknownTask
 from yadtq_app.execution import Outcome, clip_head, run_task
 from yadtq_app.peers import ROUTED_HEADER
@@ -72,15 +73,12 @@ from yadtq_app.records import (
     TaskEvent,
     TaskRequest,
     TaskState,
-    is_utf8,
-    parse_task_message,
-    partition_of,
-    raw_sample,
 )
 from yadtq_app.registry import TaskDef
 from yadtq_app.state import CANCEL_NOW, DEFER, SKIP, WAIT, attempt_record, backoff_delay, cancelled_error, decide
 from yadtq_app.tables.task_status import get_status, task_status
 from yadtq_app.topics import dead_letter_topic, events_topic, task_topic
+from yadtq_app.wire import parse_task_message
 
 logger = logging.getLogger(__name__)
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from yadtq_app.kafka_local import LocalKafka, missing_requirements
+from yadtq_app.kafka_local import LocalKafka
+from yadtq_app.kafka_local_nodes import missing_requirements
 
 __all__ = ["BENCH_KAFKA_SETTINGS", "KAFKA_PROFILE_ENV", "REPLICATED_ENV", "kafka_problem", "start_kafka"]
 

@@ -131,7 +131,7 @@ def _redis_server_version() -> str:
 
 def _apache_kafka_version() -> str:
     """Apache Kafka's version from its jar in ``.kafka/lib`` (``make kafka-jars``), and Java's."""
-    from yadtq_app.kafka_local import DEFAULT_LIB_DIR
+    from yadtq_app.kafka_local_nodes import DEFAULT_LIB_DIR
 
     jars = sorted(DEFAULT_LIB_DIR.glob("kafka_2.13-*.jar"))
     kafka = jars[0].name[len("kafka_2.13-"):-len(".jar")] if jars else "not fetched"

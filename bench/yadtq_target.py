@@ -211,7 +211,7 @@ def _partition_tails(ids: list[str], partitions: int) -> list[int]:
 
 
 def _wire(tid: str, i: int) -> bytes:
-    """The task-topic wire format (yadtq_app/records.py), as any Kafka client writes it."""
+    """The task-topic wire format (yadtq_app/wire.py), as any Kafka client writes it."""
     return json.dumps({"task-id": tid, "task": "add", "args": [i, i], "kwargs": {}}).encode()
 
 

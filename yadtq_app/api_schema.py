@@ -8,7 +8,7 @@ views do (``POST /tasks``, each item of a bulk ``POST /tasks``, ``POST
 /tasks/status``).
 
 What JSON Schema cannot say is checked by the code that builds the task
-(:func:`yadtq_app.records.task_request_from_json`: lone surrogates in ids, an
+(:func:`yadtq_app.wire.task_request_from_json`: lone surrogates in ids, an
 ``eta`` at most a year ahead, nesting depth, the task being registered) and is
 documented as a 400 in the schema's descriptions. Constraints both check are held
 in step by ``tests/unit/test_api_schema.py``.
@@ -21,7 +21,8 @@ from typing import Any, Optional
 from jsonschema import Draft202012Validator
 
 from .ids import MAX_ID_LENGTH
-from .records import MAX_DELAY, STATUSES
+from .records import STATUSES
+from .wire import MAX_DELAY
 
 __all__ = ["SCHEMAS", "MAX_BULK", "MAX_BATCH_IDS", "MAX_WAIT", "MAX_RETRIES", "MAX_TIMEOUT", "MAX_DASHBOARD_TASKS",
            "ref", "problem"]
@@ -233,7 +234,7 @@ def _validator(name: str) -> Draft202012Validator:
 
 def problem(name: str, value: Any) -> Optional[tuple[str, str]]:
     """Why ``value`` does not match ``SCHEMAS[name]``: ``(message, reason)`` for a 400,
-    with the reasons of :func:`yadtq_app.records.task_request_from_json`
+    with the reasons of :func:`yadtq_app.wire.task_request_from_json`
     (``not-object``, ``unknown-field``, else ``bad-field``); ``None`` if it matches.
     Raises KeyError for an unknown name."""
     error = next(iter(_validator(name).iter_errors(value)), None)

@@ -3,7 +3,10 @@
 For development (``yadtq kafka``, ``make kafka``) and the tests; production runs Kafka on
 its own hosts. Each node is one JVM, broker and controller at once, on loopback ports,
 with its data, its ``server.properties`` and its log under one folder. The jars come from
-``make kafka-jars`` (``.kafka/lib``); what was learnt running them is in ``docs/brokers.md``.
+``make kafka-jars`` (``.kafka/lib``). This module starts, awaits and stops the nodes;
+:mod:`.kafka_local_nodes` plans them (ports, configs, storage) and
+:mod:`.kafka_local_admin` asks the running cluster. How it works and what was learnt
+running it: ``docs/kafka_local.md`` and ``docs/brokers.md``.
 
 ::
 
@@ -13,40 +16,36 @@ with its data, its ``server.properties`` and its log under one folder. The jars 
 
 from __future__ import annotations
 
-import asyncio
-import base64
-import concurrent.futures
-import json
 import logging
 import os
-import re
-import shutil
 import signal
-import socket
 import subprocess
 import time
-import uuid
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any, Awaitable, Callable, Mapping, Optional, Sequence, TypeVar
+from typing import Any, Mapping, Optional, Sequence
 
 from .broker import kafka_api_versions_ok, port_is_free
 from .errors import BrokerError
+from .kafka_local_admin import describe_partitions, quorum_leader, registered_brokers
+from .kafka_local_nodes import (
+    DEFAULT_LIB_DIR,
+    KafkaNode,
+    classpath,
+    format_storage,
+    load_or_plan,
+    missing_requirements,
+    node_config,
+    save_state,
+)
 
-__all__ = ["LocalKafka", "DEFAULT_LIB_DIR", "missing_requirements"]
+__all__ = ["LocalKafka", "JVM_OPTIONS", "LOG4J2"]
 
 logger = logging.getLogger(__name__)
 
-T = TypeVar("T")
-
-#: Where ``make kafka-jars`` puts Kafka's jars (the project's ``.kafka/lib``).
-DEFAULT_LIB_DIR = Path(__file__).resolve().parents[1] / ".kafka" / "lib"
 #: A small heap and a quick start; one core's worth of GC and JIT threads.
 JVM_OPTIONS = ("-Xmx384m", "-Xms128m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-XX:CICompilerCount=1",
                "-XX:+ExitOnOutOfMemoryError", "-Djava.awt.headless=true")
-#: JVM options of the short-lived tools (storage format, quorum status).
-TOOL_OPTIONS = ("-Xmx128m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Djava.awt.headless=true")
-STATE_FILE = "cluster.json"
 
 LOG4J2 = """\
 status = warn
@@ -62,82 +61,6 @@ logger.config.level = warn
 logger.request.name = kafka.request.logger
 logger.request.level = warn
 """
-
-
-def missing_requirements(lib_dir: Path = DEFAULT_LIB_DIR) -> Optional[str]:
-    """Why Kafka cannot run here (no ``java``, no jars), or ``None`` if it can."""
-    if shutil.which("java") is None:
-        return "Apache Kafka needs Java 17+ (no java on PATH)"
-    if not any(lib_dir.glob("kafka_2.13-*.jar")):
-        return f"Apache Kafka's jars are not in {lib_dir}: run `make kafka-jars` (needs Maven)"
-    return None
-
-
-def _cluster_id() -> str:
-    """A new KRaft cluster id: a UUID as 22 characters of base64url, not starting with
-    ``-`` (the storage tool would take it for an option; Kafka's own ``Uuid.randomUuid``
-    skips those too)."""
-    while True:
-        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-        if not cid.startswith("-"):
-            return cid
-
-
-def _free_ports(host: str, n: int) -> list[int]:
-    """``n`` distinct ports free on ``host`` now."""
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket()
-            s.bind((host, 0))
-            socks.append(s)
-        return [int(s.getsockname()[1]) for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
-def _run_async(make: Callable[[], Awaitable[T]], timeout: float) -> T:
-    """Run a coroutine to completion from sync code, even if the caller's thread has a loop."""
-    async def bounded() -> T:
-        return await asyncio.wait_for(make(), timeout)
-
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(bounded())
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, bounded()).result()
-
-
-class _Node:
-    """One Kafka JVM: broker and controller."""
-
-    def __init__(self, node_id: int, port: int, controller_port: int, folder: Path) -> None:
-        self.node_id = node_id
-        self.port = port
-        self.controller_port = controller_port
-        self.folder = folder
-        self.process: Optional[subprocess.Popen[bytes]] = None
-        self._log: Optional[IO[bytes]] = None
-
-    @property
-    def config_path(self) -> Path:
-        return self.folder / "server.properties"
-
-    @property
-    def log_path(self) -> Path:
-        return self.folder / "kafka.log"
-
-    @property
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def tail(self, n: int = 40) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
-        except OSError:
-            return "(no log)"
 
 
 class LocalKafka:
@@ -167,8 +90,8 @@ class LocalKafka:
         self.startup_timeout = startup_timeout
         self.stop_timeout = stop_timeout
         self.max_lifetime = max_lifetime
-        self.cluster_id, ports, controller_ports = self._load_or_plan(port)
-        self.nodes = [_Node(i + 1, ports[i], controller_ports[i], self.data_dir / f"node-{i + 1}")
+        self.cluster_id, ports, controller_ports = load_or_plan(self.data_dir, host, nodes, port)
+        self.nodes = [KafkaNode(i + 1, ports[i], controller_ports[i], self.data_dir / f"node-{i + 1}")
                       for i in range(nodes)]
 
     # -- addresses ---------------------------------------------------------------------
@@ -268,22 +191,8 @@ class LocalKafka:
         voters = ",".join(f"{self.host}:{n.controller_port}" for n in self.nodes if n.running)
         if not voters:
             raise BrokerError("no Kafka node is running")
-        # The tool's admin client retries for default.api.timeout.ms (60 s) while there is
-        # no leader: a bounded answer is more use to a caller that polls.
-        api_ms = int(max(1.0, timeout - 5.0) * 1000)
-        client_config = self.data_dir / "tools.properties"
-        client_config.write_text(f"default.api.timeout.ms={api_ms}\nrequest.timeout.ms={min(api_ms, 3000)}\n")
-        cmd = ["java", *TOOL_OPTIONS, "-cp", self._classpath(), "org.apache.kafka.tools.MetadataQuorumCommand",
-               "--bootstrap-controller", voters, "--command-config", str(client_config), "describe", "--status"]
-        try:
-            out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
-        except subprocess.TimeoutExpired as exc:
-            raise BrokerError(f"the quorum status took longer than {timeout:g} s") from exc
-        found = re.search(r"^LeaderId:\s+(-?\d+)", out.stdout, re.MULTILINE)
-        if out.returncode != 0 or found is None or int(found.group(1)) < 0:
-            raise BrokerError(f"no active controller known (exit {out.returncode}): "
-                              f"{(out.stdout + out.stderr).strip()[-800:]}")
-        return int(found.group(1))
+        return quorum_leader(voters, lib_dir=self.lib_dir, config_path=self.data_dir / "tools.properties",
+                             timeout=timeout)
 
     def partition_leaders(self, topic: str) -> dict[int, Optional[int]]:
         """Partition → node id of its leader (``None`` while it has none)."""
@@ -295,29 +204,9 @@ class LocalKafka:
 
     def brokers(self, timeout: float = 10.0) -> list[int]:
         """Node ids of the brokers the cluster's metadata lists now (registered and unfenced)."""
-        async def ask(admin: Any) -> list[int]:
-            cluster = await admin.describe_cluster()
-            return sorted(b["node_id"] for b in cluster["brokers"])
-
-        return self._admin(ask, timeout)
+        return registered_brokers(self._live_bootstrap, timeout)
 
     # -- internals ------------------------------------------------------------------------------
-    def _load_or_plan(self, port: Optional[int]) -> tuple[str, list[int], list[int]]:
-        """The cluster id and ports: kept from an earlier start on this data dir, or new."""
-        state_path = self.data_dir / STATE_FILE
-        if state_path.exists():
-            state = json.loads(state_path.read_text())
-            if len(state["nodes"]) != self.n:
-                raise BrokerError(f"{self.data_dir} holds a {len(state['nodes'])}-node Kafka cluster, not {self.n}: "
-                                  "use another data folder or delete it")
-            ports = [n["port"] for n in state["nodes"]]
-            if port is not None:
-                ports = [port + i for i in range(self.n)]
-            return state["cluster_id"], ports, [n["controller_port"] for n in state["nodes"]]
-        free = _free_ports(self.host, 2 * self.n if port is None else self.n)
-        ports = [port + i for i in range(self.n)] if port is not None else free[self.n:]
-        return _cluster_id(), ports, free[:self.n]
-
     def _prepare(self) -> None:
         """Write each node's config; format the storage of nodes that have none yet."""
         self._save_state()
@@ -330,77 +219,37 @@ class LocalKafka:
             return
         logger.info("formatting Kafka storage of node(s) %s (cluster id %s)", [n.node_id for n in todo],
                     self.cluster_id)
-        with concurrent.futures.ThreadPoolExecutor(len(todo)) as pool:
-            results = list(pool.map(self._format, todo))
-        failed = [(n, r) for n, r in zip(todo, results) if r.returncode != 0]
-        if failed:
-            node, r = failed[0]
-            raise BrokerError(f"formatting Kafka node {node.node_id}'s storage failed (exit {r.returncode}):\n"
-                              f"{(r.stdout + r.stderr).strip()[-1500:]}")
+        format_storage(todo, self.cluster_id, self.lib_dir)
 
     def _save_state(self) -> None:
         """Keep the cluster id and ports for the next start on this data folder."""
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        state = {"cluster_id": self.cluster_id,
-                 "nodes": [{"id": n.node_id, "port": n.port, "controller_port": n.controller_port}
-                           for n in self.nodes]}
-        (self.data_dir / STATE_FILE).write_text(json.dumps(state, indent=2) + "\n")
+        save_state(self.data_dir, self.cluster_id, self.nodes)
 
-    def _format(self, node: _Node) -> "subprocess.CompletedProcess[str]":
-        cmd = ["java", *TOOL_OPTIONS, "-cp", self._classpath(), "kafka.tools.StorageTool", "format",
-               "-t", self.cluster_id, "-c", str(node.config_path), "--ignore-formatted"]
-        return subprocess.run(cmd, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
-
-    def _config(self, node: _Node) -> dict[str, str]:
+    def _config(self, node: KafkaNode) -> dict[str, str]:
         """``server.properties`` of ``node``: a combined KRaft node, replication sized to the cluster."""
-        h, n = self.host, self.n
-        replicas = min(n, 3)
-        min_isr = 2 if n >= 3 else 1
-        config = {
-            "process.roles": "broker,controller",
-            "node.id": str(node.node_id),
-            "controller.quorum.voters": ",".join(f"{x.node_id}@{h}:{x.controller_port}" for x in self.nodes),
-            "listeners": f"PLAINTEXT://{h}:{node.port},CONTROLLER://{h}:{node.controller_port}",
-            "advertised.listeners": f"PLAINTEXT://{h}:{node.port}",
-            "controller.listener.names": "CONTROLLER",
-            "inter.broker.listener.name": "PLAINTEXT",
-            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-            "log.dirs": str(node.folder / "data"),
-            "default.replication.factor": str(replicas),
-            "min.insync.replicas": str(min_isr),
-            "offsets.topic.replication.factor": str(replicas),
-            "transaction.state.log.replication.factor": str(replicas),
-            "transaction.state.log.min.isr": str(min_isr),
-            "share.coordinator.state.topic.replication.factor": str(replicas),
-            "share.coordinator.state.topic.min.isr": str(min_isr),
-        }
-        config.update(self.settings)
-        return config
+        return node_config(node, self.nodes, self.host, self.settings)
 
-    def _classpath(self) -> str:
-        return f"{self.lib_dir}/*"
-
-    def _spawn(self, node: _Node) -> None:
+    def _spawn(self, node: KafkaNode) -> None:
         if not port_is_free(self.host, node.port) or not port_is_free(self.host, node.controller_port):
             raise BrokerError(f"cannot start Kafka node {node.node_id}: port {node.port} or "
                               f"{node.controller_port} on {self.host} is already in use")
         cmd = ["java", *self.jvm_options, f"-Dlog4j2.configurationFile={self.data_dir / 'log4j2.properties'}",
-               f"-Dkafka.logs.dir={node.folder}", "-cp", self._classpath(), "kafka.Kafka", str(node.config_path)]
+               f"-Dkafka.logs.dir={node.folder}", "-cp", classpath(self.lib_dir), "kafka.Kafka", str(node.config_path)]
         if self.max_lifetime is not None:
             # coreutils' timeout forwards our signals to the JVM, and kills it at the deadline
             # even if this process is gone by then.
             cmd = ["timeout", "--kill-after=10", f"{self.max_lifetime:g}", *cmd]
-        node._log = open(node.log_path, "ab")  # noqa: SIM115 - closed in _close_log
-        node._log.write(f"\n===== start {time.strftime('%Y-%m-%d %H:%M:%S')} =====\n".encode())
-        node._log.flush()
+        node.log = open(node.log_path, "ab")  # closed by _close_log, when the node has stopped
+        node.log.write(f"\n===== start {time.strftime('%Y-%m-%d %H:%M:%S')} =====\n".encode())
+        node.log.flush()
         # Its own session (process group): a Ctrl-C meant for our caller does not reach it,
         # and a signal to the group reaches the JVM behind the timeout wrapper too.
-        node.process = subprocess.Popen(cmd, stdout=node._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        node.process = subprocess.Popen(cmd, stdout=node.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                         start_new_session=True)
         logger.info("started Kafka node %d on %s:%d (controller :%d), pid %d, log %s", node.node_id, self.host,
                     node.port, node.controller_port, node.process.pid, node.log_path)
 
-    def _await_ready(self, nodes: Sequence[_Node]) -> None:
+    def _await_ready(self, nodes: Sequence[KafkaNode]) -> None:
         """Until each of ``nodes`` answers and the cluster lists every running node as a broker."""
         started = time.monotonic()
         deadline = started + self.startup_timeout
@@ -426,7 +275,7 @@ class LocalKafka:
             time.sleep(0.2)
         logger.info("Kafka ready in %.1f s: %s", time.monotonic() - started, self.url)
 
-    def _check_alive(self, node: _Node) -> None:
+    def _check_alive(self, node: KafkaNode) -> None:
         assert node.process is not None
         code = node.process.poll()
         if code is not None:
@@ -440,40 +289,14 @@ class LocalKafka:
             raise BrokerError(f"timed out after {self.startup_timeout:g} s waiting for Kafka {what}\n{tails}")
 
     def _partitions(self, topic: str, timeout: float = 15.0) -> list[dict[str, Any]]:
-        async def ask(admin: Any) -> list[dict[str, Any]]:
-            [described] = await admin.describe_topics([topic])
-            if described["error_code"]:
-                raise BrokerError(f"cannot describe topic {topic!r}: error code {described['error_code']}")
-            return list(described["partitions"])
-
-        return self._admin(ask, timeout)
-
-    def _admin(self, ask: Callable[[Any], Awaitable[T]], timeout: float) -> T:
-        """``ask(admin)`` with an admin client on the running nodes; asked again while it
-        fails with a Kafka error (a node just killed can still be in the client's metadata)."""
-        from aiokafka.admin import AIOKafkaAdminClient
-        from aiokafka.errors import KafkaError
-
-        async def attempts() -> T:
-            while True:
-                admin = AIOKafkaAdminClient(bootstrap_servers=self._live_bootstrap(), request_timeout_ms=3000)
-                try:
-                    await admin.start()
-                    return await ask(admin)
-                except KafkaError as exc:
-                    logger.debug("Kafka admin request failed, asking again: %r", exc)
-                finally:
-                    await admin.close()
-                await asyncio.sleep(0.2)
-
-        return _run_async(attempts, timeout)
+        return describe_partitions(self._live_bootstrap, topic, timeout)
 
     def _live_bootstrap(self) -> str:
         live = [n for n in self.nodes if n.running] or self.nodes
         return ",".join(f"{self.host}:{n.port}" for n in live)
 
     @staticmethod
-    def _jvm_pid(node: _Node) -> Optional[int]:
+    def _jvm_pid(node: KafkaNode) -> Optional[int]:
         """The JVM's pid: the process itself, or the child of its ``timeout`` wrapper."""
         assert node.process is not None
         pid = node.process.pid
@@ -484,14 +307,14 @@ class LocalKafka:
         return int(children[0]) if children else pid
 
     @staticmethod
-    def _signal(node: _Node, sig: int) -> None:
+    def _signal(node: KafkaNode, sig: int) -> None:
         assert node.process is not None
         try:
             os.killpg(node.process.pid, sig)  # the JVM and its timeout wrapper, if any
         except ProcessLookupError:
             pass
 
-    def _reap(self, node: _Node, deadline: float) -> None:
+    def _reap(self, node: KafkaNode, deadline: float) -> None:
         assert node.process is not None
         try:
             node.process.wait(max(0.1, deadline - time.monotonic()))
@@ -501,10 +324,10 @@ class LocalKafka:
             node.process.wait(10)
 
     @staticmethod
-    def _close_log(node: _Node) -> None:
-        if node._log is not None:
-            node._log.close()
-            node._log = None
+    def _close_log(node: KafkaNode) -> None:
+        if node.log is not None:
+            node.log.close()
+            node.log = None
 
     def __enter__(self) -> "LocalKafka":
         return self.start()

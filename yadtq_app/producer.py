@@ -11,7 +11,7 @@
     async def nightly():
         await producer.submit(app, "multiply", 4, 5)
 
-The message is the wire format of :mod:`yadtq_app.records`, exactly what the HTTP API
+The message is the wire format of :mod:`yadtq_app.wire`, exactly what the HTTP API
 and any other Kafka client write; the status appears when a worker picks it up.
 """
 
@@ -22,7 +22,7 @@ from typing import Any, Optional
 
 import faust
 
-from .records import new_task_id, task_request_from_json
+from .wire import new_task_id, task_request_from_json
 
 __all__ = ["submit"]
 

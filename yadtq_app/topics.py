@@ -1,7 +1,7 @@
 """The topics yadtq uses, declared on the app.
 
 * the **task topic** (``task_queue`` by default): raw bytes, the wire format of
-  :mod:`yadtq_app.records`, keyed by the task id as UTF-8 bytes, so any Kafka client
+  :mod:`yadtq_app.wire`, keyed by the task id as UTF-8 bytes, so any Kafka client
   can submit;
 * the **events topic**: :class:`~yadtq_app.records.TaskEvent` records keyed exactly
   like the task topic (raw id bytes) and with the same partition count, so Faust

@@ -93,14 +93,13 @@ from yadtq_app.records import (
     TaskEvent,
     TaskRequest,
     TaskState,
-    parse_json,
-    task_request_from_json,
 )
 from yadtq_app.registry import describe_task
 from yadtq_app.tables.dead_letters import dead_letters, list_dead_letters
 from yadtq_app.tables.task_status import get_status, get_status_json, task_status
 from yadtq_app.tables.workers import latest_heartbeats, workers
 from yadtq_app.topics import events_topic, sequencer_topic, task_topic
+from yadtq_app.wire import parse_json, task_request_from_json
 
 __all__ = ["TasksView", "TaskView", "TaskStatusesView", "CancelView", "RetryView", "WorkersView", "DeadLettersView",
            "RegistryView", "MetricsView", "HealthView", "OpenApiView", "DocsView"]

@@ -215,7 +215,7 @@ def test_a_record_in_a_partition_other_than_its_ids_runs_once_where_its_row_live
         shared_cluster: Any, broker: Any) -> None:
     """Seen before the fix: it ran, its row went to the wrong partition's changelog, every
     worker answered 404 for good, and the same id submitted over HTTP ran again."""
-    from yadtq_app.records import partition_of
+    from yadtq_app.encoding import partition_of
 
     cluster = shared_cluster
     kp = producer(broker)

@@ -14,7 +14,8 @@ from typing import Optional, Union
 import pytest
 
 from yadtq_app.broker import EmbeddedBroker
-from yadtq_app.kafka_local import LocalKafka, missing_requirements
+from yadtq_app.kafka_local import LocalKafka
+from yadtq_app.kafka_local_nodes import missing_requirements
 
 #: ``YADTQ_REQUIRE_KAFKA=1`` (CI sets it): a machine that cannot run Kafka fails the run
 #: instead of skipping the Kafka half.

@@ -11,9 +11,10 @@ from jsonschema import Draft202012Validator
 
 from yadtq_app.api_schema import MAX_BULK, SCHEMAS, problem
 from yadtq_app.errors import InvalidTask
-from yadtq_app.records import DeadLetter, Heartbeat, TaskState, task_request_from_json
+from yadtq_app.records import DeadLetter, Heartbeat, TaskState
 from yadtq_app.registry import TaskRegistry, describe_task
 from yadtq_app.settings import Settings
+from yadtq_app.wire import task_request_from_json
 
 ACCEPTED = [
     {"task": "echo"},

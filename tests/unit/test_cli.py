@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from yadtq_app.cli import _parse_value, build_parser, cmd_broker, cmd_status, cmd_submit
+from yadtq_app.cli import build_parser
+from yadtq_app.cli_servers import cmd_broker
+from yadtq_app.cli_tasks import _parse_value, cmd_status, cmd_submit
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -84,13 +86,13 @@ def test_status_against_closed_port_fails_cleanly() -> None:
 @pytest.mark.parametrize("level,expected", [("warning", "warn"), ("WARNING", "warn"), ("critical", "crit"),
                                             ("info", "info"), ("debug", "debug"), ("error", "error")])
 def test_log_levels_are_translated_for_faust(level: str, expected: str) -> None:
-    from yadtq_app.cli import _faust_level
+    from yadtq_app.cli_servers import _faust_level
 
     assert _faust_level(level) == expected
 
 
 def test_unknown_log_level_is_a_clear_error() -> None:
-    from yadtq_app.cli import _faust_level
+    from yadtq_app.cli_servers import _faust_level
     from yadtq_app.errors import YadtqError
 
     with pytest.raises(YadtqError, match="YADTQ_LOG_LEVEL"):

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from yadtq_app.errors import BrokerError
-from yadtq_app.kafka_local import LocalKafka, _cluster_id, missing_requirements
+from yadtq_app.kafka_local import LocalKafka
+from yadtq_app.kafka_local_nodes import missing_requirements, new_cluster_id
 
 
 def configs(kafka: LocalKafka) -> list[dict[str, str]]:
@@ -62,6 +63,6 @@ def test_missing_jars_are_named_with_the_make_target(tmp_path: Path) -> None:
 def test_cluster_ids_never_look_like_an_option() -> None:
     # One in 64 base64url ids starts with '-': StorageTool's parser then took it for an
     # option ("argument --cluster-id/-t: expected one argument").
-    ids = [_cluster_id() for _ in range(2000)]
+    ids = [new_cluster_id() for _ in range(2000)]
     assert not [c for c in ids if c.startswith("-")]
     assert all(len(c) == 22 and len(base64.urlsafe_b64decode(c + "==")) == 16 for c in ids)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from yadtq_app.cli import _banner
+from yadtq_app.cli_servers import _banner
 
 ROOT = Path(__file__).resolve().parents[2]
 

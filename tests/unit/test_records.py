@@ -7,14 +7,9 @@ import json
 import pytest
 
 from yadtq_app.errors import InvalidTask
-from yadtq_app.records import (
-    MAX_ID_LENGTH,
-    Heartbeat,
-    TaskRequest,
-    TaskState,
-    parse_task_message,
-    task_request_from_json,
-)
+from yadtq_app.ids import MAX_ID_LENGTH
+from yadtq_app.records import Heartbeat, TaskRequest, TaskState
+from yadtq_app.wire import parse_task_message, task_request_from_json
 
 SEED = b'{"task-id": "12345abc", "task": "multiply", "args": [4, 5]}'
 LIMIT = 1_000_000
@@ -231,3 +226,10 @@ def test_every_field_yadtq_writes_is_a_known_field() -> None:
     req = TaskRequest(id="a", task="echo", task_args=[1], submitted_at=1.0, max_retries=1, timeout=2.0, eta=3.0,
                       ordering_key="k", attempt=2, sequenced=True)
     assert task_request_from_json(req.to_wire()) == req
+
+
+def test_faust_shares_a_field_default_between_records() -> None:
+    # What records.py's docstring warns about: a list or dict field is replaced, never changed in place.
+    first, second = TaskRequest(id="a", task="t"), TaskRequest(id="b", task="t")
+    assert first.task_args is second.task_args and first.task_kwargs is second.task_kwargs
+    assert TaskRequest(id="c", task="t", task_args=[1]).task_args is not first.task_args  # the control case

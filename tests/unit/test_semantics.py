@@ -16,7 +16,7 @@ import pytest
 from yadtq_app.context import ProgressReporter, TaskContext
 from yadtq_app.errors import InvalidTask, Retry, TaskRegistrationError, TimeLimitExceeded, YadtqError
 from yadtq_app.execution import ProcessRunner, run_task
-from yadtq_app.records import TaskEvent, TaskRequest, TaskState, task_request_from_json
+from yadtq_app.records import TaskEvent, TaskRequest, TaskState
 from yadtq_app.registry import TaskRegistry
 from yadtq_app.state import (
     CANCEL_NOW,
@@ -32,6 +32,7 @@ from yadtq_app.state import (
     schedule_of,
 )
 from yadtq_app.state import apply_event as fold1
+from yadtq_app.wire import task_request_from_json
 
 
 def ev(kind: str, **kw: Any) -> TaskEvent:
