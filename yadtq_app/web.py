@@ -71,9 +71,9 @@ from faust.web import Request, Response, View
 from yarl import URL
 
 from yadtq_app import __version__, openapi
-from yadtq_app.agents.status import caught_up_now
 from yadtq_app.api_schema import MAX_BATCH_IDS, MAX_BULK, MAX_WAIT, problem
 from yadtq_app.application import app, settings
+from yadtq_app.catch_up import caught_up_now
 from yadtq_app.compat import fetch_state, unconfirmed_reason
 from yadtq_app.errors import InvalidTask
 from yadtq_app.ids import id_problem, quote_id, unquote_id
