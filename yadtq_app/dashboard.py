@@ -25,8 +25,9 @@ from faust.web import Request, Response, View
 from yadtq_app.api_schema import MAX_DASHBOARD_TASKS
 from yadtq_app.application import app, settings
 from yadtq_app.records import STATUSES
+from yadtq_app.routing import answers_locally, partition_of
 from yadtq_app.tables.task_status import get_status_json, task_status
-from yadtq_app.web import _answers_locally, _partition_of, error
+from yadtq_app.web import error
 
 __all__ = ["merge_tasks", "row_time", "STATIC", "CSP"]
 
@@ -112,8 +113,8 @@ class LocalView(View):
             if len(rows) >= limit:
                 break
             key = task_id.encode()
-            partition = await _partition_of(topic, key)
-            if not _answers_locally(TP(topic, partition)):
+            partition = await partition_of(topic, key)
+            if not answers_locally(TP(topic, partition)):
                 continue  # moved to another worker: that one answers for it
             row = get_status_json(task_id)
             if row is not None and (status is None or row["status"] == status):

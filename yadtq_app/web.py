@@ -66,12 +66,11 @@ from typing import Any, Awaitable, Callable, Optional, Union
 import aiohttp
 from aiokafka.errors import KafkaError
 from faust.exceptions import ProducerSendError
-from faust.types import TP
 from faust.web import Request, Response, View
 from yarl import URL
 
 from yadtq_app import __version__, openapi
-from yadtq_app.api_schema import MAX_BATCH_IDS, MAX_BULK, MAX_WAIT, problem
+from yadtq_app.api_schema import MAX_BATCH_IDS, MAX_BULK, problem
 from yadtq_app.application import app, settings
 from yadtq_app.catch_up import caught_up_now
 from yadtq_app.compat import fetch_state, unconfirmed_reason
@@ -97,6 +96,7 @@ from yadtq_app.records import (
     task_request_from_json,
 )
 from yadtq_app.registry import describe_task
+from yadtq_app.routing import Unroutable, answers_locally, is_local, locate, partition_of, routed, wait_seconds
 from yadtq_app.tables.dead_letters import dead_letters, list_dead_letters
 from yadtq_app.tables.task_status import get_status, get_status_json, task_status
 from yadtq_app.tables.workers import latest_heartbeats, workers
@@ -131,95 +131,6 @@ def path_task_id(fun: Handler) -> Handler:
         return await fun(view, request, **kwargs)
 
     return handler
-
-
-def routed(table: Any, *, key_arg: Optional[str] = None,
-           exact_key: Optional[str] = None) -> Callable[[Handler], Handler]:
-    """Answer from the worker that holds ``table``'s partition for the request's key
-    (``exact_key``, or the handler's keyword argument ``key_arg``).
-
-    Like Faust's ``table_route``, plus: a worker only answers locally when it holds
-    the partition as active and is not recovering (else 503), a routed request is
-    never routed again, and an unreachable owner is a 503, not a 500.
-    """
-    table = getattr(table, "table", table)  # a windowed table's underlying table
-    topic = table.changelog_topic.get_topic_name()
-
-    def decorate(fun: Handler) -> Handler:
-        @wraps(fun)
-        async def handler(view: View, request: Request, **kwargs: Any) -> Response:
-            key = exact_key if exact_key is not None else kwargs[key_arg or ""]
-            try:
-                tp, owner = await _locate(topic, table.changelog_topic.prepare_key(key, None)[0])
-            except _Unroutable as exc:
-                return error(view, str(exc), 503)
-            if owner == str(app.conf.canonical_url) or request.headers.get(ROUTED_HEADER):
-                if not _answers_locally(tp):
-                    return error(view, "this worker is rebalancing; retry", 503)
-                return await fun(view, request, **kwargs)
-            return await _forward(view, request, owner)
-
-        return handler
-
-    return decorate
-
-
-class _Unroutable(Exception):
-    """No owner can be named for a key right now (the message says why; a 503)."""
-
-
-async def _locate(topic: str, key: bytes) -> tuple[TP, str]:
-    """The partition of ``key`` in ``topic`` and the URL of the worker that owns it."""
-    try:
-        tp = TP(topic, await _partition_of(topic, key))
-    except KeyError:
-        raise _Unroutable("the cluster is rebalancing; retry") from None
-    owner = app.assignor._tps_url.get(tp)
-    if owner is None:
-        raise _Unroutable("no worker holds this partition right now; retry")
-    return tp, owner
-
-
-def _answers_locally(tp: TP) -> bool:
-    """This worker holds ``tp`` as active and its tables are complete."""
-    return bool(app.assignor.is_active(tp)) and not app.rebalancing and not app.in_recovery
-
-
-async def _partition_of(topic: str, key: bytes) -> int:
-    try:
-        return app.producer.key_partition(topic, key).partition  # type: ignore[attr-defined,no-any-return]
-    except (TypeError, AttributeError):
-        # The producer has no metadata for the topic yet (it never produced to it).
-        await app.warm_metadata(topic)
-        return app.producer.key_partition(topic, key).partition  # type: ignore[attr-defined,no-any-return]
-
-
-async def _forward(view: View, request: Request, owner: str) -> Response:
-    """The owner's answer to ``request``, sent on with its raw path and query (decoded,
-    ``%3F`` in an id would become a query, ``%2E%2E`` a step up)."""
-    url = URL(f"{owner.rstrip('/')}{request.rel_url.raw_path}", encoded=True)
-    if request.rel_url.raw_query_string:
-        url = URL(f"{url}?{request.rel_url.raw_query_string}", encoded=True)
-    headers = {ROUTED_HEADER: "1", "Accept": "application/json"}
-    body = await request.read() if request.method == "POST" else None
-    try:
-        try:
-            wait = _wait_seconds(request) or 0.0
-        except ValueError:
-            wait = 0.0
-        # A long poll is held by the owner for up to ``wait`` s: on its own pool, so
-        # hundreds of them never hold up other forwarded requests.
-        http = app.long_poll_http if wait else app.http_client
-        async with http.request(request.method, url, headers=headers, data=body,
-                                timeout=aiohttp.ClientTimeout(total=10 + wait)) as resp:
-            body = await resp.read()
-            out = view.bytes(body, content_type="application/json", status=resp.status)
-            if "Retry-After" in resp.headers:
-                out.headers["Retry-After"] = resp.headers["Retry-After"]
-            return out
-    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-        logger.warning("could not reach %s for %s: %s", owner, request.url.path, exc)
-        return error(view, f"the worker holding this task ({owner}) did not answer; retry", 503)
 
 
 class _Refused(Exception):
@@ -426,11 +337,11 @@ def _check_everywhere(name: str) -> None:
 async def _existing(task_id: str) -> Optional[dict[str, Any]]:
     """The status row of ``task_id`` as its owner has it; ``None`` if none or unknown."""
     try:
-        tp, owner = await _locate(task_status.changelog_topic.get_topic_name(), task_id.encode())
-    except (_Unroutable, TypeError, AttributeError):
+        tp, owner = await locate(task_status.changelog_topic.get_topic_name(), task_id.encode())
+    except (Unroutable, TypeError, AttributeError):
         return None
-    if owner == str(app.conf.canonical_url):
-        if not _answers_locally(tp):
+    if is_local(owner):
+        if not answers_locally(tp):
             return None
         state = get_status(task_id)
         return state.to_json() if state is not None else None
@@ -445,20 +356,6 @@ async def _existing(task_id: str) -> Optional[dict[str, Any]]:
         return None
 
 
-def _wait_seconds(request: Request) -> Optional[float]:
-    """``?wait=S`` as seconds; ``None`` if absent; ValueError if not a number in (0, MAX_WAIT]."""
-    raw = request.query.get("wait")
-    if raw is None:
-        return None
-    try:
-        wait = float(raw)
-    except ValueError:
-        wait = float("nan")
-    if not 0 < wait <= MAX_WAIT:  # also false for nan
-        raise ValueError(f"'wait' must be a number of seconds above 0 and at most {MAX_WAIT:g}, not {raw!r}")
-    return wait
-
-
 @app.page("/tasks/{task_id}")
 class TaskView(View):
     """``GET /tasks/{id}``: the status row, from the worker that owns it; with
@@ -468,7 +365,7 @@ class TaskView(View):
     @path_task_id
     async def get(self, request: Request, task_id: str) -> Response:
         try:
-            wait = _wait_seconds(request)
+            wait = wait_seconds(request)
         except ValueError as exc:
             return error(self, str(exc), 400, reason="bad-field")
         return await self._get(request, task_id=task_id, wait=wait)
@@ -510,7 +407,7 @@ async def _recorded_status(view: View, task_id: str) -> Union[TaskState, Respons
     written for its partition before now is folded: a task accepted a moment ago has
     its ``queued`` event on the way (``agents.status.caught_up_now``). Else the answer:
     404, or 503 when that cannot be known now (a rebalance)."""
-    partition = await _partition_of(task_status.changelog_topic.get_topic_name(), task_id.encode())
+    partition = await partition_of(task_status.changelog_topic.get_topic_name(), task_id.encode())
     if not await caught_up_now(partition):
         return error(view, "this worker is rebalancing; retry", 503)
     state = get_status(task_id)
@@ -552,12 +449,12 @@ async def _statuses(ids: list[str], *, routed: bool) -> tuple[dict[str, Any], li
     missing: dict[int, list[str]] = {}  # partition → ids with no row here
     for task_id in ids:
         try:
-            tp, owner = await _locate(topic, task_id.encode())
-        except _Unroutable:
+            tp, owner = await locate(topic, task_id.encode())
+        except Unroutable:
             unavailable.append(task_id)
             continue
         if owner == me or routed:
-            if _answers_locally(tp):
+            if answers_locally(tp):
                 tasks[task_id] = row = with_effective_options(get_status_json(task_id))
                 if row is None:
                     missing.setdefault(tp.partition, []).append(task_id)
@@ -741,13 +638,3 @@ class DocsView(View):
     async def get(self, request: Request) -> Response:
         # aiohttp takes no charset in content_type.
         return self.bytes(openapi.docs_page(), headers={"Content-Type": "text/html; charset=utf-8"})
-
-
-@app.task
-async def _warm_router_metadata() -> None:
-    """Load producer metadata for the table topics so the first routed read works."""
-    for table in (task_status, workers.table, dead_letters):
-        try:
-            await app.warm_metadata(table.changelog_topic.get_topic_name())
-        except Exception:  # noqa: BLE001 - routing retries on demand
-            logger.warning("could not load metadata for %s", table.changelog_topic.get_topic_name())
