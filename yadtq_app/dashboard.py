@@ -24,10 +24,10 @@ from faust.web import Request, Response, View
 
 from yadtq_app.api_schema import MAX_DASHBOARD_TASKS
 from yadtq_app.application import app, settings
+from yadtq_app.errors import Refused
 from yadtq_app.records import STATUSES
 from yadtq_app.routing import answers_locally, partition_of
 from yadtq_app.tables.task_status import get_status_json, task_status
-from yadtq_app.web import error
 
 __all__ = ["merge_tasks", "row_time", "STATIC", "CSP"]
 
@@ -91,7 +91,7 @@ class AssetView(View):
     async def get(self, request: Request, asset: str) -> Response:
         kind = ASSETS.get(asset)
         if kind is None:
-            return error(self, f"no dashboard file {asset!r}", 404)
+            raise Refused(404, f"no dashboard file {asset!r}")
         return self.bytes((STATIC / asset).read_bytes(),
                           headers={"Content-Type": f"{kind}; charset=utf-8", "X-Content-Type-Options": "nosniff",
                                    "Cache-Control": "no-cache"})
@@ -106,7 +106,7 @@ class LocalView(View):
         try:
             status, limit = _query(request)
         except ValueError as exc:
-            return error(self, str(exc), 400, reason="bad-field")
+            raise Refused(400, str(exc), reason="bad-field") from None
         topic = task_status.changelog_topic.get_topic_name()
         rows: list[dict[str, Any]] = []
         for task_id in app.recent.newest():
@@ -142,12 +142,12 @@ class StateView(View):
         try:
             status, limit = _query(request)
         except ValueError as exc:
-            return error(self, str(exc), 400, reason="bad-field")
+            raise Refused(400, str(exc), reason="bad-field") from None
         me = str(app.conf.canonical_url).rstrip("/")
         session = app.http_client
         workers = await _get_json(session, f"{me}/workers")
         if workers is None:
-            return error(self, "the workers table cannot be read now (rebalancing); retry", 503)
+            raise Refused(503, "the workers table cannot be read now (rebalancing); retry")
         rows = workers.get("workers", [])
         query = f"?limit={limit}" + (f"&status={status}" if status else "")
         alive = [w for w in rows if w.get("alive") and w.get("url")]
