@@ -1,14 +1,6 @@
 """The dashboard every worker serves: the page at ``/`` and ``/dashboard``, its script
-and style, and the JSON it polls.
-
-``GET /dashboard/api/state`` answers what the page shows in one request: the workers
-(``GET /workers``), the recent tasks (asked of each alive worker:
-``GET /dashboard/api/local``, each answering for the partitions it holds), the group's
-lag on every task partition (:mod:`yadtq_app.group_lag`) and the newest dead letters.
-The page polls it every second, so it reconnects by itself once a worker it was
-loaded from is back. Everything is served from the package (no CDN), under a
-Content-Security-Policy that allows this origin's script only: the page builds its
-DOM from text nodes, so task data never becomes markup.
+and style, and the JSON it polls (``GET /dashboard/api/state``, gathered from every
+alive worker's ``GET /dashboard/api/local``). See ``docs/http.md``.
 """
 
 from __future__ import annotations

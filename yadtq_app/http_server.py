@@ -1,20 +1,10 @@
 """The workers' HTTP server: Faust's aiohttp driver with yadtq's limits and JSON errors.
 
-Faust builds its aiohttp ``Application`` and ``AppRunner`` with aiohttp's defaults:
-an idle connection is kept for an hour (3,630 s), request bodies in
-``Content-Encoding: deflate``/``gzip`` are inflated as they arrive (on the event
-loop: six 1 MB bodies that inflate to 1 GB each froze a worker for ~9 s before
-the size cap refused them), and anything a view raises is a ``text/plain`` answer.
-:class:`WebServer` replaces both with:
-
-- ``keepalive_timeout`` = ``YADTQ_HTTP_IDLE_TIMEOUT``: a connection that sends no
-  complete request for that long (idle, or sending its headers slowly) is closed;
-- no request decompression: a compressed body is refused (415) before it is read;
-- ``client_max_size`` = ``YADTQ_MAX_MESSAGE_BYTES``: a larger body is refused while
-  it is read (413), at once when its ``Content-Length`` says so;
-- a request body must arrive within ``YADTQ_HTTP_READ_TIMEOUT`` (else 408);
-- :func:`json_errors`: every error is ``{"error": ..., "reason": ...}`` JSON, including
-  the :class:`~yadtq_app.errors.Refused` a view raises.
+:class:`WebServer` serves with an idle timeout (``YADTQ_HTTP_IDLE_TIMEOUT``), no request
+decompression (415), a body size cap (``YADTQ_MAX_MESSAGE_BYTES``, 413) and a body read
+timeout (``YADTQ_HTTP_READ_TIMEOUT``, 408); :func:`json_errors` answers every error,
+including the :class:`~yadtq_app.errors.Refused` a view raises, as JSON
+(``docs/http.md``).
 """
 
 from __future__ import annotations
