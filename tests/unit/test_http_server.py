@@ -32,6 +32,10 @@ async def conflict(request: web.Request) -> web.Response:
     raise Refused(409, "it is done", task_status="success")
 
 
+async def crashed(request: web.Request) -> web.Response:
+    raise Refused(503, "cannot work", status="crashed")  # a field may be called "status"
+
+
 async def echo(request: web.Request) -> web.Response:
     return web.Response(body=await request.read())
 
@@ -39,7 +43,7 @@ async def echo(request: web.Request) -> web.Response:
 async def client(**settings: Any) -> TestClient:
     app = web.Application(middlewares=[json_errors(Settings(worker_id="w", **settings))], client_max_size=100)
     for path, handler in (("/boom", boom), ("/deep", deep), ("/invalid", invalid), ("/busy", busy),
-                          ("/conflict", conflict)):
+                          ("/conflict", conflict), ("/crashed", crashed)):
         app.router.add_get(path, handler)
     app.router.add_post("/echo", echo)
     c = TestClient(TestServer(app))
@@ -98,5 +102,7 @@ async def test_a_refusal_is_its_status_and_fields_as_compact_json() -> None:
         resp = await c.get("/conflict")
         assert resp.status == 409 and "Retry-After" not in resp.headers
         assert await resp.json() == {"error": "it is done", "task_status": "success"}
+        resp = await c.get("/crashed")
+        assert resp.status == 503 and await resp.json() == {"error": "cannot work", "status": "crashed"}
     finally:
         await c.close()
