@@ -14,26 +14,18 @@ effects of a fold on this worker, which owns the task's partition: a ``cancel`` 
 running attempt cancels it here; an ``expire`` deletes a finished row past the result
 TTL.
 
-It also tracks how far it has folded each events partition, so the task agent can
-wait, after a rebalance, until every event already written for a partition is in the
-table (:func:`wait_caught_up`) before deciding whether a redelivered task still needs
-to run. Without that, a task that finished on a worker that then died — its
-``success`` event written but not yet folded — would run a second time. The HTTP API
-waits the same way (:func:`caught_up_now`) before it answers that a task does not
-exist: a task accepted a moment ago has its ``queued`` event on the way to the table.
+The agent reports each event it folded to :func:`yadtq_app.catch_up.mark_folded`, so
+the task agent and the HTTP API can wait until what was written is in the table.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
-from typing import Any, AsyncIterable, Optional
-
-from faust.types import TP
+from typing import Any, AsyncIterable
 
 from yadtq_app.application import app, settings
-from yadtq_app.compat import last_fetched_ms, stale_ack
+from yadtq_app.catch_up import mark_folded
+from yadtq_app.compat import stale_ack
 from yadtq_app.errors import RecordTooLarge
 from yadtq_app.records import (
     CANCEL,
@@ -62,9 +54,6 @@ OUTCOMES = frozenset({SUCCESS, FAILED, RETRYING, CANCELLED})
 #: held start held).
 NEEDS_START = frozenset({CANCEL, PROGRESS})
 
-#: events partition → offset after the last event folded into the table.
-_folded: dict[int, int] = {}
-
 
 @app.agent(events_topic, name="yadtq.record_status")
 async def record_status(stream: AsyncIterable[Any]) -> None:
@@ -83,7 +72,7 @@ async def record_status(stream: AsyncIterable[Any]) -> None:
         except Exception:  # noqa: BLE001 - a bad event must not stop the partition
             logger.exception("task %s: could not apply %s event", getattr(value, "id", "?"),
                              getattr(value, "kind", "?"))
-        _folded[msg.partition] = max(_folded.get(msg.partition, 0), msg.offset + 1)
+        mark_folded(msg.partition, msg.offset)
 
 
 def fold(event: TaskEvent) -> None:
@@ -150,82 +139,3 @@ def expire(key: bytes, row: Any, event: TaskEvent) -> None:
         return
     del task_status[key]
     app.finished.discard(event.id)
-
-
-async def wait_caught_up(partition: int, *, timeout: float = 10.0) -> bool:
-    """Wait until every event now in events ``partition`` is folded into the table.
-
-    The target is the partition's high watermark as carried by this worker's first
-    fetch response since the partition was assigned (aiokafka forgets it on
-    reassignment), so every event written before the assignment is below it; fetch
-    responses carry it correctly even on the embedded broker. True when caught up;
-    False when it cannot know: after ``timeout``, when a rebalance starts (Faust pauses
-    the status agent then, and waits for this task's message to be acked before it
-    rebalances, so waiting on would deadlock), or when the group evicted this worker.
-    """
-    tp = TP(events_topic.get_topic_name(), partition)
-    deadline = time.monotonic() + timeout
-    target = None
-    while True:
-        if target is None:
-            try:
-                target = app.consumer.highwater(tp)
-            except Exception:  # noqa: BLE001 - not assigned / no consumer yet: keep waiting
-                target = None
-        if target is not None and _folded_through(tp) >= target:
-            return True
-        if time.monotonic() >= deadline:
-            logger.warning("status of partition %d not caught up after %.0f s (folded %s, committed %s, end %s)",
-                           partition, timeout, _folded.get(partition),
-                           app.consumer._committed_offset.get(tp), target)  # type: ignore[attr-defined]
-            return False
-        await asyncio.sleep(0.005)
-
-
-def _folded_through(tp: TP) -> int:
-    """The offset up to which events partition ``tp`` is in the table: folded here, or
-    committed (folded by whoever held the partition before)."""
-    committed = app.consumer._committed_offset.get(tp) or 0  # type: ignore[attr-defined]
-    return max(committed, _folded.get(tp.partition, 0))
-
-
-#: How often :func:`caught_up_now` looks again (s).
-CATCH_UP_POLL = 0.002
-
-
-async def caught_up_now(partition: int, *, timeout: float = 5.0) -> bool:
-    """Wait until every event written to events ``partition`` before this call is folded.
-
-    The end of the partition as of now is the high watermark of a fetch answer whose
-    request was sent after this call began: the second answer for the partition after
-    it (the consumer has one fetch in flight per broker, so the request of the second
-    was sent once the first had come back). Broker-agnostic, and no request of its own:
-    it costs two fetch round trips. True when caught up; False when it cannot know (the
-    partition is not this worker's, or a rebalance is under way, or ``timeout``).
-    """
-    tp = TP(events_topic.get_topic_name(), partition)
-    began = int(time.time() * 1000)
-    deadline = time.monotonic() + timeout
-    first: Optional[int] = None
-    while True:
-        if app.rebalancing or app.revoking or not app.may_act_now(tp.topic, partition):
-            return False
-        stamp = last_fetched_ms(app.consumer, tp)
-        if stamp is not None and stamp > began:
-            if first is None:
-                first = stamp
-            elif stamp > first:
-                break
-        if time.monotonic() >= deadline:
-            return False
-        await asyncio.sleep(CATCH_UP_POLL)
-    try:
-        target = app.consumer.highwater(tp)
-    except Exception:  # noqa: BLE001 - not assigned any more
-        return False
-    while True:
-        if _folded_through(tp) >= target:
-            return True
-        if app.rebalancing or time.monotonic() >= deadline:
-            return False
-        await asyncio.sleep(CATCH_UP_POLL)

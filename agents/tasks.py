@@ -52,8 +52,9 @@ import faust
 from faust.types import EventT
 
 from yadtq_app.agents.ordering import enqueue, send_done
-from yadtq_app.agents.status import OUTCOMES, fold, wait_caught_up
+from yadtq_app.agents.status import OUTCOMES, fold
 from yadtq_app.application import app, settings
+from yadtq_app.catch_up import wait_caught_up
 from yadtq_app.compat import stale_ack
 from yadtq_app.context import ProgressReporter, TaskContext
 from yadtq_app.encoding import is_utf8, partition_of, raw_sample

@@ -48,7 +48,8 @@ logger = logging.getLogger(__name__)
 EXIT_CONFIG = 78
 
 #: Modules Faust scans for agents, tables, timers and web views.
-AUTODISCOVER = ["yadtq_app.agents", "yadtq_app.tables", "yadtq_app.web", "yadtq_app.dashboard"]
+AUTODISCOVER = ["yadtq_app.agents", "yadtq_app.tables", "yadtq_app.routing", "yadtq_app.web_submit",
+                "yadtq_app.web_tasks", "yadtq_app.web_cluster", "yadtq_app.dashboard"]
 
 
 class Worker(faust.Worker):

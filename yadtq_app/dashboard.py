@@ -1,14 +1,6 @@
 """The dashboard every worker serves: the page at ``/`` and ``/dashboard``, its script
-and style, and the JSON it polls.
-
-``GET /dashboard/api/state`` answers what the page shows in one request: the workers
-(``GET /workers``), the recent tasks (asked of each alive worker:
-``GET /dashboard/api/local``, each answering for the partitions it holds), the group's
-lag on every task partition (:mod:`yadtq_app.group_lag`) and the newest dead letters.
-The page polls it every second, so it reconnects by itself once a worker it was
-loaded from is back. Everything is served from the package (no CDN), under a
-Content-Security-Policy that allows this origin's script only: the page builds its
-DOM from text nodes, so task data never becomes markup.
+and style, and the JSON it polls (``GET /dashboard/api/state``, gathered from every
+alive worker's ``GET /dashboard/api/local``). See ``docs/http.md``.
 """
 
 from __future__ import annotations
@@ -24,9 +16,10 @@ from faust.web import Request, Response, View
 
 from yadtq_app.api_schema import MAX_DASHBOARD_TASKS
 from yadtq_app.application import app, settings
+from yadtq_app.errors import Refused
 from yadtq_app.records import STATUSES
+from yadtq_app.routing import answers_locally, partition_of
 from yadtq_app.tables.task_status import get_status_json, task_status
-from yadtq_app.web import _answers_locally, _partition_of, error
 
 __all__ = ["merge_tasks", "row_time", "STATIC", "CSP"]
 
@@ -90,7 +83,7 @@ class AssetView(View):
     async def get(self, request: Request, asset: str) -> Response:
         kind = ASSETS.get(asset)
         if kind is None:
-            return error(self, f"no dashboard file {asset!r}", 404)
+            raise Refused(404, f"no dashboard file {asset!r}")
         return self.bytes((STATIC / asset).read_bytes(),
                           headers={"Content-Type": f"{kind}; charset=utf-8", "X-Content-Type-Options": "nosniff",
                                    "Cache-Control": "no-cache"})
@@ -105,15 +98,15 @@ class LocalView(View):
         try:
             status, limit = _query(request)
         except ValueError as exc:
-            return error(self, str(exc), 400, reason="bad-field")
+            raise Refused(400, str(exc), reason="bad-field") from None
         topic = task_status.changelog_topic.get_topic_name()
         rows: list[dict[str, Any]] = []
         for task_id in app.recent.newest():
             if len(rows) >= limit:
                 break
             key = task_id.encode()
-            partition = await _partition_of(topic, key)
-            if not _answers_locally(TP(topic, partition)):
+            partition = await partition_of(topic, key)
+            if not answers_locally(TP(topic, partition)):
                 continue  # moved to another worker: that one answers for it
             row = get_status_json(task_id)
             if row is not None and (status is None or row["status"] == status):
@@ -141,12 +134,12 @@ class StateView(View):
         try:
             status, limit = _query(request)
         except ValueError as exc:
-            return error(self, str(exc), 400, reason="bad-field")
+            raise Refused(400, str(exc), reason="bad-field") from None
         me = str(app.conf.canonical_url).rstrip("/")
         session = app.http_client
         workers = await _get_json(session, f"{me}/workers")
         if workers is None:
-            return error(self, "the workers table cannot be read now (rebalancing); retry", 503)
+            raise Refused(503, "the workers table cannot be read now (rebalancing); retry")
         rows = workers.get("workers", [])
         query = f"?limit={limit}" + (f"&status={status}" if status else "")
         alive = [w for w in rows if w.get("alive") and w.get("url")]

@@ -12,6 +12,7 @@
     ├── TaskRegistrationError   a bad @task definition
     ├── Retry                   raised by a task body: run me again later
     ├── TimeLimitExceeded       a task ran past its time limit (for ``retry_on``)
+    ├── Refused                 the HTTP API refuses a request (raised by views; a JSON error)
     └── ClientError             the HTTP API answered with an error
         ├── TaskNotFound        no task with that id
         ├── Conflict            the task is not in a state that allows the request
@@ -35,6 +36,7 @@ __all__ = [
     "TaskRegistrationError",
     "Retry",
     "TimeLimitExceeded",
+    "Refused",
     "ClientError",
     "TaskNotFound",
     "Conflict",
@@ -117,6 +119,21 @@ class Retry(YadtqError):
 
 class TimeLimitExceeded(YadtqError):
     """A task ran past its time limit. List it in ``retry_on`` to retry timeouts."""
+
+
+class Refused(YadtqError):
+    """A request the HTTP API refuses. Raised by a view; the server answers ``status``
+    with ``{"error": message, **fields}`` (:func:`yadtq_app.http_server.json_errors`)."""
+
+    def __init__(self, status: int, message: str, /, **fields: Any) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.fields = fields
+
+    def item(self) -> dict[str, Any]:
+        """The refusal as one item of a bulk answer: ``{"error", "code", **fields}``."""
+        return {"error": self.message, "code": self.status, **self.fields}
 
 
 class ClientError(YadtqError):

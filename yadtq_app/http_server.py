@@ -1,32 +1,25 @@
 """The workers' HTTP server: Faust's aiohttp driver with yadtq's limits and JSON errors.
 
-Faust builds its aiohttp ``Application`` and ``AppRunner`` with aiohttp's defaults:
-an idle connection is kept for an hour (3,630 s), request bodies in
-``Content-Encoding: deflate``/``gzip`` are inflated as they arrive (on the event
-loop: six 1 MB bodies that inflate to 1 GB each froze a worker for ~9 s before
-the size cap refused them), and anything a view raises is a ``text/plain`` answer.
-:class:`WebServer` replaces both with:
-
-- ``keepalive_timeout`` = ``YADTQ_HTTP_IDLE_TIMEOUT``: a connection that sends no
-  complete request for that long (idle, or sending its headers slowly) is closed;
-- no request decompression: a compressed body is refused (415) before it is read;
-- ``client_max_size`` = ``YADTQ_MAX_MESSAGE_BYTES``: a larger body is refused while
-  it is read (413), at once when its ``Content-Length`` says so;
-- a request body must arrive within ``YADTQ_HTTP_READ_TIMEOUT`` (else 408);
-- :func:`json_errors`: every error is ``{"error": ..., "reason": ...}`` JSON.
+:class:`WebServer` serves with an idle timeout (``YADTQ_HTTP_IDLE_TIMEOUT``), no request
+decompression (415), a body size cap (``YADTQ_MAX_MESSAGE_BYTES``, 413) and a body read
+timeout (``YADTQ_HTTP_READ_TIMEOUT``, 408); :func:`json_errors` answers every error,
+including the :class:`~yadtq_app.errors.Refused` a view raises, as JSON
+(``docs/http.md``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from typing import Any, Awaitable, Callable, Optional
 
 from aiohttp import web
+from faust.utils import json as faust_json
 from faust.web.drivers.aiohttp import Web
 
-from .errors import InvalidTask
+from .errors import InvalidTask, Refused
 from .settings import Settings
 
 __all__ = ["WebServer", "json_errors", "json_error", "measured"]
@@ -40,15 +33,18 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 HTTP_REASONS = {400: "bad-request", 404: "not-found", 405: "method-not-allowed", 413: "too-large"}
 
 
-def json_error(status: int, message: str, *, reason: Optional[str] = None, close: bool = False,
-               headers: Optional[dict[str, str]] = None) -> web.Response:
-    """An error answer: ``{"error": message, "reason": reason}`` with ``status`` and
-    ``headers``; ``close`` ends the connection after it (its request body was not read)."""
+def json_error(status: int, message: str, *, reason: Optional[str] = None,
+               fields: Optional[dict[str, Any]] = None, close: bool = False,
+               headers: Optional[dict[str, str]] = None, dumps: Callable[[Any], str] = json.dumps) -> web.Response:
+    """An error answer: ``{"error": message, "reason": reason, **fields}`` with ``status``
+    and ``headers`` (plus ``Retry-After: 1`` on a 503); ``close`` ends the connection
+    after it (its request body was not read)."""
     body: dict[str, Any] = {"error": message}
     if reason is not None:
         body["reason"] = reason
+    body.update(fields or {})
     headers = {**(headers or {}), **({"Retry-After": "1"} if status == 503 else {})}
-    resp = web.json_response(body, status=status, headers=headers or None)
+    resp = web.json_response(body, status=status, headers=headers or None, dumps=dumps)
     if close:
         resp.force_close()
     return resp
@@ -56,9 +52,10 @@ def json_error(status: int, message: str, *, reason: Optional[str] = None, close
 
 def json_errors(settings: Settings) -> Any:
     """aiohttp middleware: reads the request body under the limits above before the
-    view runs, and turns whatever a view raises into a JSON answer: aiohttp's HTTP
-    errors keep their status, :class:`~yadtq_app.errors.InvalidTask` is a 400, any
-    other exception a 500 (logged with its traceback)."""
+    view runs, and turns whatever a view raises into a JSON answer:
+    :class:`~yadtq_app.errors.Refused` its own, aiohttp's HTTP errors keep their status,
+    :class:`~yadtq_app.errors.InvalidTask` is a 400, any other exception a 500 (logged
+    with its traceback)."""
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -68,6 +65,9 @@ def json_errors(settings: Settings) -> Any:
                 if refused is not None:
                     return refused
             return await handler(request)
+        except Refused as exc:
+            # Serialized as Faust's View.json serializes (compact), as views answered before.
+            return json_error(exc.status, exc.message, fields=exc.fields, dumps=faust_json.dumps)
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise

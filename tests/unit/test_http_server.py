@@ -7,7 +7,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from yadtq_app.errors import InvalidTask
+from yadtq_app.errors import InvalidTask, Refused
 from yadtq_app.http_server import json_errors
 from yadtq_app.settings import Settings
 
@@ -24,13 +24,26 @@ async def invalid(request: web.Request) -> web.Response:
     raise InvalidTask("no good", reason="bad-field")
 
 
+async def busy(request: web.Request) -> web.Response:
+    raise Refused(503, "rebalancing", reason="later", tasks=[1])
+
+
+async def conflict(request: web.Request) -> web.Response:
+    raise Refused(409, "it is done", task_status="success")
+
+
+async def crashed(request: web.Request) -> web.Response:
+    raise Refused(503, "cannot work", status="crashed")  # a field may be called "status"
+
+
 async def echo(request: web.Request) -> web.Response:
     return web.Response(body=await request.read())
 
 
 async def client(**settings: Any) -> TestClient:
     app = web.Application(middlewares=[json_errors(Settings(worker_id="w", **settings))], client_max_size=100)
-    for path, handler in (("/boom", boom), ("/deep", deep), ("/invalid", invalid)):
+    for path, handler in (("/boom", boom), ("/deep", deep), ("/invalid", invalid), ("/busy", busy),
+                          ("/conflict", conflict), ("/crashed", crashed)):
         app.router.add_get(path, handler)
     app.router.add_post("/echo", echo)
     c = TestClient(TestServer(app))
@@ -73,5 +86,23 @@ async def test_a_405_names_the_allowed_methods() -> None:
         resp = await c.request("TRACE", "/boom")
         assert resp.status == 405 and (await resp.json())["reason"] == "method-not-allowed"
         assert set(resp.headers.get("Allow", "").split(",")) == {"GET", "HEAD"}, dict(resp.headers)
+    finally:
+        await c.close()
+
+
+async def test_a_refusal_is_its_status_and_fields_as_compact_json() -> None:
+    """A view's Refused: ``{"error", **fields}`` serialized as Faust's View.json does;
+    a 503 carries ``Retry-After``."""
+    c = await client()
+    try:
+        resp = await c.get("/busy")
+        assert resp.status == 503 and resp.headers.get("Retry-After") == "1"
+        assert resp.content_type == "application/json"
+        assert await resp.read() == b'{"error":"rebalancing","reason":"later","tasks":[1]}'
+        resp = await c.get("/conflict")
+        assert resp.status == 409 and "Retry-After" not in resp.headers
+        assert await resp.json() == {"error": "it is done", "task_status": "success"}
+        resp = await c.get("/crashed")
+        assert resp.status == 503 and await resp.json() == {"error": "cannot work", "status": "crashed"}
     finally:
         await c.close()

@@ -1,0 +1,104 @@
+"""How far this worker has folded each events partition into the status table, and
+waiting until it has folded what was written before.
+
+The status agent calls :func:`mark_folded` after each event; the task agent waits with
+:func:`wait_caught_up` after a rebalance, the HTTP API with :func:`caught_up_now`
+before it answers that a task does not exist (``docs/http.md``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Optional
+
+from faust.types import TP
+
+from yadtq_app.application import app
+from yadtq_app.compat import last_fetched_ms
+from yadtq_app.topics import events_topic
+
+__all__ = ["mark_folded", "wait_caught_up", "caught_up_now", "CATCH_UP_POLL"]
+
+logger = logging.getLogger(__name__)
+
+#: events partition → offset after the last event folded into the table.
+_folded: dict[int, int] = {}
+
+#: How often :func:`caught_up_now` looks again (s).
+CATCH_UP_POLL = 0.002
+
+
+def mark_folded(partition: int, offset: int) -> None:
+    """Record that the event at ``offset`` of events ``partition`` is in the table."""
+    _folded[partition] = max(_folded.get(partition, 0), offset + 1)
+
+
+async def wait_caught_up(partition: int, *, timeout: float = 10.0) -> bool:
+    """Wait until every event now in events ``partition`` is folded into the table.
+
+    The target is the partition's high watermark from this worker's first fetch since
+    the partition was assigned. True when caught up; False after ``timeout``, when a
+    rebalance starts, or when the group evicted this worker.
+    """
+    tp = TP(events_topic.get_topic_name(), partition)
+    deadline = time.monotonic() + timeout
+    target = None
+    while True:
+        if target is None:
+            try:
+                target = app.consumer.highwater(tp)
+            except Exception:  # noqa: BLE001 - not assigned / no consumer yet: keep waiting
+                target = None
+        if target is not None and _folded_through(tp) >= target:
+            return True
+        if time.monotonic() >= deadline:
+            logger.warning("status of partition %d not caught up after %.0f s (folded %s, committed %s, end %s)",
+                           partition, timeout, _folded.get(partition),
+                           app.consumer._committed_offset.get(tp), target)  # type: ignore[attr-defined]  # aiokafka private
+            return False
+        await asyncio.sleep(0.005)
+
+
+def _folded_through(tp: TP) -> int:
+    """The offset up to which events partition ``tp`` is in the table: folded here, or
+    committed (folded by whoever held the partition before)."""
+    committed = app.consumer._committed_offset.get(tp) or 0  # type: ignore[attr-defined]  # aiokafka private
+    return max(committed, _folded.get(tp.partition, 0))
+
+
+async def caught_up_now(partition: int, *, timeout: float = 5.0) -> bool:
+    """Wait until every event written to events ``partition`` before this call is folded.
+
+    The end of the partition as of now is the high watermark of the second fetch answer
+    for it after this call began (two fetch round trips, no request of its own). True
+    when caught up; False when it cannot know (the partition is not this worker's, a
+    rebalance is under way, or ``timeout``).
+    """
+    tp = TP(events_topic.get_topic_name(), partition)
+    began = int(time.time() * 1000)
+    deadline = time.monotonic() + timeout
+    first: Optional[int] = None
+    while True:
+        if app.rebalancing or app.revoking or not app.may_act_now(tp.topic, partition):
+            return False
+        stamp = last_fetched_ms(app.consumer, tp)
+        if stamp is not None and stamp > began:
+            if first is None:
+                first = stamp
+            elif stamp > first:
+                break
+        if time.monotonic() >= deadline:
+            return False
+        await asyncio.sleep(CATCH_UP_POLL)
+    try:
+        target = app.consumer.highwater(tp)
+    except Exception:  # noqa: BLE001 - not assigned any more
+        return False
+    while True:
+        if _folded_through(tp) >= target:
+            return True
+        if app.rebalancing or time.monotonic() >= deadline:
+            return False
+        await asyncio.sleep(CATCH_UP_POLL)

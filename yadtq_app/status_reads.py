@@ -1,0 +1,131 @@
+"""Reading task status rows for the HTTP API: here when this worker owns them, else
+from their owners; a row not found waits for the catch-up first (``docs/http.md``)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, Optional
+
+import aiohttp
+from yarl import URL
+
+from yadtq_app.application import app, settings
+from yadtq_app.catch_up import caught_up_now
+from yadtq_app.errors import Refused
+from yadtq_app.ids import quote_id
+from yadtq_app.peers import ROUTED_HEADER
+from yadtq_app.records import TaskState
+from yadtq_app.registry import describe_task
+from yadtq_app.routing import REBALANCING, Unroutable, answers_locally, is_local, locate, partition_of
+from yadtq_app.tables.task_status import get_status, get_status_json, task_status
+
+__all__ = ["with_effective_options", "recorded_status", "statuses", "existing"]
+
+logger = logging.getLogger(__name__)
+
+
+def with_effective_options(row: Optional[dict[str, Any]]) -> Optional[dict[str, Any]]:
+    """``row`` with the ``max_retries`` and ``timeout`` in force where the submission set
+    none: the task's own, else the worker's defaults (``null`` only for a task this
+    worker does not register)."""
+    if row is None or (row.get("max_retries") is not None and row.get("timeout") is not None):
+        return row
+    name = row.get("task")
+    if not isinstance(name, str) or name not in app.registry:
+        return row
+    options = describe_task(app.registry.get(name), settings)
+    for key in ("max_retries", "timeout"):
+        if row.get(key) is None:
+            row[key] = options[key]
+    return row
+
+
+async def recorded_status(task_id: str) -> TaskState:
+    """The row of a task this worker (the owner) has none of yet, once every event
+    written for its partition before now is folded. Raises
+    :class:`~yadtq_app.errors.Refused`: 404 if there is none, 503 if that cannot be
+    known now (a rebalance)."""
+    partition = await partition_of(task_status.changelog_topic.get_topic_name(), task_id.encode())
+    if not await caught_up_now(partition):
+        raise Refused(503, REBALANCING)
+    state: Optional[TaskState] = get_status(task_id)
+    if state is None:
+        raise Refused(404, f"no task with id {task_id!r}")
+    return state
+
+
+async def statuses(ids: list[str], *, routed: bool) -> tuple[dict[str, Any], list[str]]:
+    """Rows for ``ids`` (``None`` for no such task) and the ids that cannot be answered
+    now: answered here where this worker owns them (or ``routed``: the request was
+    routed here), the rest asked of their owners, one request per owner, concurrently."""
+    topic = task_status.changelog_topic.get_topic_name()
+    tasks: dict[str, Any] = {}
+    unavailable: list[str] = []
+    elsewhere: dict[str, list[str]] = {}
+    missing: dict[int, list[str]] = {}  # partition → ids with no row here
+    for task_id in ids:
+        try:
+            tp, owner = await locate(topic, task_id.encode())
+        except Unroutable:
+            unavailable.append(task_id)
+            continue
+        if is_local(owner) or routed:
+            if answers_locally(tp):
+                tasks[task_id] = row = with_effective_options(get_status_json(task_id))
+                if row is None:
+                    missing.setdefault(tp.partition, []).append(task_id)
+            else:
+                unavailable.append(task_id)
+        else:
+            elsewhere.setdefault(owner, []).append(task_id)
+    # Rows not here yet: once their partitions are caught up, they are here or do not exist.
+    partitions = list(missing)
+    for partition, known in zip(partitions, await asyncio.gather(*(caught_up_now(p) for p in partitions))):
+        for task_id in missing[partition]:
+            if known:
+                tasks[task_id] = with_effective_options(get_status_json(task_id))
+            else:
+                del tasks[task_id]
+                unavailable.append(task_id)
+    for got, missed in await asyncio.gather(*(_ask_owner(o, i) for o, i in elsewhere.items())):
+        tasks.update(got)
+        unavailable.extend(missed)
+    return tasks, unavailable
+
+
+async def _ask_owner(owner: str, ids: list[str]) -> tuple[dict[str, Any], list[str]]:
+    """``POST /tasks/status`` to ``owner`` for ``ids``: its rows and the ids it could not answer."""
+    url = f"{owner.rstrip('/')}/tasks/status"
+    try:
+        async with app.http_client.post(url, json={"ids": ids}, headers={ROUTED_HEADER: "1"},
+                                        timeout=aiohttp.ClientTimeout(total=10)) as resp:
+            if resp.status != 200:
+                return {}, ids
+            data = await resp.json()
+            return data["tasks"], data["unavailable"]
+    except (aiohttp.ClientError, asyncio.TimeoutError, ValueError, KeyError, TypeError) as exc:
+        logger.warning("could not reach %s for %d statuses: %s", owner, len(ids), exc)
+        return {}, ids
+
+
+async def existing(task_id: str) -> Optional[dict[str, Any]]:
+    """The status row of ``task_id`` as its owner has it; ``None`` if none or unknown."""
+    try:
+        tp, owner = await locate(task_status.changelog_topic.get_topic_name(), task_id.encode())
+    except (Unroutable, TypeError, AttributeError):
+        return None
+    if is_local(owner):
+        if not answers_locally(tp):
+            return None
+        state = get_status(task_id)
+        return state.to_json() if state is not None else None
+    url = URL(f"{owner.rstrip('/')}/tasks/{quote_id(task_id)}", encoded=True)
+    try:
+        async with app.http_client.get(url, headers={ROUTED_HEADER: "1"},
+                                       timeout=aiohttp.ClientTimeout(total=5)) as resp:
+            if resp.status != 200:
+                return None
+            return await resp.json()  # type: ignore[no-any-return]  # the owner's JSON row
+    except (aiohttp.ClientError, asyncio.TimeoutError, ValueError):
+        return None

@@ -1,0 +1,216 @@
+"""``POST /tasks``: submitting one task (a JSON object) or many (a JSON list), each
+checked as ``POST /tasks`` checks one, then handed to the producer and confirmed by the
+brokers before the answer (``docs/http.md``)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from aiokafka.errors import KafkaError
+from faust.exceptions import ProducerSendError
+from faust.web import Request, Response, View
+
+from yadtq_app.api_schema import MAX_BULK, problem
+from yadtq_app.application import app, settings
+from yadtq_app.compat import unconfirmed_reason
+from yadtq_app.errors import InvalidTask, Refused
+from yadtq_app.ordering import ENQUEUE, SequencerMessage
+from yadtq_app.records import QUEUED, SCHEDULED, TaskEvent, TaskRequest
+from yadtq_app.status_reads import existing, statuses
+from yadtq_app.topics import events_topic, sequencer_topic, task_topic
+from yadtq_app.wire import parse_json, task_request_from_json
+
+__all__ = ["TasksView", "Accepted", "check_submission"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Accepted:
+    """A submission checked and ready to hand to the producer."""
+
+    request: TaskRequest
+    status: str  # queued or scheduled
+    explicit_id: bool  # the submitter chose the id: look for an existing task first
+    value: bytes  # the task message, encoded once
+
+
+def check_submission(body: Any, now: float) -> Accepted:
+    """Check one submission: the wire format, a task every alive worker registers,
+    arguments that fit its signature, the size limit. Raises
+    :class:`~yadtq_app.errors.Refused` (400 or 413)."""
+    if isinstance(body, dict) and (body.get("attempt") is not None or body.get("sequenced") is not None):
+        raise Refused(400, "'attempt' and 'sequenced' are set by yadtq itself, not by submitters",
+                      reason="bad-field")
+    submitted = body
+    if isinstance(body, dict):
+        body = {**body, "submitted_at": now}  # the server's clock; a countdown counts from now
+    try:
+        req = task_request_from_json(body)
+    except InvalidTask as exc:
+        raise Refused(400, str(exc), reason=exc.reason) from None
+    # The published contract (the wire format's own checks above name faults more precisely).
+    wrong = problem("TaskSubmission", submitted)
+    if wrong is not None:
+        raise Refused(400, wrong[0], reason=wrong[1])
+    _check_everywhere(req.task)
+    try:
+        # The accepting worker has the task's signature: bad arguments are a 400 now.
+        app.registry.get(req.task).check_arguments(req.task_args, req.task_kwargs)
+    except TypeError as exc:
+        raise Refused(400, f"{req.task}: {exc}", reason="bad-arguments") from None
+    value = req.encode()
+    if len(value) > settings.max_message_bytes:
+        raise Refused(413, f"task message exceeds {settings.max_message_bytes} bytes", reason="too-large")
+    waiting = req.eta is not None and req.eta > now
+    return Accepted(req, SCHEDULED if waiting else QUEUED,
+                    explicit_id=isinstance(body, dict) and ("task-id" in body or "task_id" in body), value=value)
+
+
+def _check_everywhere(name: str) -> None:
+    """Raise :class:`~yadtq_app.errors.Refused` (400) for a task that not every alive
+    worker registers."""
+    peers = app.peer_tasks
+    if not peers.anywhere(name):
+        known = sorted(app.registry.names())
+        raise Refused(400, f"unknown task {name!r}: no alive worker registers it; this one registers "
+                      f"{', '.join(known) or 'none'}", reason="unknown-task")
+    lacking = peers.lacking(name)
+    if lacking:
+        raise Refused(400, f"task {name!r} is registered on some workers only: {', '.join(lacking)} "
+                      "lack it (every worker must load the same YADTQ_TASK_MODULES)",
+                      reason="not-on-every-worker", workers_without=lacking)
+
+
+def _hand_over(accepted: Accepted, now: float) -> list[Any]:
+    """Hand a checked task's records (its message and its ``queued`` event) to the
+    producer; the sends, to await with :func:`_confirmed`."""
+    req = accepted.request
+    queued = TaskEvent(id=req.id, kind=QUEUED, task=req.task, task_args=req.task_args,
+                       task_kwargs=req.task_kwargs, at=now, submitted_at=req.submitted_at,
+                       options=req.options, next_run_at=req.eta if accepted.status == SCHEDULED else None)
+    if req.ordering_key is not None:
+        message = SequencerMessage(kind=ENQUEUE, key=req.ordering_key, task_id=req.id, wire=req.to_wire())
+        sending = sequencer_topic.send(key=req.ordering_key.encode(), value=message)
+    else:
+        sending = task_topic.send(key=req.key, value=accepted.value)
+    return [sending, events_topic.send(key=req.key, value=queued)]
+
+
+async def _confirmed(*sends: Any) -> None:
+    """Wait until the broker has every record handed over by ``sends``."""
+    await asyncio.gather(*await asyncio.gather(*sends))
+
+
+async def _send_confirmed(accepted: list[Accepted], now: float) -> Optional[Refused]:
+    """Hand ``accepted`` to the producer in one go and wait until the brokers have every
+    record; a 503 refusal (returned) if they do not confirm within ``YADTQ_SUBMIT_TIMEOUT``."""
+    sends = [send for a in accepted for send in _hand_over(a, now)]
+    try:
+        await asyncio.wait_for(_confirmed(*sends), settings.submit_timeout)
+    except (asyncio.TimeoutError, KafkaError, ProducerSendError) as exc:
+        first = accepted[0].request
+        why = await unconfirmed_reason(app, task_topic.get_topic_name(), first.key, exc)
+        logger.warning("%d task(s) from %s on: the brokers did not confirm the submission: %s", len(accepted),
+                       first.id, why)
+        return Refused(503, f"the brokers did not confirm the task within {settings.submit_timeout:g} s "
+                       f"({why}); it may still be written: submit it again with the same task-id, which "
+                       "never runs twice", reason="not-confirmed")
+    return None
+
+
+@app.page("/tasks")
+class TasksView(View):
+    """``POST /tasks``: submit a task (a JSON object): 202, or 200 with the task that
+    has its id; or up to :data:`MAX_BULK` tasks (a JSON list): see :func:`_bulk`."""
+
+    async def post(self, request: Request) -> Response:
+        raw = await request.read()
+        if len(raw) > settings.max_message_bytes:
+            raise Refused(413, f"request body exceeds {settings.max_message_bytes} bytes", reason="too-large")
+        if not raw:
+            raise Refused(400, "request body must be a JSON object with a 'task' field", reason="empty")
+        try:
+            body = parse_json(raw, max_depth=settings.max_nesting, what="request body")
+        except InvalidTask as exc:
+            raise Refused(400, str(exc), reason=exc.reason) from None
+        if isinstance(body, list):
+            return self.json(await _bulk(body))
+        now = time.time()
+        accepted = check_submission(body, now)
+        req = accepted.request
+        if accepted.explicit_id:
+            found = await existing(req.id)
+            if found is not None:
+                return self.json({"task-id": req.id, "status": found.get("status"), "duplicate": True}, status=200)
+        refused = await _send_confirmed([accepted], now)
+        if refused is not None:
+            refused.fields["task-id"] = req.id
+            raise refused
+        return self.json({"task-id": req.id, "status": accepted.status}, status=202)
+
+
+async def _bulk(bodies: list[Any]) -> dict[str, Any]:
+    """``{"tasks": [...]}``, one item per submission, in order: ``{"task-id", "status"}``
+    (``"duplicate": true`` for an id that exists, or that an earlier item of the request
+    used), or ``{"error", "reason", "code"}``. Raises :class:`~yadtq_app.errors.Refused`:
+    400 for no or too many tasks; 400 (503 if every refusal was the brokers') with the
+    same items if none was accepted."""
+    if not bodies:
+        raise Refused(400, "a bulk submission needs at least one task", reason="empty")
+    if len(bodies) > MAX_BULK:
+        raise Refused(400, f"at most {MAX_BULK} tasks per request, got {len(bodies)}", reason="too-many")
+    now = time.time()
+    items: list[Optional[dict[str, Any]]] = [None] * len(bodies)
+    checked: dict[int, Accepted] = {}
+    first_of: dict[str, int] = {}
+    again: dict[int, str] = {}  # items whose id an earlier item used
+    for i, body in enumerate(bodies):
+        try:
+            accepted = check_submission(body, now)
+        except Refused as exc:
+            items[i] = exc.item()
+            continue
+        task_id = accepted.request.id
+        if task_id in first_of:
+            again[i] = task_id  # answered below, like the item that used the id first
+            continue
+        first_of[task_id] = i
+        checked[i] = accepted
+    fresh = await _answer_known(checked, items)
+    refused = await _send_confirmed([checked[i] for i in fresh], now) if fresh else None
+    for i in fresh:
+        task_id = checked[i].request.id
+        items[i] = {"task-id": task_id, **refused.item()} if refused is not None \
+            else {"task-id": task_id, "status": checked[i].status}
+    for i, task_id in again.items():
+        first = items[first_of[task_id]] or {}
+        items[i] = {**first, "duplicate": True} if "error" not in first else dict(first)
+    codes = [item["code"] for item in items if item is not None and "error" in item]
+    if len(codes) == len(items):  # nothing accepted: the request as a whole failed
+        status = 400 if any(code < 500 for code in codes) else 503
+        raise Refused(status, "no task of the request was accepted", reason="all-refused", tasks=items)
+    return {"tasks": items}
+
+
+async def _answer_known(checked: dict[int, Accepted], items: list[Optional[dict[str, Any]]]) -> list[int]:
+    """Fill ``items`` for the checked submissions whose chosen id exists (a duplicate) or
+    cannot be looked up now (503); the indexes of the others, to send."""
+    explicit = [a.request.id for a in checked.values() if a.explicit_id]
+    found, unavailable = await statuses(explicit, routed=False) if explicit else ({}, [])
+    fresh = []
+    for i, accepted in checked.items():
+        task_id = accepted.request.id
+        row = found.get(task_id)
+        if row is not None:
+            items[i] = {"task-id": task_id, "status": row.get("status"), "duplicate": True}
+        elif task_id in unavailable:
+            items[i] = {"task-id": task_id, "error": "the worker holding this id is rebalancing; submit it again",
+                        "reason": "unavailable", "code": 503}
+        else:
+            fresh.append(i)
+    return fresh
