@@ -23,12 +23,12 @@ from yadtq_app.records import (
     STATUSES,
     TERMINAL,
     TaskEvent,
-    parse_json,
 )
 from yadtq_app.routing import REBALANCING, routed, wait_seconds
 from yadtq_app.status_reads import recorded_status, statuses, with_effective_options
 from yadtq_app.tables.task_status import get_status, task_status
 from yadtq_app.topics import events_topic
+from yadtq_app.wire import parse_json
 
 __all__ = ["TaskView", "TaskStatusesView", "CancelView", "RetryView", "path_task_id"]
 
