@@ -127,10 +127,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.workers < 1:
         raise YadtqError("--workers must be at least 1")
     web_ports = [first + i for i in range(args.workers)]
-    for web_port in web_ports:
-        if not port_is_free(settings.web_host, web_port):
-            raise YadtqError(f"port {web_port} is taken (a worker's HTTP API): choose another with --web-port "
-                             "(make run WEB_PORT=...)")
+    taken = [web_port for web_port in web_ports if not port_is_free(settings.web_host, web_port)]
+    if taken:
+        raise YadtqError(f"port {taken[0]} is taken (a worker's HTTP API): choose another with --web-port "
+                         "(make run WEB_PORT=...)")
     broker = EmbeddedBroker(host, port, log_path=".yadtq/broker.log")
     try:
         broker.start()
@@ -157,18 +157,23 @@ def cmd_run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("stopping the workers and the broker...", flush=True)
     finally:
-        for worker in workers:
-            if worker.poll() is None:
-                worker.send_signal(signal.SIGTERM)
-        for worker in workers:
-            try:
-                worker.wait(30)
-            except subprocess.TimeoutExpired:
-                worker.kill()
-                worker.wait()
+        _stop_workers(workers)
         broker.stop()
         print("stopped.", flush=True)
     return 0
+
+
+def _stop_workers(workers: "list[subprocess.Popen[bytes]]") -> None:
+    """SIGTERM every running worker, then wait 30 s for each (SIGKILL after)."""
+    for worker in workers:
+        if worker.poll() is None:
+            worker.send_signal(signal.SIGTERM)
+    for worker in workers:
+        try:
+            worker.wait(30)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()
 
 
 def _banner(broker_url: str, workers: "list[subprocess.Popen[bytes]]", urls: list[str]) -> str:

@@ -86,7 +86,7 @@ def json_errors(settings: Settings) -> Any:
             logger.debug("worker %s: %s %s: the client went away", settings.worker_id, request.method,
                          request.rel_url)
             return json_error(400, "the client closed the connection", reason="disconnected", close=True)
-        except Exception as exc:  # noqa: BLE001 - the point: no view answers text/plain
+        except Exception as exc:  # the point: no view answers text/plain
             logger.exception("worker %s: %s %s failed", settings.worker_id, request.method, request.rel_url)
             return json_error(500, f"internal error ({type(exc).__name__}); see the worker's log", reason="internal")
 

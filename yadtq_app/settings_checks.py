@@ -58,6 +58,11 @@ def _check_numbers(s: Settings) -> None:
         raise _bad(s, "retry_jitter", "must be between 0 and 10 (a fraction of the backoff)")
     if s.processes < 1:
         raise _bad(s, "processes", "must be at least 1")
+    _check_buffers(s)
+
+
+def _check_buffers(s: Settings) -> None:
+    """RocksDB's memory and the consumer's fetch waits."""
     for name in ("rocksdb_write_buffer_mb", "rocksdb_block_cache_mb"):
         if getattr(s, name) <= 0:
             raise _bad(s, name, "must be positive")

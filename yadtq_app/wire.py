@@ -85,6 +85,17 @@ def task_request_from_json(obj: Any, *, default_id: Optional[str] = None) -> Tas
     if not isinstance(kwargs, dict):
         raise InvalidTask("'kwargs' must be a JSON object", reason="bad-field", task_id=task_id)
     submitted_at = obj.get("submitted_at")
+    options = _options(obj, task_id, submitted_at)
+    return TaskRequest(id=task_id, task=name, task_args=args, task_kwargs=kwargs,
+                       submitted_at=float(submitted_at) if submitted_at is not None else None,
+                       eta=_eta(obj, task_id, submitted_at), **options)
+
+
+def _options(obj: dict[str, Any], task_id: str, submitted_at: Any) -> dict[str, Any]:
+    """The optional fields after ``args``/``kwargs``, checked: :class:`TaskRequest` keywords.
+
+    Raises :class:`InvalidTask` (``bad-field``) naming the first field that is wrong.
+    """
     if submitted_at is not None and not _is_number(submitted_at):
         raise InvalidTask("'submitted_at' must be a number (Unix time)", reason="bad-field", task_id=task_id)
     max_retries = obj.get("max_retries")
@@ -104,11 +115,8 @@ def task_request_from_json(obj: Any, *, default_id: Optional[str] = None) -> Tas
     sequenced = obj.get("sequenced")
     if sequenced is not None and not isinstance(sequenced, bool):
         raise InvalidTask("'sequenced' must be true or false", reason="bad-field", task_id=task_id)
-    eta = _eta(obj, task_id, submitted_at)
-    return TaskRequest(id=task_id, task=name, task_args=args, task_kwargs=kwargs,
-                       submitted_at=float(submitted_at) if submitted_at is not None else None,
-                       max_retries=max_retries, timeout=float(timeout) if timeout is not None else None,
-                       eta=eta, ordering_key=ordering_key, attempt=attempt, sequenced=sequenced or None)
+    return {"max_retries": max_retries, "timeout": float(timeout) if timeout is not None else None,
+            "ordering_key": ordering_key, "attempt": attempt, "sequenced": sequenced or None}
 
 
 def _is_number(value: Any) -> bool:

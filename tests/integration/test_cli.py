@@ -156,7 +156,7 @@ def test_faust_command_starts_a_worker(broker: Any, tmp_path: Path) -> None:
                YADTQ_TASK_TOPIC=f"tf-{tag}", YADTQ_WEB_PORT=str(port), YADTQ_DATA_DIR=str(tmp_path / "data"),
                PYTHONPATH=str(ROOT))
     faust = str(Path(sys.executable).parent / "faust")
-    log = open(tmp_path / "faust.log", "wb")  # noqa: SIM115
+    log = open(tmp_path / "faust.log", "wb")
     proc = subprocess.Popen([faust, "-A", "yadtq_app", "worker", "-l", "info", "--web-port", str(port)],
                             env=env, cwd=str(tmp_path), stdout=log, stderr=subprocess.STDOUT)
     try:

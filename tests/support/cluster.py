@@ -76,7 +76,7 @@ class WorkerProcess:
 
     def start(self) -> "WorkerProcess":
         assert self.proc is None or self.proc.poll() is not None, "already running"
-        log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it
+        log = open(self.log_path, "ab")
         log.write(f"\n===== start #{self.starts + 1} =====\n".encode())
         log.flush()
         self.proc = subprocess.Popen([*self.wrap, sys.executable, "-m", "yadtq_app.cli", "worker"], env=self.env(),

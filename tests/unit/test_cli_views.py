@@ -155,7 +155,7 @@ def test_ranges(numbers: list[int], text: str) -> None:
 class _Canned(BaseHTTPRequestHandler):
     """A stand-in worker that answers ``GET /workers`` and ``GET /tasks/{id}`` with fixed rows."""
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+    def do_GET(self) -> None:
         body: Any = {"workers": WORKERS} if self.path == "/workers" else TASK
         data = json.dumps(body).encode()
         self.send_response(200)
