@@ -54,7 +54,7 @@ from faust.types import EventT
 from yadtq_app.agents.ordering import enqueue, send_done
 from yadtq_app.agents.status import OUTCOMES, fold, wait_caught_up
 from yadtq_app.application import app, settings
-from yadtq_app.compat import stale_ack
+from yadtq_app.kafka.commits import stale_ack
 from yadtq_app.context import ProgressReporter, TaskContext
 from yadtq_app.errors import InvalidTask, RecordWriteError, UnknownTask
 from yadtq_app.execution import Outcome, clip_head, run_task
