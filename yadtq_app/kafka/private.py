@@ -19,7 +19,7 @@ from aiokafka.consumer.group_coordinator import GroupCoordinator
 from faust import streams as faust_streams
 from faust.app.base import App
 from faust.assignor.partition_assignor import PartitionAssignor
-from faust.stores.base import Store
+from faust.stores.base import SerializedStore
 from faust.tables.base import Collection
 from faust.tables.recovery import Recovery
 from faust.transport import consumer as faust_consumer
@@ -66,7 +66,7 @@ ACCESSED: tuple[tuple[Any, str], ...] = (
     (Recovery, "_active_events_received_at"),
     (faust_aiokafka.Producer, "_ensure_producer"),
     (PartitionAssignor, "_tps_url"),
-    (Store, "_get"),
+    (SerializedStore, "_get"),  # the rocksdb store, yadtq's
     (App, "_producer"),
 )
 
