@@ -33,9 +33,9 @@ from typing import Any, AsyncIterable, Optional
 from faust.types import TP
 
 from yadtq_app.application import app, settings
+from yadtq_app.errors import RecordTooLarge
 from yadtq_app.kafka.commits import stale_ack
 from yadtq_app.kafka.fetch_wait import last_fetched_ms
-from yadtq_app.errors import RecordTooLarge
 from yadtq_app.records import (
     CANCEL,
     CANCELLED,

@@ -54,10 +54,10 @@ from faust.types import EventT
 from yadtq_app.agents.ordering import enqueue, send_done
 from yadtq_app.agents.status import OUTCOMES, fold, wait_caught_up
 from yadtq_app.application import app, settings
-from yadtq_app.kafka.commits import stale_ack
 from yadtq_app.context import ProgressReporter, TaskContext
 from yadtq_app.errors import InvalidTask, RecordWriteError, UnknownTask
 from yadtq_app.execution import Outcome, clip_head, run_task
+from yadtq_app.kafka.commits import stale_ack
 from yadtq_app.peers import ROUTED_HEADER
 from yadtq_app.records import (
     CANCELLED,

@@ -74,10 +74,10 @@ from yadtq_app import __version__, openapi
 from yadtq_app.agents.status import caught_up_now
 from yadtq_app.api_schema import MAX_BATCH_IDS, MAX_BULK, MAX_WAIT, problem
 from yadtq_app.application import app, settings
-from yadtq_app.kafka.fetch_wait import fetch_state
-from yadtq_app.kafka.unconfirmed import unconfirmed_reason
 from yadtq_app.errors import InvalidTask
 from yadtq_app.ids import id_problem, quote_id, unquote_id
+from yadtq_app.kafka.fetch_wait import fetch_state
+from yadtq_app.kafka.unconfirmed import unconfirmed_reason
 from yadtq_app.liveness import crash_reason
 from yadtq_app.metrics import CONTENT_TYPE_LATEST
 from yadtq_app.ordering import ENQUEUE, SequencerMessage
