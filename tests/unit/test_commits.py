@@ -6,6 +6,8 @@ from typing import Any
 
 import pytest
 
+from yadtq_app.kafka import private
+
 
 def test_commit_waits_for_the_message_at_the_committed_offset() -> None:
     from intervaltree import IntervalTree
@@ -45,11 +47,11 @@ def test_acks_of_an_earlier_generation_do_not_count_towards_commits(monkeypatch:
     was_active = app.flow_control.is_active()
     app.flow_control.resume()  # as in a worker between rebalances
     old, new = message(10, 6), message(11, 7)
-    consumer._unacked_messages.update({old, new})
+    private.unacked_messages(consumer).update({old, new})
     assert consumer.ack(old) is False  # dropped at the rebalance: read again, not committed
-    assert old.acked and old not in consumer._unacked_messages
+    assert old.acked and old not in private.unacked_messages(consumer)
     assert consumer.ack(new) is True
-    assert consumer._acked[tp] == [11] and 10 not in consumer._acked_index[tp]
+    assert private.acked(consumer)[tp] == [11] and 10 not in private.acked_index(consumer)[tp]
     # While a rebalance has the flow off, streams drop what they read and ack it: not counted.
     dropped = message(12, 7)
     app.flow_control.suspend()
@@ -57,7 +59,7 @@ def test_acks_of_an_earlier_generation_do_not_count_towards_commits(monkeypatch:
         assert consumer.ack(dropped) is False
     finally:
         app.flow_control.resume()
-    assert consumer._acked[tp] == [11]
+    assert private.acked(consumer)[tp] == [11]
     assert consumer.ack(message(13, 7)) is True
     if not was_active:
         app.flow_control.suspend()
@@ -151,7 +153,7 @@ def test_the_consumer_reads_offsets_through_read_offsets() -> None:
     from yadtq_app.application import app
     from yadtq_app.kafka.commits import ReadOffsets
 
-    assert isinstance(app.consumer._read_offset, ReadOffsets)
+    assert isinstance(private.read_offsets(app.consumer), ReadOffsets)
 
 
 async def test_the_message_at_the_seek_position_must_reach_the_agent(monkeypatch: Any) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
@@ -83,7 +85,7 @@ def test_embedded_profile_sends_no_min_isr() -> None:
     ({"heartbeat_timeout": 50.0}, "shorter than the session timeout"),
     ({"session_timeout": 120.0}, "request timeout"),
 ])
-def test_bad_consumer_timeouts_are_configuration_errors(kwargs: dict, match: str) -> None:
+def test_bad_consumer_timeouts_are_configuration_errors(kwargs: dict[str, Any], match: str) -> None:
     with pytest.raises(ConfigurationError, match=match):
         profile_for(Settings(broker_url=KAFKA, **kwargs)).faust_options()
 
@@ -133,7 +135,7 @@ def test_embedded_transport_honours_settings() -> None:
 
 
 @pytest.mark.parametrize("kwargs", [{"fetch_max_wait_ms": 0}, {"busy_fetch_max_wait_ms": 0}])
-def test_embedded_profile_refuses_a_zero_fetch_wait(kwargs: dict[str, int]) -> None:
+def test_embedded_profile_refuses_a_zero_fetch_wait(kwargs: dict[str, Any]) -> None:
     # The embedded broker's fetch loop never runs with a 0 ms wait: every fetch is empty.
     with pytest.raises(ConfigurationError, match="empty"):
         profile_for(Settings(**kwargs)).transport_class()
