@@ -201,12 +201,11 @@ class Consumer(faust_aiokafka.Consumer):
         """Faust's wait for every message being processed, except, during a rebalance,
         the task messages whose attempts are leased (``app.lease_covers``): they run on
         across the rebalance and their owner waits for the outcome."""
-        app = self.app
-        if not app.revoking or app.should_stop:  # type: ignore[attr-defined]  # a YadtqApp
+        app: Any = self.app  # a YadtqApp: revoking, lease_covers
+        if not app.revoking or app.should_stop:
             await super().wait_empty()
             return
-        while not self.should_stop and any(not app.lease_covers(m)  # type: ignore[attr-defined]  # a YadtqApp
-                                           for m in private.unacked_messages(self)):
+        while not self.should_stop and any(not app.lease_covers(m) for m in private.unacked_messages(self)):
             await self.commit()
             await private.wait_for_ack(self, timeout=1)
             private.clean_unacked_messages(self)

@@ -38,9 +38,10 @@ class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         if kafka is None:
             return
         transport: Any = self.transport  # yadtq's Transport: its remedies are class attributes
+        consumer: Any = self.consumer  # yadtq's Consumer: it carries the fetch wait and heartbeats
         if transport.busy_fetch_max_wait_ms != transport.fetch_max_wait_ms:
-            adapt_fetch_wait(kafka, self.consumer.fetch_wait)  # type: ignore[attr-defined]
-        track_heartbeats(kafka, self.consumer.heartbeats)  # type: ignore[attr-defined]
+            adapt_fetch_wait(kafka, consumer.fetch_wait)
+        track_heartbeats(kafka, consumer.heartbeats)
 
     def membership_lost(self) -> bool:
         """True once the broker no longer knows this consumer (evicted, not yet rejoined).
@@ -53,7 +54,8 @@ class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         """Seek every assigned partition to its committed offset, and the never-committed
         ones (outside changelogs) to their log start offsets when the app reads from the
         earliest; returns where each partition's reading starts."""
-        return await self.call_thread(self._seek_to_committed_or_start)  # type: ignore[no-any-return]
+        committed: Mapping[TP, int] = await self.call_thread(self._seek_to_committed_or_start)
+        return committed
 
     async def _seek_to_committed_or_start(self) -> Mapping[TP, int]:
         consumer = private.ensure_thread_consumer(self)
