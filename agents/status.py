@@ -25,8 +25,8 @@ from typing import Any, AsyncIterable
 
 from yadtq_app.application import app, settings
 from yadtq_app.catch_up import mark_folded
-from yadtq_app.compat import stale_ack
 from yadtq_app.errors import RecordTooLarge
+from yadtq_app.kafka.commits import stale_ack
 from yadtq_app.records import (
     CANCEL,
     CANCELLED,
@@ -69,7 +69,7 @@ async def record_status(stream: AsyncIterable[Any]) -> None:
             continue
         try:
             fold(value)
-        except Exception:  # noqa: BLE001 - a bad event must not stop the partition
+        except Exception:
             logger.exception("task %s: could not apply %s event", getattr(value, "id", "?"),
                              getattr(value, "kind", "?"))
         mark_folded(msg.partition, msg.offset)

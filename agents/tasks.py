@@ -55,11 +55,11 @@ from yadtq_app.agents.ordering import enqueue, send_done
 from yadtq_app.agents.status import OUTCOMES, fold
 from yadtq_app.application import app, settings
 from yadtq_app.catch_up import wait_caught_up
-from yadtq_app.compat import stale_ack
 from yadtq_app.context import ProgressReporter, TaskContext
 from yadtq_app.encoding import is_utf8, partition_of, raw_sample
 from yadtq_app.errors import InvalidTask, RecordWriteError, UnknownTask
 from yadtq_app.execution import Outcome, clip_head, run_task
+from yadtq_app.kafka.commits import stale_ack
 from yadtq_app.peers import ROUTED_HEADER
 from yadtq_app.records import (
     CANCELLED,
@@ -193,7 +193,7 @@ async def send_leases(ids: list[str], *, timeout: float = 5.0) -> set[bytes]:
         return set()
     try:
         await asyncio.wait_for(asyncio.gather(*sent), timeout)
-    except Exception:  # noqa: BLE001 - a lost lease costs a second run at worst
+    except Exception:
         logger.exception("worker %s: could not send the leases of %d running tasks", settings.worker_id, len(sent))
         return set()
     logger.info("worker %s: leased %d running tasks for %.1f s", settings.worker_id, len(sent), LEASE)
@@ -212,7 +212,7 @@ async def execute_tasks(stream: AsyncIterable[Any]) -> None:
         except RecordWriteError as exc:
             # Not acknowledged: the message is read again by the partition's next owner.
             app.fatal(f"task message {event.message.topic}-{event.message.partition}@{event.message.offset}: {exc}")
-        except Exception:  # noqa: BLE001 - see module docs
+        except Exception:
             msg = event.message
             logger.exception("worker %s: error handling message %s-%s@%s", settings.worker_id,
                              msg.topic, msg.partition, msg.offset)
@@ -558,7 +558,7 @@ def _write_start(task_id: str, attempt: int) -> None:
         return  # the partition moved away meanwhile, or may be moving (its lease records the start)
     try:
         fold(start)
-    except Exception:  # noqa: BLE001 - the outcome will record the start
+    except Exception:
         logger.exception("task %s: could not record its start", task_id)
 
 
@@ -598,7 +598,7 @@ async def report(request: TaskRequest, kind: str, *, attempt: int, state: Option
         try:
             fold(event)
             return
-        except Exception:  # noqa: BLE001 - fall back to the events topic
+        except Exception:
             logger.exception("task %s: could not record %s locally; sending it as an event", request.id, kind)
     try:
         fut = await events_topic.send(key=request.key, value=event)

@@ -39,7 +39,7 @@ from tests.support.brokers import KAFKA_WORKER_ENV  # noqa: E402
 from tests.support.cluster import Cluster, free_port  # noqa: E402
 from tests.support.ledger import Ledger, check, fault_mid_task  # noqa: E402
 from yadtq_app.broker import EmbeddedBroker  # noqa: E402
-from yadtq_app.compat import KAFKA_SESSION_TIMEOUT, EmbeddedProfile  # noqa: E402
+from yadtq_app.kafka.profiles import KAFKA_SESSION_TIMEOUT, EmbeddedProfile  # noqa: E402
 from yadtq_app.kafka_local import LocalKafka  # noqa: E402
 
 #: The longest a round's workers may live (s).

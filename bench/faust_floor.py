@@ -48,7 +48,7 @@ CHANGELOG = "floor-floor-status-changelog"
 APP = textwrap.dedent('''
     import json, os
     import faust
-    from yadtq_app.compat import EmbeddedTransport
+    from yadtq_app.kafka.profiles import EmbeddedTransport
 
     class App(faust.App):
         def _new_transport(self):

@@ -18,6 +18,7 @@ from faust.types import EventT
 from yadtq_app.application import app, settings
 from yadtq_app.errors import RecordTooLarge
 from yadtq_app.fencing import FencedTable
+from yadtq_app.kafka.private import store_get
 from yadtq_app.records import TaskState
 from yadtq_app.state import apply_event, merge_rows
 
@@ -93,5 +94,5 @@ def get_status_json(task_id: str) -> Optional[dict[str, Any]]:
     if app.running.unrecorded_start(task_id) is not None:
         state = get_status(task_id)
         return state.to_json() if state is not None else None
-    raw = task_status.data._get(task_id.encode())
+    raw = store_get(task_status.data, task_id.encode())
     return TaskState.json_from_stored(raw) if raw is not None else None

@@ -25,13 +25,15 @@ from faust.types import TP
 from .admin import TopicSpec, ensure_topics, topic_specs
 from .broker import port_is_free
 from .broker_link import BrokerWatch, restart_process, wait_for_broker
-from .compat import BrokerProfile, RecoveryWatchdog, StreamWatchdog, profile_for
 from .datadir import DataDirLock, check_marker
 from .errors import ConfigurationError
 from .execution import ProcessRunner, ThreadRunner
 from .fencing import FencedTable, FreezeGuard
 from .group_lag import GroupLag
 from .http_server import WebServer
+from .kafka import private
+from .kafka.profiles import BrokerProfile, profile_for
+from .kafka.watchdogs import RecoveryWatchdog, StreamWatchdog
 from .liveness import CrashWatch, crash_reason
 from .metrics import Metrics
 from .peers import PeerTasks
@@ -142,7 +144,7 @@ class YadtqApp(faust.App):
         self.timer(interval=1.0, name="yadtq.stream_watchdog")(self.stream_watchdog.check)
         #: Topics whose messages may be read twice (the task agent decides from the status
         #: row): a message a stream dropped unprocessed at a rebalance is read again
-        #: (yadtq_app.compat.stale_ack).
+        #: (yadtq_app.kafka.commits.stale_ack).
         self.rereadable_topics = frozenset({settings.task_topic, settings.events_topic})
 
     def _discovery_modules(self) -> list[str]:
@@ -186,7 +188,8 @@ class YadtqApp(faust.App):
             logger.error("cannot start: %s", exc)
             for handler in logging.getLogger().handlers:
                 handler.flush()
-            sys.__stderr__.flush()
+            if sys.__stderr__ is not None:
+                sys.__stderr__.flush()
             os._exit(EXIT_CONFIG)
         changelogs = [name for name in s.topics() if name.endswith("-changelog")]
         found = await wait_for_broker(s, changelogs, host=host, port=port)
@@ -237,7 +240,7 @@ class YadtqApp(faust.App):
 
     def membership_lost(self) -> bool:
         """The group evicted this worker (e.g. it was frozen) and it has not rejoined yet."""
-        return bool(self.consumer._thread.membership_lost())  # type: ignore[attr-defined]
+        return bool(private.consumer_thread(self.consumer).membership_lost())
 
     async def may_act_on(self, topic: str, partition: int, *, strict: bool = False) -> bool:
         """Whether this worker may act on a message of ``topic``/``partition`` now.
@@ -266,7 +269,7 @@ class YadtqApp(faust.App):
     def in_touch(self) -> bool:
         """Whether the group coordinator answered a heartbeat lately (half the session
         timeout): a worker cut off from the broker stops starting tasks well before the
-        group gives its partitions to others (see yadtq_app.compat.track_heartbeats)."""
+        group gives its partitions to others (see yadtq_app.kafka.heartbeats)."""
         heartbeats = getattr(self.consumer, "heartbeats", None)
         return heartbeats is None or heartbeats.age() < self.out_of_touch_after
 
@@ -300,7 +303,7 @@ class YadtqApp(faust.App):
         if not self.should_stop:
             # The consumer's flow and flow control off first, as Faust's own revoke does
             # (again) below: nothing more is handed to the agents while the leases go out,
-            # and from here on an ack does not count (yadtq_app.compat.stale_ack), so a task
+            # and from here on an ack does not count (yadtq_app.kafka.commits.stale_ack), so a task
             # that sees ``revoking`` and does not start is read again, not committed past.
             try:
                 self.consumer.stop_flow()
@@ -311,7 +314,7 @@ class YadtqApp(faust.App):
             for hook in self.on_revoking:
                 try:
                     await hook()
-                except Exception:  # noqa: BLE001 - the rebalance must go on
+                except Exception:  # the rebalance must go on
                     logger.exception("a rebalance hook failed")
         # Whoever waits for a row here asks again: it may be another worker's now.
         self.finish_waiters.wake_all()
@@ -319,7 +322,7 @@ class YadtqApp(faust.App):
 
     async def warm_metadata(self, *topics: str) -> None:
         """Load producer metadata for topics, which Faust's router needs to find owners."""
-        producer = self.producer._ensure_producer()  # type: ignore[attr-defined]
+        producer = private.ensure_producer(self.producer)
         for topic in topics:
             await producer.partitions_for(topic)
 
@@ -328,7 +331,7 @@ def faust_options(settings: Settings) -> dict[str, Any]:
     """The Faust configuration for these settings (profile options included).
 
     Partitions, replication factor, acks and consumer-group timeouts come from the broker
-    profile (:mod:`yadtq_app.compat`), credentials from :mod:`yadtq_app.security`.
+    profile (:mod:`yadtq_app.kafka.profiles`), credentials from :mod:`yadtq_app.security`.
     """
     opts: dict[str, Any] = {
         "broker": settings.broker_url,

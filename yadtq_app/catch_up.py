@@ -16,7 +16,8 @@ from typing import Optional
 from faust.types import TP
 
 from yadtq_app.application import app
-from yadtq_app.compat import last_fetched_ms
+from yadtq_app.kafka.fetch_wait import last_fetched_ms
+from yadtq_app.kafka.private import committed_offsets
 from yadtq_app.topics import events_topic
 
 __all__ = ["mark_folded", "wait_caught_up", "caught_up_now", "CATCH_UP_POLL"]
@@ -56,7 +57,7 @@ async def wait_caught_up(partition: int, *, timeout: float = 10.0) -> bool:
         if time.monotonic() >= deadline:
             logger.warning("status of partition %d not caught up after %.0f s (folded %s, committed %s, end %s)",
                            partition, timeout, _folded.get(partition),
-                           app.consumer._committed_offset.get(tp), target)  # type: ignore[attr-defined]  # aiokafka private
+                           committed_offsets(app.consumer).get(tp), target)
             return False
         await asyncio.sleep(0.005)
 
@@ -64,7 +65,7 @@ async def wait_caught_up(partition: int, *, timeout: float = 10.0) -> bool:
 def _folded_through(tp: TP) -> int:
     """The offset up to which events partition ``tp`` is in the table: folded here, or
     committed (folded by whoever held the partition before)."""
-    committed = app.consumer._committed_offset.get(tp) or 0  # type: ignore[attr-defined]  # aiokafka private
+    committed = committed_offsets(app.consumer).get(tp) or 0
     return max(committed, _folded.get(tp.partition, 0))
 
 

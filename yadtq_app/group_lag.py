@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Optional
 import aiokafka
 from faust.types import TP
 
-from .compat import true_end_offsets
+from .kafka.end_offsets import true_end_offsets
 from .security import client_options
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -17,6 +17,8 @@ import os
 import threading
 from typing import Any, Callable, Optional
 
+from yadtq_app.kafka.private import app_producer
+
 __all__ = ["CrashWatch", "EXIT_CRASHED", "crash_reason"]
 
 logger = logging.getLogger(__name__)
@@ -29,7 +31,7 @@ def crash_reason(app: Any) -> Optional[str]:
     """Why ``app``'s worker cannot work any more, or ``None`` while it can: the app, the
     service at the root of its tree (the worker), its producer or the producer's
     buffer crashed."""
-    producer = getattr(app, "_producer", None)  # never create one just to look at it
+    producer = app_producer(app)
     buffer = getattr(producer, "buffer", None)
     root = getattr(getattr(getattr(app, "beacon", None), "root", None), "data", None)
     for name, service in (("app", app), ("worker", root), ("producer", producer), ("producer buffer", buffer)):

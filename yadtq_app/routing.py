@@ -20,6 +20,7 @@ from yarl import URL
 from yadtq_app.api_schema import MAX_WAIT
 from yadtq_app.application import app
 from yadtq_app.errors import Refused
+from yadtq_app.kafka.private import tps_url
 from yadtq_app.peers import ROUTED_HEADER
 from yadtq_app.tables.dead_letters import dead_letters
 from yadtq_app.tables.task_status import task_status
@@ -78,7 +79,7 @@ async def locate(topic: str, key: bytes) -> tuple[TP, str]:
         tp = TP(topic, await partition_of(topic, key))
     except KeyError:
         raise Unroutable("the cluster is rebalancing; retry") from None
-    owner = app.assignor._tps_url.get(tp)  # type: ignore[attr-defined]  # Faust private: partition → worker URL
+    owner = tps_url(app.assignor).get(tp)
     if owner is None:
         raise Unroutable("no worker holds this partition right now; retry")
     return tp, owner

@@ -15,8 +15,8 @@ from faust.web import Request, Response, View
 
 from yadtq_app import __version__, openapi
 from yadtq_app.application import app, settings
-from yadtq_app.compat import fetch_state
 from yadtq_app.errors import Refused
+from yadtq_app.kafka.fetch_wait import fetch_state
 from yadtq_app.liveness import crash_reason
 from yadtq_app.metrics import CONTENT_TYPE_LATEST
 from yadtq_app.peers import differing

@@ -16,8 +16,8 @@ from faust.web import Request, Response, View
 
 from yadtq_app.api_schema import MAX_BULK, problem
 from yadtq_app.application import app, settings
-from yadtq_app.compat import unconfirmed_reason
 from yadtq_app.errors import InvalidTask, Refused
+from yadtq_app.kafka.unconfirmed import unconfirmed_reason
 from yadtq_app.ordering import ENQUEUE, SequencerMessage
 from yadtq_app.records import QUEUED, SCHEDULED, TaskEvent, TaskRequest
 from yadtq_app.status_reads import existing, statuses

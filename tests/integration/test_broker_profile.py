@@ -1,4 +1,4 @@
-"""The embedded broker's end-offset defect, and the remedy in ``yadtq_app.compat``."""
+"""The embedded broker's end-offset defect, and the remedy in ``yadtq_app.kafka.end_offsets``."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from faust.types import TP
 
-from yadtq_app.compat import true_end_offsets
+from yadtq_app.kafka.end_offsets import true_end_offsets
 
 pytestmark = pytest.mark.integration
 
@@ -97,7 +97,7 @@ async def _first_record_within(bootstrap: str, topic: str, fetch_max_wait_ms: in
 
 @pytest.mark.embedded_only
 def test_a_zero_fetch_wait_reads_nothing_on_the_embedded_broker(broker: Any) -> None:
-    # Why the embedded profile refuses a 0 ms fetch wait (compat.EmbeddedProfile.fetch_waits).
+    # Why the embedded profile refuses a 0 ms fetch wait (yadtq_app.kafka.profiles.EmbeddedProfile.fetch_waits).
     async def run() -> tuple[bool, bool]:
         topic = await _new_topic(broker.bootstrap, "wait0")
         return (await _first_record_within(broker.bootstrap, topic, 0, 2.0),
@@ -108,8 +108,8 @@ def test_a_zero_fetch_wait_reads_nothing_on_the_embedded_broker(broker: Any) -> 
 
 
 def test_fetches_wait_less_while_work_flows(broker: Any) -> None:
-    """compat.adapt_fetch_wait on a real consumer: the waits its fetch requests carry."""
-    from yadtq_app.compat import FetchWait, adapt_fetch_wait
+    """fetch_wait.adapt_fetch_wait on a real consumer: the waits its fetch requests carry."""
+    from yadtq_app.kafka.fetch_wait import FetchWait, adapt_fetch_wait
 
     async def run() -> None:
         topic = await _new_topic(broker.bootstrap, "fetchwait")
@@ -158,7 +158,8 @@ def test_a_worker_fetches_no_changelog_it_writes_and_polls_faster_while_busy(sha
 
     from tests.support.wait import wait_for
     from yadtq_app import Client
-    from yadtq_app.compat import BUSY_HOLD, EmbeddedProfile
+    from yadtq_app.kafka.fetch_wait import BUSY_HOLD
+    from yadtq_app.kafka.profiles import EmbeddedProfile
 
     cluster = shared_cluster
     idle, busy = EmbeddedProfile.fetch_max_wait_ms, EmbeddedProfile.busy_fetch_max_wait_ms

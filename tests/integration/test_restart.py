@@ -3,7 +3,7 @@
 A restart moves partitions: the surviving worker recovers the stopped one's rows
 from the changelog, then the restarted worker recovers them back. On the embedded
 broker that recovery trusts end offsets that are wrong for batched writes (see
-``yadtq_app.compat``); the last test shows what happens without the remedy.
+``yadtq_app.kafka.end_offsets``); the last test shows what happens without the remedy.
 """
 
 from __future__ import annotations

@@ -7,8 +7,8 @@ from types import SimpleNamespace
 import pytest
 
 from yadtq_app.admin import TopicSpec, _raise_for_creation_error, topic_specs
-from yadtq_app.compat import profile_for
 from yadtq_app.errors import ConfigurationError
+from yadtq_app.kafka.profiles import profile_for
 from yadtq_app.settings import Settings
 
 KAFKA = "kafka://kafka-1:9092;kafka-2:9092;kafka-3:9092"

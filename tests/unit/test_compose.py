@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 import yaml
 
-from yadtq_app.compat import profile_for
+from yadtq_app.kafka.profiles import profile_for
 from yadtq_app.settings import ENV, Settings
 
 ROOT = Path(__file__).resolve().parents[2]
