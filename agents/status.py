@@ -61,7 +61,7 @@ async def record_status(stream: AsyncIterable[Any]) -> None:
     async for event in stream.events():  # type: ignore[attr-defined]
         value = event.value
         msg = event.message
-        app.consumer.delivered(msg.tp, msg.offset)  # type: ignore[attr-defined]  # yadtq_app.compat.Consumer
+        app.consumer.delivered(msg.tp, msg.offset)  # type: ignore[attr-defined]  # yadtq_app.kafka.consumer.Consumer
         if not await app.may_act_on(msg.topic, msg.partition) \
                 or stale_ack(msg.generation_id, app.consumer_generation_id):
             # A frozen worker's leftovers, or fetched before a rebalance that ended while

@@ -2,7 +2,7 @@
 
 Tansu keeps everything in memory; a restart loses every topic and offset. It is the
 development and test default only: production is Apache Kafka, and nothing outside
-:mod:`yadtq_app.compat` knows which broker it talks to.
+:mod:`yadtq_app.kafka.profiles` knows which broker it talks to.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 yadtq talks to Kafka through three kinds of client, and all three must authenticate the
 same way: Faust's producer and consumers (``broker_credentials``), yadtq's own admin
 client that creates topics (:mod:`yadtq_app.admin`), and the embedded profile's
-end-offset reader (:mod:`yadtq_app.compat`). So the settings are read in one place,
+end-offset reader (:mod:`yadtq_app.kafka.end_offsets`). So the settings are read in one place,
 here, into a Faust credentials object, and the aiokafka keyword arguments of the
 other clients are derived from that object with Faust's own mapping
 (``credentials_to_aiokafka_auth``): what the admin client sends cannot drift from what
