@@ -152,7 +152,7 @@ class Settings:
     fetch_max_wait_ms: Optional[int] = setting("YADTQ_FETCH_MAX_WAIT_MS", None, int,
                                                "consumer fetch long-poll wait (ms)", shown=_PROFILE)
     busy_fetch_max_wait_ms: Optional[int] = setting(
-        "YADTQ_BUSY_FETCH_MAX_WAIT_MS", None, int, "the fetch wait while tasks flow (ms; ``kafka.fetch_wait.FetchWait``)",
+        "YADTQ_BUSY_FETCH_MAX_WAIT_MS", None, int, "the fetch wait while tasks flow (ms; ``FetchWait``)",
         shown=_PROFILE)
     producer_linger_ms: Optional[float] = setting("YADTQ_PRODUCER_LINGER_MS", None, float,
                                                   "how long the producer waits to batch messages (ms)",
