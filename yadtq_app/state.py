@@ -30,11 +30,9 @@ when it is due (see :mod:`agents.schedule`). :func:`schedule_of` is that rule.
 
 from __future__ import annotations
 
-import asyncio
 import random
-from collections import OrderedDict
-from dataclasses import dataclass, field
-from typing import Any, Callable, NamedTuple, Optional, Union
+from dataclasses import dataclass
+from typing import Any, NamedTuple, Optional
 
 from .records import (
     CANCEL,
@@ -72,10 +70,6 @@ __all__ = [
     "backoff_delay",
     "RANK",
     "MAX_HISTORY",
-    "WorkerStats",
-    "RecentlyFinished",
-    "RecentTasks",
-    "RunningTasks",
 ]
 
 RANK = {QUEUED: 0, SCHEDULED: 0, PROCESSING: 1, RETRYING: 2, SUCCESS: 3, FAILED: 3, CANCELLED: 3}
@@ -315,162 +309,3 @@ def backoff_delay(retry: int, *, base: float, cap: float, jitter: float, rng: Op
     delay = min(cap, base * (2.0 ** min(retry - 1, 62)))
     extra = (rng or random).uniform(0.0, delay * jitter) if jitter > 0 else 0.0
     return min(cap, delay + extra)
-
-
-@dataclass
-class WorkerStats:
-    """Counters one worker keeps about its own work; sent with each heartbeat."""
-
-    tasks_done: int = 0
-    tasks_failed: int = 0
-    in_progress: int = 0
-    invalid_messages: dict[str, int] = field(default_factory=dict)
-
-    def count_invalid(self, reason: str) -> None:
-        self.invalid_messages[reason] = self.invalid_messages.get(reason, 0) + 1
-
-
-class RecentlyFinished:
-    """The final status (and attempt) of the last ``size`` tasks this worker finished.
-
-    The status table learns that a task finished only after its event has gone
-    through Kafka and the status agent; until then a redelivered or duplicate message
-    for it would look unfinished. This bounded memory closes that window on the
-    worker that ran it.
-    """
-
-    def __init__(self, size: int = 100_000) -> None:
-        self.size = size
-        self._items: OrderedDict[str, tuple[str, int]] = OrderedDict()
-
-    def add(self, task_id: str, status: str, attempt: int = 1) -> None:
-        self._items[task_id] = (status, attempt)
-        self._items.move_to_end(task_id)
-        while len(self._items) > self.size:
-            self._items.popitem(last=False)
-
-    def get(self, task_id: str) -> Optional[tuple[str, int]]:
-        return self._items.get(task_id)
-
-    def discard(self, task_id: str) -> None:
-        self._items.pop(task_id, None)
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-
-class RecentTasks:
-    """The ids of the last ``size`` tasks whose status row this worker wrote, newest
-    last (what the dashboard lists)."""
-
-    def __init__(self, size: int = 500) -> None:
-        self.size = size
-        self._ids: OrderedDict[str, None] = OrderedDict()
-
-    def touch(self, task_id: str) -> None:
-        self._ids[task_id] = None
-        self._ids.move_to_end(task_id)
-        while len(self._ids) > self.size:
-            self._ids.popitem(last=False)
-
-    def newest(self) -> list[str]:
-        """The ids, newest first."""
-        return list(reversed(self._ids))
-
-
-class RunningTasks:
-    """The attempts running on this worker, so a cancel request can reach them, and the
-    ``processing`` events of those whose start is not in the status table yet."""
-
-    def __init__(self) -> None:
-        self._jobs: dict[str, asyncio.Future[Any]] = {}
-        self._cancelled: set[str] = set()
-        self._starts: dict[str, Union[TaskEvent, Callable[[], TaskEvent]]] = {}
-
-    def defer_start(self, task_id: str, make: Callable[[], TaskEvent]) -> None:
-        """Hold the ``processing`` event of an attempt that just started (see
-        ``agents.tasks.record_start``); ``make`` builds it, only if it is ever needed
-        (most attempts end first, and their outcome records the start)."""
-        self._starts[task_id] = make
-
-    def take_start(self, task_id: str) -> Optional[TaskEvent]:
-        """The held ``processing`` event of ``task_id``, no longer held (``None`` if none)."""
-        start = self._starts.pop(task_id, None)
-        return start() if callable(start) else start
-
-    def drop_start(self, task_id: str) -> None:
-        """Hold the start of ``task_id`` no longer (its outcome records it, or it never began)."""
-        self._starts.pop(task_id, None)
-
-    def unrecorded_start(self, task_id: str) -> Optional[TaskEvent]:
-        """The held ``processing`` event of ``task_id``, if any (it stays held)."""
-        start = self._starts.get(task_id)
-        if callable(start):
-            start = self._starts[task_id] = start()
-        return start
-
-    def add(self, task_id: str, job: "asyncio.Future[Any]") -> None:
-        self._jobs[task_id] = job
-        self._cancelled.discard(task_id)
-
-    def remove(self, task_id: str, job: "asyncio.Future[Any]") -> None:
-        if self._jobs.get(task_id) is job:
-            del self._jobs[task_id]
-
-    def cancel(self, task_id: str) -> bool:
-        """Cancel the running attempt of ``task_id``; False if none runs here."""
-        job = self._jobs.get(task_id)
-        if job is None or job.done():
-            return False
-        self._cancelled.add(task_id)
-        job.cancel()
-        return True
-
-    def was_cancelled(self, task_id: str) -> bool:
-        """Whether the last attempt of ``task_id`` was cancelled by :meth:`cancel`."""
-        return task_id in self._cancelled
-
-    def forget(self, task_id: str) -> None:
-        self._cancelled.discard(task_id)
-
-    def __len__(self) -> int:
-        return len(self._jobs)
-
-    def __contains__(self, task_id: object) -> bool:
-        return task_id in self._jobs
-
-
-class FinishWaiters:
-    """Requests waiting for a task to finish (``GET /tasks/{id}?wait=…``), on the worker
-    that owns the task's row: :func:`agents.status.fold` wakes them when it writes a
-    final row, a rebalance wakes them all (the row may be moving to another worker)."""
-
-    def __init__(self) -> None:
-        self._waiting: dict[str, set[asyncio.Future[None]]] = {}
-
-    async def wait(self, task_id: str, timeout: float) -> bool:
-        """Wait until woken for ``task_id`` or ``timeout`` s pass; True if woken."""
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        waiters = self._waiting.setdefault(task_id, set())
-        waiters.add(future)
-        try:
-            await asyncio.wait_for(future, timeout)
-            return True
-        except asyncio.TimeoutError:
-            return False
-        finally:
-            waiters.discard(future)
-            if not waiters and self._waiting.get(task_id) is waiters:
-                del self._waiting[task_id]
-
-    def wake(self, task_id: str) -> None:
-        for future in self._waiting.get(task_id, ()):
-            if not future.done():
-                future.set_result(None)
-
-    def wake_all(self) -> None:
-        for task_id in list(self._waiting):
-            self.wake(task_id)
-
-    def __len__(self) -> int:
-        return sum(len(w) for w in self._waiting.values())
