@@ -81,47 +81,23 @@ MAX_HISTORY_MESSAGE = 500
 
 
 def apply_event(state: Optional[TaskState], event: TaskEvent) -> TaskState:
-    """The row after ``event``; ``state`` is the row before it (``None`` if none)."""
+    """The row after ``event``; ``state`` is the row before it (``None`` if none).
+
+    Raises :class:`ValueError` for a kind that is not folded into rows (``expire``, or
+    unknown). The input row is never mutated.
+    """
     kind = event.kind
     if kind not in EVENT_KINDS or kind == EXPIRE:
         raise ValueError(f"cannot fold a {kind!r} event into a row")
-    if state is None:
-        state = TaskState(id=event.id, task=event.task, status=QUEUED, task_args=list(event.task_args),
-                          task_kwargs=dict(event.task_kwargs), submitted_at=event.submitted_at,
-                          options=dict(event.options))
-    else:
-        state = state.derive()
-        if state.submitted_at is None and event.submitted_at is not None:
-            state.submitted_at = event.submitted_at
-        if not state.options and event.options:
-            state.options = dict(event.options)
-
+    state = _row_before(state, event)
     if kind == REQUEUE:
-        if state.status in (FAILED, CANCELLED):
-            state.status = QUEUED
-            state.generation += 1
-            state.retries = 0
-            state.next_run_at = event.at
-            state.result = state.error = state.progress = state.finished_at = None
-            state.cancel_requested = False
-        return state
+        return _requeued(state, event)
     if state.status in TERMINAL:
         return state
     if kind == CANCEL:
-        if state.status in WAITING:
-            state.status = CANCELLED
-            state.finished_at = event.at
-            state.next_run_at = None
-            state.error = cancelled_error("cancelled before it started")
-        elif state.status == PROCESSING:
-            state.cancel_requested = True
-        return state
+        return _cancelled(state, event)
     if kind in (QUEUED, SCHEDULED):
-        # A submission (queued, maybe with an eta) or the executor deferring it (scheduled).
-        if state.status in (QUEUED, SCHEDULED) and state.attempts == 0 and event.next_run_at is not None:
-            state.status = SCHEDULED
-            state.next_run_at = event.next_run_at
-        return state
+        return _submitted(state, event)
     stale = event.attempt < state.attempts or (event.attempt == state.attempts and state.status == RETRYING) \
         or _other_workers_attempt(state, event)
     if kind == PROGRESS:
@@ -131,21 +107,78 @@ def apply_event(state: Optional[TaskState], event: TaskEvent) -> TaskState:
     if stale:
         return state  # fenced: an older attempt reporting late
     if kind == PROCESSING:
-        if state.status == PROCESSING and event.attempt == state.attempts:
-            # A repeat, or the running worker renewing its lease (the same worker: another
-            # worker's report about this attempt was fenced above).
-            if event.lease_until is not None and event.lease_until > (state.lease_until or 0.0):
-                state.lease_until = event.lease_until
-            return state
-        state.status = PROCESSING
-        state.attempts = event.attempt
-        state.worker = event.worker
-        state.started_at = event.started_at if event.started_at is not None else event.at
+        return _started(state, event)
+    return _ended(state, event)
+
+
+def _row_before(state: Optional[TaskState], event: TaskEvent) -> TaskState:
+    """A copy of ``state`` to change (a new ``queued`` row if none), with the request
+    fields ``event`` carries filled in where the row lacks them."""
+    if state is None:
+        return TaskState(id=event.id, task=event.task, status=QUEUED, task_args=list(event.task_args),
+                         task_kwargs=dict(event.task_kwargs), submitted_at=event.submitted_at,
+                         options=dict(event.options))
+    state = state.derive()
+    if state.submitted_at is None and event.submitted_at is not None:
+        state.submitted_at = event.submitted_at
+    if not state.options and event.options:
+        state.options = dict(event.options)
+    return state
+
+
+def _requeued(state: TaskState, event: TaskEvent) -> TaskState:
+    """A ``requeue``: a failed or cancelled row starts a new generation."""
+    if state.status in (FAILED, CANCELLED):
+        state.status = QUEUED
+        state.generation += 1
+        state.retries = 0
+        state.next_run_at = event.at
+        state.result = state.error = state.progress = state.finished_at = None
+        state.cancel_requested = False
+    return state
+
+
+def _cancelled(state: TaskState, event: TaskEvent) -> TaskState:
+    """A ``cancel``: a waiting row ends now; a running one is asked to stop."""
+    if state.status in WAITING:
+        state.status = CANCELLED
+        state.finished_at = event.at
         state.next_run_at = None
-        state.progress = None
-        state.lease_until = event.lease_until
+        state.error = cancelled_error("cancelled before it started")
+    elif state.status == PROCESSING:
+        state.cancel_requested = True
+    return state
+
+
+def _submitted(state: TaskState, event: TaskEvent) -> TaskState:
+    """A submission (``queued``, maybe with an eta) or the executor deferring it (``scheduled``)."""
+    if state.status in (QUEUED, SCHEDULED) and state.attempts == 0 and event.next_run_at is not None:
+        state.status = SCHEDULED
+        state.next_run_at = event.next_run_at
+    return state
+
+
+def _started(state: TaskState, event: TaskEvent) -> TaskState:
+    """A ``processing`` event that is not fenced: the attempt runs."""
+    if state.status == PROCESSING and event.attempt == state.attempts:
+        # A repeat, or the running worker renewing its lease (the same worker: another
+        # worker's report about this attempt was fenced by apply_event).
+        if event.lease_until is not None and event.lease_until > (state.lease_until or 0.0):
+            state.lease_until = event.lease_until
         return state
-    # An attempt's outcome: retrying, success, failed, cancelled.
+    state.status = PROCESSING
+    state.attempts = event.attempt
+    state.worker = event.worker
+    state.started_at = event.started_at if event.started_at is not None else event.at
+    state.next_run_at = None
+    state.progress = None
+    state.lease_until = event.lease_until
+    return state
+
+
+def _ended(state: TaskState, event: TaskEvent) -> TaskState:
+    """An attempt's outcome that is not fenced: ``retrying``, ``success``, ``failed`` or ``cancelled``."""
+    kind = event.kind
     state.lease_until = None
     state.attempts = max(state.attempts, event.attempt)
     state.worker = event.worker
