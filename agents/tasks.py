@@ -78,7 +78,7 @@ from yadtq_app.records import (
     raw_sample,
 )
 from yadtq_app.registry import TaskDef
-from yadtq_app.state import CANCEL_NOW, DEFER, SKIP, WAIT, attempt_record, backoff_delay, cancelled_error, decide
+from yadtq_app.state import CANCEL_NOW, DEFER, SKIP, WAIT, attempt_record, cancelled_error, decide, end_of_attempt
 from yadtq_app.tables.task_status import get_status, task_status
 from yadtq_app.topics import dead_letter_topic, events_topic, task_topic
 
@@ -395,7 +395,9 @@ async def finish_attempt(request: TaskRequest, taskdef: TaskDef, attempt: int, s
                          options: dict[str, Any], outcome: Optional[Outcome], started: float) -> bool:
     """Report an attempt's end (``outcome`` ``None``: cancelled); True if the task is final."""
     app.running.forget(request.id)
-    app.metrics.attempt_ended(request.task, _outcome_label(outcome, taskdef, options, state), time.time() - started)
+    retries_used = state.retries if state is not None else 0
+    end = end_of_attempt(outcome, taskdef, options, retries_used=retries_used, settings=settings)
+    app.metrics.attempt_ended(request.task, end.status, time.time() - started)
     if outcome is None:
         app.finished.add(request.id, CANCELLED, attempt)
         logger.info("worker %s: task %s cancelled in attempt %d", settings.worker_id, request.id, attempt)
@@ -409,19 +411,12 @@ async def finish_attempt(request: TaskRequest, taskdef: TaskDef, attempt: int, s
                      wait=True)
         return True
     err = outcome.error or {}
-    max_retries = _max_retries(taskdef, options)
-    retries_used = state.retries if state is not None else 0
-    if _will_retry(outcome, taskdef, options, state):
-        delay = outcome.retry_delay
-        if delay is None:
-            delay = backoff_delay(retries_used + 1, base=_or(taskdef.retry_backoff, settings.retry_backoff),
-                                  cap=_or(taskdef.retry_backoff_max, settings.retry_backoff_max),
-                                  jitter=settings.retry_jitter)
+    if end.status == RETRYING:
         logger.info("worker %s: task %s (%s) attempt %d failed (%s: %s); retry %d of %d in %.2f s",
                     settings.worker_id, request.id, request.task, attempt, err.get("type"), err.get("message"),
-                    retries_used + 1, max_retries, delay)
+                    retries_used + 1, end.max_retries, end.delay)
         await report(request, RETRYING, attempt=attempt, state=state, error=outcome.error, started_at=started,
-                     next_run_at=time.time() + delay, wait=True)
+                     next_run_at=time.time() + end.delay, wait=True)
         return False
     app.finished.add(request.id, FAILED, attempt)
     app.stats.tasks_failed += 1
@@ -431,37 +426,9 @@ async def finish_attempt(request: TaskRequest, taskdef: TaskDef, attempt: int, s
                     wait=True)
     # Every task that ends failed is findable in the dead letters, retried or not (as Celery users expect).
     await dead_letter_exhausted(request, attempt, state, outcome, started,
-                                max_retries if outcome.retryable else 0)
+                                end.max_retries if outcome.retryable else 0)
     await failed
     return True
-
-
-def _outcome_label(outcome: Optional[Outcome], taskdef: TaskDef, options: dict[str, Any],
-                   state: Optional[TaskState]) -> str:
-    """The ``outcome`` metric label of an attempt's end (as :func:`finish_attempt` decides)."""
-    if outcome is None:
-        return CANCELLED
-    if outcome.ok:
-        return SUCCESS
-    return RETRYING if _will_retry(outcome, taskdef, options, state) else FAILED
-
-
-def _will_retry(outcome: Outcome, taskdef: TaskDef, options: dict[str, Any], state: Optional[TaskState]) -> bool:
-    max_retries = _max_retries(taskdef, options)
-    retries_used = state.retries if state is not None else 0
-    return outcome.retryable and retries_used < max_retries \
-        and (outcome.retry or taskdef.retries_on(outcome.error_types))
-
-
-def _max_retries(taskdef: TaskDef, options: dict[str, Any]) -> int:
-    max_retries = options.get("max_retries")
-    if max_retries is None:
-        max_retries = taskdef.max_retries if taskdef.max_retries is not None else settings.default_max_retries
-    return int(max_retries)
-
-
-def _or(value: Optional[float], default: float) -> float:
-    return default if value is None else value
 
 
 async def dead_letter_exhausted(request: TaskRequest, attempt: int, state: Optional[TaskState], outcome: Outcome,

@@ -32,8 +32,9 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import Any, NamedTuple, Optional
+from typing import Any, Mapping, NamedTuple, Optional
 
+from .execution import Outcome
 from .records import (
     CANCEL,
     CANCELLED,
@@ -53,6 +54,8 @@ from .records import (
     TaskRequest,
     TaskState,
 )
+from .registry import TaskDef
+from .settings import Settings
 
 __all__ = [
     "apply_event",
@@ -68,6 +71,9 @@ __all__ = [
     "CANCEL_NOW",
     "WAIT",
     "backoff_delay",
+    "AttemptEnd",
+    "end_of_attempt",
+    "max_retries_of",
     "RANK",
     "MAX_HISTORY",
 ]
@@ -328,6 +334,56 @@ def decide(row: Optional[TaskState], request: TaskRequest, *, finished: Optional
     if request.attempt is None and request.eta is not None and request.eta > now:
         return Decision(DEFER, why="eta in the future")
     return Decision(RUN, attempt=max(attempts + 1, intended))
+
+
+# -- how an attempt ends ------------------------------------------------------------
+class AttemptEnd(NamedTuple):
+    """How an attempt ends (:func:`end_of_attempt`)."""
+
+    #: ``success``, ``retrying``, ``failed`` or ``cancelled``.
+    status: str
+    #: The task's retries in all (a failure's; 0 otherwise).
+    max_retries: int = 0
+    #: Seconds before the next attempt (``retrying`` only).
+    delay: float = 0.0
+
+
+def max_retries_of(taskdef: TaskDef, options: Mapping[str, Any], default: int) -> int:
+    """The retries a task may use: its submission's ``max_retries`` option, else the
+    task's own (``@task(max_retries=…)``), else ``default``."""
+    max_retries = options.get("max_retries")
+    if max_retries is None:
+        max_retries = taskdef.max_retries if taskdef.max_retries is not None else default
+    return int(max_retries)
+
+
+def end_of_attempt(outcome: Optional[Outcome], taskdef: TaskDef, options: Mapping[str, Any], *, retries_used: int,
+                   settings: Settings, rng: Optional[random.Random] = None) -> AttemptEnd:
+    """How an attempt that came to ``outcome`` (``None``: it was cancelled) ends.
+
+    A failure is retried when its error is retryable, the task has retries left
+    (``retries_used`` below :func:`max_retries_of`), and the task asked for it
+    (:class:`~yadtq_app.errors.Retry`) or retries on the error's type; after the
+    outcome's own ``retry_delay``, else after :func:`backoff_delay`.
+    """
+    if outcome is None:
+        return AttemptEnd(CANCELLED)
+    if outcome.ok:
+        return AttemptEnd(SUCCESS)
+    max_retries = max_retries_of(taskdef, options, settings.default_max_retries)
+    if not (outcome.retryable and retries_used < max_retries
+            and (outcome.retry or taskdef.retries_on(outcome.error_types))):
+        return AttemptEnd(FAILED, max_retries)
+    delay = outcome.retry_delay
+    if delay is None:
+        delay = backoff_delay(retries_used + 1, base=_or(taskdef.retry_backoff, settings.retry_backoff),
+                              cap=_or(taskdef.retry_backoff_max, settings.retry_backoff_max),
+                              jitter=settings.retry_jitter, rng=rng)
+    return AttemptEnd(RETRYING, max_retries, delay)
+
+
+def _or(value: Optional[float], default: float) -> float:
+    return default if value is None else value
 
 
 def backoff_delay(retry: int, *, base: float, cap: float, jitter: float, rng: Optional[random.Random] = None) -> float:
