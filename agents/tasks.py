@@ -88,7 +88,7 @@ async def handle_task_message(event: EventT[Any]) -> None:
     """Decode one task message, route it to its own partition, the sequencer, or
     :func:`run_once` once its partition's status rows are caught up."""
     msg = event.message
-    app.consumer.delivered(msg.tp, msg.offset)  # type: ignore[attr-defined]  # yadtq_app.compat.Consumer
+    app.consumer.delivered(msg.tp, msg.offset)  # type: ignore[attr-defined]  # delivered() is yadtq_app.compat.Consumer's
     default_id = f"{msg.topic}-{msg.partition}-{msg.offset}"
     try:
         request = parse_task_message(event.value, max_bytes=settings.max_message_bytes,

@@ -57,26 +57,9 @@ from .records import (
 from .registry import TaskDef
 from .settings import Settings
 
-__all__ = [
-    "apply_event",
-    "attempt_record",
-    "cancelled_error",
-    "merge_rows",
-    "schedule_of",
-    "decide",
-    "Decision",
-    "RUN",
-    "SKIP",
-    "DEFER",
-    "CANCEL_NOW",
-    "WAIT",
-    "backoff_delay",
-    "AttemptEnd",
-    "end_of_attempt",
-    "max_retries_of",
-    "RANK",
-    "MAX_HISTORY",
-]
+__all__ = ["apply_event", "attempt_record", "cancelled_error", "unrecordable_outcome", "merge_rows", "schedule_of",
+           "ScheduleEntry", "decide", "Decision", "RUN", "SKIP", "DEFER", "CANCEL_NOW", "WAIT", "AttemptEnd",
+           "end_of_attempt", "max_retries_of", "backoff_delay", "RANK", "MAX_HISTORY"]
 
 RANK = {QUEUED: 0, SCHEDULED: 0, PROCESSING: 1, RETRYING: 2, SUCCESS: 3, FAILED: 3, CANCELLED: 3}
 #: Attempts kept in a row's history (the newest).
