@@ -38,9 +38,10 @@ from .liveness import CrashWatch, crash_reason
 from .metrics import Metrics
 from .peers import PeerTasks
 from .registry import TaskRegistry, default_registry
+from .running import RunningTasks
 from .security import broker_credentials, client_options
 from .settings import PRODUCER_MAX_REQUEST_SIZE, Settings
-from .state import FinishWaiters, RecentlyFinished, RecentTasks, RunningTasks, WorkerStats
+from .worker_memory import FinishWaiters, RecentlyFinished, RecentTasks, WorkerStats
 
 __all__ = ["YadtqApp", "create_app", "app", "settings", "EXIT_CONFIG"]
 

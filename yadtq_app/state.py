@@ -30,12 +30,11 @@ when it is due (see :mod:`agents.schedule`). :func:`schedule_of` is that rule.
 
 from __future__ import annotations
 
-import asyncio
 import random
-from collections import OrderedDict
-from dataclasses import dataclass, field
-from typing import Any, Callable, NamedTuple, Optional, Union
+from dataclasses import dataclass
+from typing import Any, Mapping, NamedTuple, Optional
 
+from .execution import Outcome
 from .records import (
     CANCEL,
     CANCELLED,
@@ -55,28 +54,12 @@ from .records import (
     TaskRequest,
     TaskState,
 )
+from .registry import TaskDef
+from .settings import Settings
 
-__all__ = [
-    "apply_event",
-    "attempt_record",
-    "cancelled_error",
-    "merge_rows",
-    "schedule_of",
-    "decide",
-    "Decision",
-    "RUN",
-    "SKIP",
-    "DEFER",
-    "CANCEL_NOW",
-    "WAIT",
-    "backoff_delay",
-    "RANK",
-    "MAX_HISTORY",
-    "WorkerStats",
-    "RecentlyFinished",
-    "RecentTasks",
-    "RunningTasks",
-]
+__all__ = ["apply_event", "attempt_record", "cancelled_error", "unrecordable_outcome", "merge_rows", "schedule_of",
+           "ScheduleEntry", "decide", "Decision", "RUN", "SKIP", "DEFER", "CANCEL_NOW", "WAIT", "AttemptEnd",
+           "end_of_attempt", "max_retries_of", "backoff_delay", "RANK", "MAX_HISTORY"]
 
 RANK = {QUEUED: 0, SCHEDULED: 0, PROCESSING: 1, RETRYING: 2, SUCCESS: 3, FAILED: 3, CANCELLED: 3}
 #: Attempts kept in a row's history (the newest).
@@ -87,47 +70,23 @@ MAX_HISTORY_MESSAGE = 500
 
 
 def apply_event(state: Optional[TaskState], event: TaskEvent) -> TaskState:
-    """The row after ``event``; ``state`` is the row before it (``None`` if none)."""
+    """The row after ``event``; ``state`` is the row before it (``None`` if none).
+
+    Raises :class:`ValueError` for a kind that is not folded into rows (``expire``, or
+    unknown). The input row is never mutated.
+    """
     kind = event.kind
     if kind not in EVENT_KINDS or kind == EXPIRE:
         raise ValueError(f"cannot fold a {kind!r} event into a row")
-    if state is None:
-        state = TaskState(id=event.id, task=event.task, status=QUEUED, task_args=list(event.task_args),
-                          task_kwargs=dict(event.task_kwargs), submitted_at=event.submitted_at,
-                          options=dict(event.options))
-    else:
-        state = state.derive()
-        if state.submitted_at is None and event.submitted_at is not None:
-            state.submitted_at = event.submitted_at
-        if not state.options and event.options:
-            state.options = dict(event.options)
-
+    state = _row_before(state, event)
     if kind == REQUEUE:
-        if state.status in (FAILED, CANCELLED):
-            state.status = QUEUED
-            state.generation += 1
-            state.retries = 0
-            state.next_run_at = event.at
-            state.result = state.error = state.progress = state.finished_at = None
-            state.cancel_requested = False
-        return state
+        return _requeued(state, event)
     if state.status in TERMINAL:
         return state
     if kind == CANCEL:
-        if state.status in WAITING:
-            state.status = CANCELLED
-            state.finished_at = event.at
-            state.next_run_at = None
-            state.error = cancelled_error("cancelled before it started")
-        elif state.status == PROCESSING:
-            state.cancel_requested = True
-        return state
+        return _cancelled(state, event)
     if kind in (QUEUED, SCHEDULED):
-        # A submission (queued, maybe with an eta) or the executor deferring it (scheduled).
-        if state.status in (QUEUED, SCHEDULED) and state.attempts == 0 and event.next_run_at is not None:
-            state.status = SCHEDULED
-            state.next_run_at = event.next_run_at
-        return state
+        return _submitted(state, event)
     stale = event.attempt < state.attempts or (event.attempt == state.attempts and state.status == RETRYING) \
         or _other_workers_attempt(state, event)
     if kind == PROGRESS:
@@ -137,21 +96,78 @@ def apply_event(state: Optional[TaskState], event: TaskEvent) -> TaskState:
     if stale:
         return state  # fenced: an older attempt reporting late
     if kind == PROCESSING:
-        if state.status == PROCESSING and event.attempt == state.attempts:
-            # A repeat, or the running worker renewing its lease (the same worker: another
-            # worker's report about this attempt was fenced above).
-            if event.lease_until is not None and event.lease_until > (state.lease_until or 0.0):
-                state.lease_until = event.lease_until
-            return state
-        state.status = PROCESSING
-        state.attempts = event.attempt
-        state.worker = event.worker
-        state.started_at = event.started_at if event.started_at is not None else event.at
+        return _started(state, event)
+    return _ended(state, event)
+
+
+def _row_before(state: Optional[TaskState], event: TaskEvent) -> TaskState:
+    """A copy of ``state`` to change (a new ``queued`` row if none), with the request
+    fields ``event`` carries filled in where the row lacks them."""
+    if state is None:
+        return TaskState(id=event.id, task=event.task, status=QUEUED, task_args=list(event.task_args),
+                         task_kwargs=dict(event.task_kwargs), submitted_at=event.submitted_at,
+                         options=dict(event.options))
+    state = state.derive()
+    if state.submitted_at is None and event.submitted_at is not None:
+        state.submitted_at = event.submitted_at
+    if not state.options and event.options:
+        state.options = dict(event.options)
+    return state
+
+
+def _requeued(state: TaskState, event: TaskEvent) -> TaskState:
+    """A ``requeue``: a failed or cancelled row starts a new generation."""
+    if state.status in (FAILED, CANCELLED):
+        state.status = QUEUED
+        state.generation += 1
+        state.retries = 0
+        state.next_run_at = event.at
+        state.result = state.error = state.progress = state.finished_at = None
+        state.cancel_requested = False
+    return state
+
+
+def _cancelled(state: TaskState, event: TaskEvent) -> TaskState:
+    """A ``cancel``: a waiting row ends now; a running one is asked to stop."""
+    if state.status in WAITING:
+        state.status = CANCELLED
+        state.finished_at = event.at
         state.next_run_at = None
-        state.progress = None
-        state.lease_until = event.lease_until
+        state.error = cancelled_error("cancelled before it started")
+    elif state.status == PROCESSING:
+        state.cancel_requested = True
+    return state
+
+
+def _submitted(state: TaskState, event: TaskEvent) -> TaskState:
+    """A submission (``queued``, maybe with an eta) or the executor deferring it (``scheduled``)."""
+    if state.status in (QUEUED, SCHEDULED) and state.attempts == 0 and event.next_run_at is not None:
+        state.status = SCHEDULED
+        state.next_run_at = event.next_run_at
+    return state
+
+
+def _started(state: TaskState, event: TaskEvent) -> TaskState:
+    """A ``processing`` event that is not fenced: the attempt runs."""
+    if state.status == PROCESSING and event.attempt == state.attempts:
+        # A repeat, or the running worker renewing its lease (the same worker: another
+        # worker's report about this attempt was fenced by apply_event).
+        if event.lease_until is not None and event.lease_until > (state.lease_until or 0.0):
+            state.lease_until = event.lease_until
         return state
-    # An attempt's outcome: retrying, success, failed, cancelled.
+    state.status = PROCESSING
+    state.attempts = event.attempt
+    state.worker = event.worker
+    state.started_at = event.started_at if event.started_at is not None else event.at
+    state.next_run_at = None
+    state.progress = None
+    state.lease_until = event.lease_until
+    return state
+
+
+def _ended(state: TaskState, event: TaskEvent) -> TaskState:
+    """An attempt's outcome that is not fenced: ``retrying``, ``success``, ``failed`` or ``cancelled``."""
+    kind = event.kind
     state.lease_until = None
     state.attempts = max(state.attempts, event.attempt)
     state.worker = event.worker
@@ -303,6 +319,56 @@ def decide(row: Optional[TaskState], request: TaskRequest, *, finished: Optional
     return Decision(RUN, attempt=max(attempts + 1, intended))
 
 
+# -- how an attempt ends ------------------------------------------------------------
+class AttemptEnd(NamedTuple):
+    """How an attempt ends (:func:`end_of_attempt`)."""
+
+    #: ``success``, ``retrying``, ``failed`` or ``cancelled``.
+    status: str
+    #: The task's retries in all (a failure's; 0 otherwise).
+    max_retries: int = 0
+    #: Seconds before the next attempt (``retrying`` only).
+    delay: float = 0.0
+
+
+def max_retries_of(taskdef: TaskDef, options: Mapping[str, Any], default: int) -> int:
+    """The retries a task may use: its submission's ``max_retries`` option, else the
+    task's own (``@task(max_retries=…)``), else ``default``."""
+    max_retries = options.get("max_retries")
+    if max_retries is None:
+        max_retries = taskdef.max_retries if taskdef.max_retries is not None else default
+    return int(max_retries)
+
+
+def end_of_attempt(outcome: Optional[Outcome], taskdef: TaskDef, options: Mapping[str, Any], *, retries_used: int,
+                   settings: Settings, rng: Optional[random.Random] = None) -> AttemptEnd:
+    """How an attempt that came to ``outcome`` (``None``: it was cancelled) ends.
+
+    A failure is retried when its error is retryable, the task has retries left
+    (``retries_used`` below :func:`max_retries_of`), and the task asked for it
+    (:class:`~yadtq_app.errors.Retry`) or retries on the error's type; after the
+    outcome's own ``retry_delay``, else after :func:`backoff_delay`.
+    """
+    if outcome is None:
+        return AttemptEnd(CANCELLED)
+    if outcome.ok:
+        return AttemptEnd(SUCCESS)
+    max_retries = max_retries_of(taskdef, options, settings.default_max_retries)
+    if not (outcome.retryable and retries_used < max_retries
+            and (outcome.retry or taskdef.retries_on(outcome.error_types))):
+        return AttemptEnd(FAILED, max_retries)
+    delay = outcome.retry_delay
+    if delay is None:
+        delay = backoff_delay(retries_used + 1, base=_or(taskdef.retry_backoff, settings.retry_backoff),
+                              cap=_or(taskdef.retry_backoff_max, settings.retry_backoff_max),
+                              jitter=settings.retry_jitter, rng=rng)
+    return AttemptEnd(RETRYING, max_retries, delay)
+
+
+def _or(value: Optional[float], default: float) -> float:
+    return default if value is None else value
+
+
 def backoff_delay(retry: int, *, base: float, cap: float, jitter: float, rng: Optional[random.Random] = None) -> float:
     """Seconds before retry number ``retry`` (1 = the first retry).
 
@@ -315,162 +381,3 @@ def backoff_delay(retry: int, *, base: float, cap: float, jitter: float, rng: Op
     delay = min(cap, base * (2.0 ** min(retry - 1, 62)))
     extra = (rng or random).uniform(0.0, delay * jitter) if jitter > 0 else 0.0
     return min(cap, delay + extra)
-
-
-@dataclass
-class WorkerStats:
-    """Counters one worker keeps about its own work; sent with each heartbeat."""
-
-    tasks_done: int = 0
-    tasks_failed: int = 0
-    in_progress: int = 0
-    invalid_messages: dict[str, int] = field(default_factory=dict)
-
-    def count_invalid(self, reason: str) -> None:
-        self.invalid_messages[reason] = self.invalid_messages.get(reason, 0) + 1
-
-
-class RecentlyFinished:
-    """The final status (and attempt) of the last ``size`` tasks this worker finished.
-
-    The status table learns that a task finished only after its event has gone
-    through Kafka and the status agent; until then a redelivered or duplicate message
-    for it would look unfinished. This bounded memory closes that window on the
-    worker that ran it.
-    """
-
-    def __init__(self, size: int = 100_000) -> None:
-        self.size = size
-        self._items: OrderedDict[str, tuple[str, int]] = OrderedDict()
-
-    def add(self, task_id: str, status: str, attempt: int = 1) -> None:
-        self._items[task_id] = (status, attempt)
-        self._items.move_to_end(task_id)
-        while len(self._items) > self.size:
-            self._items.popitem(last=False)
-
-    def get(self, task_id: str) -> Optional[tuple[str, int]]:
-        return self._items.get(task_id)
-
-    def discard(self, task_id: str) -> None:
-        self._items.pop(task_id, None)
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-
-class RecentTasks:
-    """The ids of the last ``size`` tasks whose status row this worker wrote, newest
-    last (what the dashboard lists)."""
-
-    def __init__(self, size: int = 500) -> None:
-        self.size = size
-        self._ids: OrderedDict[str, None] = OrderedDict()
-
-    def touch(self, task_id: str) -> None:
-        self._ids[task_id] = None
-        self._ids.move_to_end(task_id)
-        while len(self._ids) > self.size:
-            self._ids.popitem(last=False)
-
-    def newest(self) -> list[str]:
-        """The ids, newest first."""
-        return list(reversed(self._ids))
-
-
-class RunningTasks:
-    """The attempts running on this worker, so a cancel request can reach them, and the
-    ``processing`` events of those whose start is not in the status table yet."""
-
-    def __init__(self) -> None:
-        self._jobs: dict[str, asyncio.Future[Any]] = {}
-        self._cancelled: set[str] = set()
-        self._starts: dict[str, Union[TaskEvent, Callable[[], TaskEvent]]] = {}
-
-    def defer_start(self, task_id: str, make: Callable[[], TaskEvent]) -> None:
-        """Hold the ``processing`` event of an attempt that just started (see
-        ``agents.tasks.record_start``); ``make`` builds it, only if it is ever needed
-        (most attempts end first, and their outcome records the start)."""
-        self._starts[task_id] = make
-
-    def take_start(self, task_id: str) -> Optional[TaskEvent]:
-        """The held ``processing`` event of ``task_id``, no longer held (``None`` if none)."""
-        start = self._starts.pop(task_id, None)
-        return start() if callable(start) else start
-
-    def drop_start(self, task_id: str) -> None:
-        """Hold the start of ``task_id`` no longer (its outcome records it, or it never began)."""
-        self._starts.pop(task_id, None)
-
-    def unrecorded_start(self, task_id: str) -> Optional[TaskEvent]:
-        """The held ``processing`` event of ``task_id``, if any (it stays held)."""
-        start = self._starts.get(task_id)
-        if callable(start):
-            start = self._starts[task_id] = start()
-        return start
-
-    def add(self, task_id: str, job: "asyncio.Future[Any]") -> None:
-        self._jobs[task_id] = job
-        self._cancelled.discard(task_id)
-
-    def remove(self, task_id: str, job: "asyncio.Future[Any]") -> None:
-        if self._jobs.get(task_id) is job:
-            del self._jobs[task_id]
-
-    def cancel(self, task_id: str) -> bool:
-        """Cancel the running attempt of ``task_id``; False if none runs here."""
-        job = self._jobs.get(task_id)
-        if job is None or job.done():
-            return False
-        self._cancelled.add(task_id)
-        job.cancel()
-        return True
-
-    def was_cancelled(self, task_id: str) -> bool:
-        """Whether the last attempt of ``task_id`` was cancelled by :meth:`cancel`."""
-        return task_id in self._cancelled
-
-    def forget(self, task_id: str) -> None:
-        self._cancelled.discard(task_id)
-
-    def __len__(self) -> int:
-        return len(self._jobs)
-
-    def __contains__(self, task_id: object) -> bool:
-        return task_id in self._jobs
-
-
-class FinishWaiters:
-    """Requests waiting for a task to finish (``GET /tasks/{id}?wait=…``), on the worker
-    that owns the task's row: :func:`agents.status.fold` wakes them when it writes a
-    final row, a rebalance wakes them all (the row may be moving to another worker)."""
-
-    def __init__(self) -> None:
-        self._waiting: dict[str, set[asyncio.Future[None]]] = {}
-
-    async def wait(self, task_id: str, timeout: float) -> bool:
-        """Wait until woken for ``task_id`` or ``timeout`` s pass; True if woken."""
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        waiters = self._waiting.setdefault(task_id, set())
-        waiters.add(future)
-        try:
-            await asyncio.wait_for(future, timeout)
-            return True
-        except asyncio.TimeoutError:
-            return False
-        finally:
-            waiters.discard(future)
-            if not waiters and self._waiting.get(task_id) is waiters:
-                del self._waiting[task_id]
-
-    def wake(self, task_id: str) -> None:
-        for future in self._waiting.get(task_id, ()):
-            if not future.done():
-                future.set_result(None)
-
-    def wake_all(self) -> None:
-        for task_id in list(self._waiting):
-            self.wake(task_id)
-
-    def __len__(self) -> int:
-        return sum(len(w) for w in self._waiting.values())

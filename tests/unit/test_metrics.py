@@ -10,7 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from yadtq_app.metrics import UNREGISTERED, Metrics
 from yadtq_app.registry import TaskRegistry
-from yadtq_app.state import WorkerStats
+from yadtq_app.worker_memory import WorkerStats
 
 
 def make_app() -> Any:

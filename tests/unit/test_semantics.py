@@ -18,14 +18,13 @@ from yadtq_app.errors import InvalidTask, Retry, TaskRegistrationError, TimeLimi
 from yadtq_app.execution import ProcessRunner, run_task
 from yadtq_app.records import TaskEvent, TaskRequest, TaskState
 from yadtq_app.registry import TaskRegistry
+from yadtq_app.running import RunningTasks
 from yadtq_app.state import (
     CANCEL_NOW,
     DEFER,
     RUN,
     SKIP,
     WAIT,
-    RecentlyFinished,
-    RunningTasks,
     backoff_delay,
     decide,
     merge_rows,
@@ -33,6 +32,7 @@ from yadtq_app.state import (
 )
 from yadtq_app.state import apply_event as fold1
 from yadtq_app.wire import task_request_from_json
+from yadtq_app.worker_memory import RecentlyFinished
 
 
 def ev(kind: str, **kw: Any) -> TaskEvent:

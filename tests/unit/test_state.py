@@ -8,7 +8,8 @@ from typing import Any, Optional
 import pytest
 
 from yadtq_app.records import TaskEvent, TaskState
-from yadtq_app.state import WorkerStats, apply_event
+from yadtq_app.state import apply_event
+from yadtq_app.worker_memory import WorkerStats
 
 
 def ev(kind: str, **kw: Any) -> TaskEvent:
@@ -126,7 +127,7 @@ def test_the_new_owner_completes_a_cancel_of_its_dead_workers_attempt() -> None:
 
 
 def test_running_tasks_hold_an_unrecorded_start() -> None:
-    from yadtq_app.state import RunningTasks
+    from yadtq_app.running import RunningTasks
 
     running = RunningTasks()
     assert running.unrecorded_start("t1") is None and running.take_start("t1") is None
@@ -227,7 +228,7 @@ def test_merge_rows_prefers_final_at_same_attempt_and_takes_the_later_on_ties() 
 async def test_finish_waiters_wake_only_their_task_and_forget_ended_waits() -> None:
     import asyncio
 
-    from yadtq_app.state import FinishWaiters
+    from yadtq_app.worker_memory import FinishWaiters
 
     waiters = FinishWaiters()
     a = asyncio.ensure_future(waiters.wait("a", 5))
