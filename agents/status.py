@@ -7,8 +7,8 @@ the row (:func:`yadtq_app.state.schedule_of`). It is the only code that writes t
 tables, and it never awaits, so its read-modify-write is atomic on the event loop. It
 runs in the status agent for events that arrive through the events topic (submissions,
 cancel/retry requests, progress, other workers), and in the task agent for the tasks
-that worker runs (see ``agents.tasks.report``); an attempt's ``processing`` event is
-held for a moment first (``agents.tasks.record_start``), and written by whichever
+that worker runs (see ``agents.reporting.report``); an attempt's ``processing`` event is
+held for a moment first (``agents.reporting.record_start``), and written by whichever
 comes first: a timer, the attempt's outcome, or a cancel or progress event. Side
 effects of a fold on this worker, which owns the task's partition: a ``cancel`` for a
 running attempt cancels it here; an ``expire`` deletes a finished row past the result
@@ -79,7 +79,7 @@ def fold(event: TaskEvent) -> None:
     """Apply one event to the tables (inside the agent: Faust needs the current event).
 
     An attempt running here whose ``processing`` event is still held
-    (``agents.tasks.record_start``) is recorded before a cancel or progress event;
+    (``agents.reporting.record_start``) is recorded before a cancel or progress event;
     its own outcome records the start with it.
     """
     if event.kind in NEEDS_START:

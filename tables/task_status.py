@@ -82,7 +82,7 @@ task_status: Any = app.tables.add(StatusTable(
 
 def get_status(task_id: str) -> Optional[TaskState]:
     """The local row for ``task_id`` (``None`` if this worker holds none), including an
-    attempt that runs here but whose start is not written yet (``agents.tasks.record_start``)."""
+    attempt that runs here but whose start is not written yet (``agents.reporting.record_start``)."""
     row = task_status.get(task_id.encode())
     start = app.running.unrecorded_start(task_id)
     return apply_event(row, start) if start is not None else row

@@ -2,7 +2,7 @@
 
 ``faust -A yadtq_app worker`` and ``yadtq worker`` both load :data:`app` from here (``yadtq_app.app``
 resolves to it; the module is not called ``app.py`` so the two names never clash).
-Agents (``agents/``), tables (``tables/``) and web views (:mod:`yadtq_app.web`) are
+Agents (``agents/``), tables (``tables/``) and web views (``yadtq_app.web_*``) are
 found by Faust's autodiscovery, named here as strings, so this module never imports
 them and no import cycle forms.
 """
@@ -107,7 +107,7 @@ class YadtqApp(faust.App):
         self.group_lag = GroupLag(self)
         self.running = RunningTasks()
         self.finish_waiters = FinishWaiters()
-        #: What the other alive workers register (refreshed by yadtq_app.web).
+        #: What the other alive workers register (refreshed by yadtq_app.web_cluster).
         self.peer_tasks = PeerTasks(settings.worker_id, registry.names(), registry.digest())
         self.processes = ProcessRunner(settings.processes)
         self._long_poll_http: Optional[aiohttp.ClientSession] = None
@@ -124,13 +124,13 @@ class YadtqApp(faust.App):
         self.metrics = Metrics(self)
         self.on_partitions_assigned.connect(self._count_rebalance)
         #: From the start of a rebalance until partitions are assigned again: what this
-        #: worker holds may already belong to another worker (see agents.tasks on leases).
+        #: worker holds may already belong to another worker (see agents.leases).
         self.revoking = False
         #: Called (awaited) when a rebalance begins, before Faust waits for the
-        #: messages being processed (agents.tasks leases the running tasks).
+        #: messages being processed (agents.leases leases the running tasks).
         self.on_revoking: list[Callable[[], Awaitable[None]]] = []
         #: Whether a message's processing is covered by a lease sent at the start of the
-        #: current rebalance, so the rebalance need not wait for it (agents.tasks sets it).
+        #: current rebalance, so the rebalance need not wait for it (agents.leases sets it).
         self.lease_covers: Callable[[Any], bool] = lambda message: False
         #: Ends the process once the worker cannot work (see yadtq_app.liveness).
         self.crash_watch = CrashWatch(lambda: crash_reason(self), exit=self._exit_after_crash)

@@ -138,7 +138,7 @@ class TaskEvent(faust.Record, namespace="yadtq.TaskEvent", serializer="json"):
     started_at: Optional[float] = None
     #: ``processing`` from a worker that keeps running the attempt while its partition
     #: may move (a rebalance): no other worker runs the task before this time, unless
-    #: the attempt ends first (see ``agents.tasks`` on leases).
+    #: the attempt ends first (see ``agents.leases``).
     lease_until: Optional[float] = None
 
 
@@ -171,7 +171,7 @@ class TaskState(faust.Record, namespace="yadtq.TaskState", serializer="json"):
     #: One entry per finished attempt: attempt, worker, status, started/finished, error.
     history: list[Any] = []
     #: While ``processing``: the running attempt's worker holds it until then, even if
-    #: another worker now owns the task's partition (see ``agents.tasks`` on leases).
+    #: another worker now owns the task's partition (see ``agents.leases``).
     lease_until: Optional[float] = None
 
     def to_json(self) -> dict[str, Any]:

@@ -86,7 +86,7 @@ def test_sigstop_past_the_session_then_sigcont(cluster_factory: Any, tmp_path: P
         assert after[t] == done[t] or after[t]["attempts"] >= done[t]["attempts"]
         if t in ledger.in_flight(victim.worker_id, stopped_at):
             # Run again and finished by the survivor. (Its attempt number is 2, or 1 when
-            # the paused worker had not yet recorded its start: see agents.tasks.record_start.)
+            # the paused worker had not yet recorded its start: see agents.reporting.record_start.)
             assert after[t]["worker"] != victim.worker_id
             assert any(run.worker != victim.worker_id for run in runs[t])
     assert victim.alive
