@@ -17,13 +17,19 @@ import time
 from pathlib import Path
 from typing import IO, Optional, Sequence
 
-__all__ = ["BoundedProcess", "RedisServer", "BenchError"]
+__all__ = ["BoundedProcess", "RedisServer", "BenchError", "cpu_seconds"]
 
 logger = logging.getLogger(__name__)
 
 
 class BenchError(Exception):
     """Something the benchmark needs did not start or did not answer."""
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time process ``pid`` has used so far (user + system, from ``/proc/PID/stat``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class BoundedProcess:
@@ -59,6 +65,19 @@ class BoundedProcess:
         if not self.alive:
             raise BenchError(f"{self.name} exited (code {self.proc.returncode if self.proc else '?'}); "
                              f"log {self.log_path}:\n{self.tail()}")
+
+    def command_pid(self, timeout: float = 10.0) -> int:
+        """The command's own pid: the child of the ``timeout`` process that runs it."""
+        assert self.proc is not None
+        pid = self.proc.pid
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.check_alive()
+            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+            if children:
+                return int(children[0])
+            time.sleep(0.01)
+        raise BenchError(f"{self.name} did not start in {timeout:g} s")
 
     def stop(self, timeout: float = 20.0) -> None:
         proc, self.proc = self.proc, None

@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import collections
 import logging
-import os
 import shutil
 import subprocess
 import sys
@@ -29,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from aiokafka import AIOKafkaProducer
 
+from bench.procs import cpu_seconds
 from bench.yadtq_target import _partition_tails, _wire
 from tests.support.cluster import Cluster, free_port
 from yadtq_app.broker import EmbeddedBroker
@@ -52,11 +52,6 @@ async def _produce(bootstrap: str, topic: str, ids: list[str]) -> None:
         await asyncio.gather(*sent)
     finally:
         await producer.stop()
-
-
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _summarize(raw: Path, top: int) -> None:
@@ -116,13 +111,13 @@ def main() -> int:
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(1.0)  # let py-spy attach
         bpid = broker.process.pid
-        cpu0, bcpu0, t0 = _cpu_seconds(worker.pid), _cpu_seconds(bpid), time.perf_counter()
+        cpu0, bcpu0, t0 = cpu_seconds(worker.pid), cpu_seconds(bpid), time.perf_counter()
         asyncio.run(_produce(broker.bootstrap, cluster.task_topic, ids))
         t_sub = time.perf_counter()
         # A partition's tasks run in order: its last one finishing means it is done.
         client.wait_all([ids[i] for i in _partition_tails(ids, cluster.partitions)],
                         timeout=max(120.0, args.tasks / 20))
-        t1, cpu1, bcpu1 = time.perf_counter(), _cpu_seconds(worker.pid), _cpu_seconds(bpid)
+        t1, cpu1, bcpu1 = time.perf_counter(), cpu_seconds(worker.pid), cpu_seconds(bpid)
         if recorder is not None:
             recorder.send_signal(2)  # SIGINT: py-spy writes its output and exits
             recorder.wait(60)
