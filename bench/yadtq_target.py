@@ -2,8 +2,9 @@
 
 The broker is the embedded one (``yadtq_app.broker.EmbeddedBroker``) or Apache Kafka,
 one KRaft node (``yadtq_app.kafka_local.LocalKafka`` with the bench's settings,
-``bench/apache_kafka.py``; the workers run the ``kafka`` profile). Broker and workers
-start exactly as in the tests and ``bench/failover.py`` (``tests/support/cluster.Cluster``). Tasks are
+``bench/apache_kafka.py``; the workers run the ``kafka`` profile), from
+``bench/brokers.py``. Broker and workers start exactly as in the tests and
+``bench/failover.py`` (``tests/support/cluster.Cluster``). Tasks are
 submitted over HTTP (``POST /tasks``, round-robin over the workers) or written by a
 Kafka producer (aiokafka) straight onto the task topic in the wire format, keyed by
 id; every status is read back through ``GET /tasks/{id}``, the real status API.
@@ -24,12 +25,10 @@ import aiohttp
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import murmur2
 
-from bench.apache_kafka import KAFKA_PROFILE_ENV, start_kafka
+from bench.brokers import BROKERS, BenchBroker, start_broker
 from bench.common import CONCURRENCY, Reaper, ThroughputSample, bounded_gather
 from bench.procs import BenchError
-from tests.support.cluster import Cluster, free_port
-from yadtq_app.broker import EmbeddedBroker
-from yadtq_app.kafka_local import LocalKafka
+from tests.support.cluster import Cluster
 
 __all__ = ["YadtqTarget", "VIAS", "BROKERS"]
 
@@ -38,8 +37,6 @@ logger = logging.getLogger(__name__)
 #: Submission paths: one task per HTTP request, bulk HTTP requests (1,000 tasks each),
 #: and records written straight to the task topic.
 VIAS = ("http", "bulk", "kafka")
-#: The brokers yadtq is measured on: the embedded one (Tansu) and Apache Kafka (one node).
-BROKERS = ("embedded", "kafka")
 TERMINAL = ("success", "failed", "cancelled")
 
 
@@ -56,35 +53,25 @@ class YadtqTarget:
         self.lifetime = lifetime
         self.broker_kind = broker
         self.extra_env = dict(extra_env or {})
-        self.broker: Optional[EmbeddedBroker | LocalKafka] = None
+        self.broker: Optional[BenchBroker] = None
         self.cluster: Optional[Cluster] = None
         self.reaper: Optional[Reaper] = None
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
     def start(self) -> "YadtqTarget":
-        self.workdir.mkdir(parents=True, exist_ok=True)
         env = {"YADTQ_LOG_LEVEL": "warn"}  # workers log warnings only, as the peers' workers do
-        if self.broker_kind == "kafka":
-            t0 = time.monotonic()
-            kafka = self.broker = start_kafka(self.workdir / "kafka", lifetime=self.lifetime)
-            broker_pids = [p for p in kafka.pids if p is not None]
-            env.update(KAFKA_PROFILE_ENV)
-            logger.info("Apache Kafka (1 node) ready in %.1f s", time.monotonic() - t0)
-        else:
-            embedded = self.broker = EmbeddedBroker("127.0.0.1", free_port(),
-                                                    log_path=str(self.workdir / "broker.log")).start()
-            assert embedded.process is not None
-            broker_pids = [embedded.process.pid]
+        broker = self.broker = start_broker(self.broker_kind, self.workdir, lifetime=self.lifetime)
+        env.update(broker.env)
         env.update(self.extra_env)
-        self.cluster = Cluster(self.broker.url, self.workdir, extra_env=env)
+        self.cluster = Cluster(broker.url, self.workdir, extra_env=env)
         self.cluster.add(self.n_workers)
         self.reaper = Reaper(f"yadtq x{self.n_workers} on {self.broker_kind}",
-                             broker_pids + [w.pid for w in self.cluster.workers], self.lifetime).start()
+                             broker.pids + [w.pid for w in self.cluster.workers], self.lifetime).start()
         for w in self.cluster.workers:
             w.wait_healthy(90)
         self.cluster.wait_settled(timeout=90)
-        logger.info("yadtq: %d worker(s) settled on %s (%s)", self.n_workers, self.broker.url, self.broker_kind)
+        logger.info("yadtq: %d worker(s) settled on %s (%s)", self.n_workers, broker.url, self.broker_kind)
         return self
 
     def stop(self) -> None:
