@@ -1,157 +1,89 @@
-"""The floor under yadtq's speed: a bare Faust worker doing the least a task queue must.
+"""The floor under yadtq's speed: N bare Faust workers doing the least a task queue must.
 
-One Faust agent (concurrency 1) reads ``add`` task messages in yadtq's wire format,
-decodes the JSON, adds the two numbers and writes one status row (raw JSON bytes) into
-a RocksDB table, whose changelog record is what the driver waits for. No status
-checks, no time limits, no threads, no leases, no HTTP: what Faust, aiokafka and the
-broker cost per message on this machine, with the embedded broker and yadtq's consumer
-settings (its broker profile's transport: the same fetch wait and end-offset remedy).
+Per run and worker count: a fresh broker (embedded, or ``--broker kafka``: one local
+Apache Kafka node, ``make kafka-jars``), N ``bench/floor_app.py`` workers in one consumer
+group with yadtq's broker-profile transport and timeouts, settled (every worker holds
+partitions); then ``--tasks`` ``add`` tasks written to the task topic as yadtq's Kafka
+path writes them, until every status row is in the table's changelog
+(``bench/floor_target.py``). Worker counts alternate within a run (``--workers 1,2
+--runs 2``: 1, 2, 1, 2).
 
-    .venv/bin/python bench/faust_floor.py [--tasks 8000]
+    .venv/bin/python bench/faust_floor.py [--workers 1,2] [--runs 2] [--tasks 8000] [--broker kafka]
 
-Prints tasks/s and the worker's CPU per task, comparable with
-``bench/profile_worker.py`` (one yadtq worker, the same tasks written the same way).
-Run by hand, on a quiet machine; nothing here is a test.
+Prints tasks/s and the workers' summed CPU per task, comparable with
+``bench/profile_worker.py`` (one yadtq worker, the same tasks written the same way);
+``bench/compare.py`` measures the floor beside yadtq ("Faust floor" rows). Run by hand,
+on a quiet machine; nothing here is a test.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
 import logging
-import os
+import shutil
+import statistics
 import sys
 import tempfile
-import textwrap
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # noqa: E402
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic  # noqa: E402
-
-from bench.procs import BoundedProcess  # noqa: E402
-from bench.profile_worker import _cpu_seconds  # noqa: E402
-from tests.support.cluster import free_port  # noqa: E402
-from yadtq_app.broker import EmbeddedBroker  # noqa: E402
+from bench.apache_kafka import kafka_problem  # noqa: E402
+from bench.brokers import BROKERS  # noqa: E402
+from bench.common import ThroughputSample  # noqa: E402
+from bench.floor_target import FloorTarget  # noqa: E402
 
 logger = logging.getLogger("bench.faust_floor")
 
-PARTITIONS = 8
-TOPIC = "floor-tasks"
-CHANGELOG = "floor-floor-status-changelog"
 
-#: The bare worker: a Faust app with yadtq's embedded-broker transport and nothing else.
-APP = textwrap.dedent('''
-    import json, os
-    import faust
-    from yadtq_app.kafka.profiles import EmbeddedTransport
-
-    class App(faust.App):
-        def _new_transport(self):
-            return EmbeddedTransport(self.conf.broker_consumer, self)
-
-    app = App("floor", broker=os.environ["FLOOR_BROKER"], store="rocksdb://", datadir=os.environ["FLOOR_DATA"],
-              topic_partitions=PARTITIONS, broker_session_timeout=2, broker_heartbeat_interval=0.5,
-              web_port=int(os.environ["FLOOR_WEB_PORT"]), web_host="127.0.0.1",
-              consumer_auto_offset_reset="earliest", table_standby_replicas=0)
-    tasks = app.topic("TOPIC", key_type=bytes, value_type=bytes, value_serializer="raw", partitions=PARTITIONS)
-    status = app.Table("floor-status", key_type=bytes, value_type=bytes, partitions=PARTITIONS)
-
-    @app.agent(tasks)
-    async def run(stream):
-        async for event in stream.events():
-            task = json.loads(event.value)
-            result = task["args"][0] + task["args"][1]
-            status[event.key] = json.dumps({"task-id": task["task-id"], "status": "success",
-                                            "result": result}).encode()
-
-    if __name__ == "__main__":
-        app.main()
-''').replace("PARTITIONS", str(PARTITIONS)).replace("TOPIC", TOPIC)
-
-
-def _wire(tid: str, i: int) -> bytes:
-    return json.dumps({"task-id": tid, "task": "add", "args": [i, i], "kwargs": {}}).encode()
-
-
-async def _drive(bootstrap: str, worker_pid: int, n: int) -> tuple[float, float]:
-    """Write ``n`` tasks, wait for ``n`` changelog records; (seconds, worker CPU seconds)."""
-    consumer = AIOKafkaConsumer(CHANGELOG, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                                fetch_max_wait_ms=10)
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
-    await consumer.start()
-    await producer.start()
+def measure(n_workers: int, tasks: int, broker: str, workdir: Path) -> ThroughputSample:
+    """One fresh floor of ``n_workers`` on a fresh ``broker``: ``tasks`` tasks' throughput."""
+    target = FloorTarget(n_workers, workdir, lifetime=max(300.0, tasks / 10 + 120), broker=broker)
     try:
-        await producer.send_and_wait(TOPIC, key=b"warm", value=_wire("warm", 0))
-        await asyncio.wait_for(consumer.getone(), 120)  # the worker has joined and works
-        await asyncio.sleep(1.0)
-        cpu0, t0 = _cpu_seconds(worker_pid), time.perf_counter()
-        sent = [await producer.send(TOPIC, key=f"t{i}".encode(), value=_wire(f"t{i}", i)) for i in range(n)]
-        await asyncio.gather(*sent)
-        seen = 0
-        deadline = time.monotonic() + max(120.0, n / 20)
-        while seen < n:
-            if time.monotonic() > deadline:
-                raise SystemExit(f"only {seen} of {n} rows written in time")
-            records = await consumer.getmany(timeout_ms=1000)
-            seen += sum(len(batch) for batch in records.values())
-        return time.perf_counter() - t0, _cpu_seconds(worker_pid) - cpu0
+        target.start()
+        return target.throughput(tasks)
     finally:
-        await producer.stop()
-        await consumer.stop()
+        target.stop()
 
 
-async def _create_topics(bootstrap: str) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(t, PARTITIONS, 1) for t in (TOPIC, CHANGELOG)])
-    finally:
-        await admin.close()
-
-
-def _child_pid(bounded: BoundedProcess, timeout: float = 10.0) -> int:
-    """The worker's own pid: BoundedProcess runs it under ``timeout``, whose child it is."""
-    assert bounded.proc is not None
-    pid = bounded.proc.pid
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-        if children:
-            return int(children[0])
-        time.sleep(0.05)
-    raise SystemExit("the bare Faust worker did not start")
+def _line(n_workers: int, broker: str, s: ThroughputSample) -> str:
+    return (f"bare Faust, {n_workers} worker(s) on {broker}: {s.n} tasks in {s.total_s:.2f} s "
+            f"({s.tasks_per_s:.0f} tasks/s; written in {s.submit_s:.2f} s); workers' CPU "
+            f"{s.extra['worker_cpu_s']:.2f} s = {s.extra['cpu_ms_per_task']:.3f} ms per task")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workers", default="1", help="worker count, or counts to alternate: 1,2 (default 1)")
     parser.add_argument("--tasks", type=int, default=8000)
+    parser.add_argument("--runs", type=int, default=1, help="runs of every worker count (default 1)")
+    parser.add_argument("--broker", choices=BROKERS, default="embedded")
+    parser.add_argument("--keep", type=Path, metavar="DIR", help="work in DIR and keep it (logs)")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    workdir = Path(tempfile.mkdtemp(prefix="yadtq-floor-"))
-    (workdir / "floor_app.py").write_text(APP)
-    broker = EmbeddedBroker("127.0.0.1", free_port(), log_path=str(workdir / "broker.log")).start()
-    worker = None
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    for noisy in ("aiokafka", "httpx"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    counts = [int(w) for w in args.workers.split(",") if w]
+    if args.broker == "kafka" and kafka_problem():
+        raise SystemExit(f"cannot run Apache Kafka: {kafka_problem()}")
+    workdir = args.keep or Path(tempfile.mkdtemp(prefix="yadtq-floor-"))
+    results: dict[int, list[ThroughputSample]] = {n: [] for n in counts}
     try:
-        asyncio.run(_create_topics(broker.bootstrap))
-        env = dict(os.environ, FLOOR_BROKER=broker.url, FLOOR_DATA=str(workdir / "data"),
-                   FLOOR_WEB_PORT=str(free_port()), PYTHONPATH=os.pathsep.join([str(workdir), str(ROOT)]))
-        worker = BoundedProcess("bare Faust worker", [sys.executable, str(workdir / "floor_app.py"), "worker",
-                                                      "-l", "warn", "--without-web"],
-                                lifetime=max(300.0, args.tasks / 10), log_path=workdir / "worker.log", env=env,
-                                cwd=workdir).start()
-        seconds, cpu = asyncio.run(_drive(broker.bootstrap, _child_pid(worker), args.tasks))
-        n = args.tasks
-        print(f"\nbare Faust: {n} tasks in {seconds:.2f} s ({n / seconds:.0f} tasks/s); worker CPU {cpu:.2f} s = "
-              f"{1000 * cpu / n:.3f} ms per task")
+        for run in range(args.runs):
+            for n in counts:
+                sample = measure(n, args.tasks, args.broker, workdir / f"r{run}-w{n}")
+                results[n].append(sample)
+                print(f"run {run + 1}: {_line(n, args.broker, sample)}", flush=True)
     finally:
-        if worker is not None:
-            worker.stop()
-        broker.stop()
+        if args.keep is None:
+            shutil.rmtree(workdir, ignore_errors=True)
+    if args.runs > 1:
+        for n, samples in results.items():
+            rates = [s.tasks_per_s for s in samples]
+            cpu = [s.extra["cpu_ms_per_task"] for s in samples]
+            print(f"{n} worker(s) on {args.broker}: median {statistics.median(rates):.0f} tasks/s "
+                  f"({min(rates):.0f}–{max(rates):.0f}), {statistics.median(cpu):.3f} ms CPU per task")
     return 0
 
 
