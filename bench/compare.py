@@ -3,11 +3,13 @@
 Starts what it needs: per run and worker count N (1, 2, 4), a fresh broker and N
 ``yadtq worker`` processes (tasks submitted over HTTP and through a Kafka producer),
 once on the embedded broker and once on Apache Kafka (one KRaft node, from
-``make kafka-jars``; rows "yadtq AK"); one ``redis-server`` on a free loopback port for
-the peers, and their workers (Celery prefork with 2 processes, taskiq with 2 worker
-processes). Every figure is measured ``--runs`` times; the table shows the median,
-min–max and yadtq ÷ peer ratios, and a full run appends it, dated, with the machine, to
-bench/RESULTS.md.
+``make kafka-jars``; rows "yadtq AK"); beside each, on a fresh broker of the same kind,
+the bare-Faust floor with N workers (rows "Faust floor", ``bench/floor_target.py``); one
+``redis-server`` on a free loopback port for the peers, and their workers (Celery
+prefork with 2 processes, taskiq with 2 worker processes). Every figure is measured
+``--runs`` times; the table shows the median, min–max and yadtq ÷ peer ratios, then
+yadtq-through-Kafka ÷ floor and bulk ÷ Kafka (``bench/ratios.py``); a full run appends
+them, dated, with the machine, to bench/RESULTS.md.
 
     make bench                                        # full: 10,000 tasks, 200 round trips, 3 runs
     bench/.venv/bin/python bench/compare.py --quick   # 500 tasks, 30 round trips, 1 run; prints only
@@ -36,15 +38,18 @@ sys.path.insert(0, str(ROOT))
 
 from bench.apache_kafka import kafka_problem  # noqa: E402
 from bench.common import CONCURRENCY, Reaper  # noqa: E402
+from bench.floor_target import FloorTarget  # noqa: E402
 from bench.peer_targets import CeleryTarget, TaskiqTarget  # noqa: E402
+from bench.plan import Step, cluster_steps  # noqa: E402
 from bench.procs import BenchError, RedisServer  # noqa: E402
+from bench.ratios import FLOOR_METHOD, TARGET, THROUGHPUT, floor_label, render_ratios  # noqa: E402
 from bench.report import METHOD, Results, append_results, machine_info, machine_line, percentiles, render_table  # noqa: E402
 from bench.yadtq_target import BROKERS, VIAS, YadtqTarget  # noqa: E402
 from tests.support.cluster import free_port  # noqa: E402
 
 logger = logging.getLogger("bench.compare")
 
-SYSTEMS = ("yadtq", "celery", "taskiq")
+SYSTEMS = ("yadtq", "floor", "celery", "taskiq")
 PEER_LABELS = {"celery": "Celery", "taskiq": "taskiq"}
 VIA_LABELS = {"http": "HTTP", "bulk": "HTTP bulk", "kafka": "Kafka"}
 
@@ -55,7 +60,8 @@ def yadtq_label(broker: str, fetch_wait: Optional[int]) -> str:
     if broker != "kafka":
         return ""
     return "AK " if fetch_wait is None else f"AK fetch {fetch_wait} ms "
-THROUGHPUT = "throughput (tasks/s)"
+
+
 FAILOVER = "failover (s)"
 
 
@@ -130,14 +136,24 @@ class Bench:
         finally:
             target.stop()
 
-    def yadtq_configs(self, run: int) -> list[tuple[str, Optional[int]]]:
-        """(broker, fetch wait) of each yadtq cluster of a run, in the order they run: the
-        order flips every run, so no broker always goes first after a peer's run."""
-        configs: list[tuple[str, Optional[int]]] = []
-        for broker in self.args.brokers:
-            configs.extend([(broker, w) for w in self.args.kafka_fetch_waits] if broker == "kafka"
-                           else [(broker, None)])
-        return configs if run % 2 == 0 else configs[::-1]
+    def run_floor(self, run: int, n_workers: int, broker: str) -> None:
+        """The bare-Faust floor with ``n_workers`` workers on a fresh ``broker``: throughput
+        through Kafka only (its rows: "Faust floor Nw", "Faust floor AK Nw")."""
+        target = FloorTarget(n_workers, self.workdir / f"floor-r{run}-w{n_workers}-{broker}",
+                             lifetime=self.remaining(), broker=broker)
+        try:
+            target.start()
+            self.record_throughput(floor_label(yadtq_label(broker, None), n_workers), run,
+                                   target.throughput(self.args.tasks))
+        finally:
+            target.stop()
+
+    def run_step(self, run: int, step: Step) -> None:
+        """Measure one cluster of the run's plan (``bench/plan.py``)."""
+        if step.system == "floor":
+            self.run_floor(run, step.workers, step.broker)
+        else:
+            self.run_yadtq(run, step.workers, step.broker, step.fetch_wait)
 
     def run_peer(self, run: int, target: Any) -> None:
         a = self.args
@@ -182,10 +198,11 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     ap.add_argument("--runs", type=int, help="runs per figure (default 3; quick 1)")
     ap.add_argument("--tasks", type=int, help="tasks per throughput run (default 10000; quick 500)")
     ap.add_argument("--round-trips", type=int, help="round trips per latency run (default 200; quick 30)")
-    ap.add_argument("--workers", default="1,2,4", help="yadtq worker counts (default 1,2,4)")
+    ap.add_argument("--workers", default="1,2,4", help="yadtq and floor worker counts (default 1,2,4)")
     ap.add_argument("--via", default="http,bulk,kafka", help="yadtq submission paths (default http,bulk,kafka)")
     ap.add_argument("--brokers", default=",".join(BROKERS),
-                    help="brokers yadtq runs on: embedded (Tansu), kafka (Apache Kafka, one node); default both")
+                    help="brokers yadtq and the floor run on: embedded (Tansu), kafka (Apache Kafka, one node); "
+                         "default both")
     ap.add_argument("--kafka-fetch-waits", default="profile", metavar="MS,...",
                     help="on Apache Kafka, one cluster per value: 'profile' (the kafka profile's own fetch "
                          "wait) or YADTQ_FETCH_MAX_WAIT_MS in ms (rows 'AK fetch MS ms'); default profile")
@@ -249,10 +266,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     logger.info("%s: %d run(s), %d tasks, %d round trips, yadtq workers %s via %s on %s, systems %s, "
                 "failover rounds %d", "quick" if args.quick else "full", args.runs, args.tasks, args.round_trips,
                 args.workers, args.via, args.brokers, args.systems, args.failover_rounds)
-    if "yadtq" in args.systems and "kafka" in args.brokers and kafka_problem():
+    if {"yadtq", "floor"} & set(args.systems) and "kafka" in args.brokers and kafka_problem():
         logger.error("cannot run yadtq on Apache Kafka: %s (or pass --brokers embedded)", kafka_problem())
         return 1
-    peers = [s for s in args.systems if s != "yadtq"]
+    peers = [s for s in args.systems if s in PEER_LABELS]
     interrupted: Optional[str] = None
     with _workdir(args.keep) as tmp:
         bench = Bench(args, Path(tmp))
@@ -263,12 +280,9 @@ def main(argv: Optional[list[str]] = None) -> int:
                 os.environ["BENCH_REDIS_URL"] = redis.url  # read by bench.peers.* on import
                 logger.info("redis-server %s on %s", redis.version(), redis.url)
             for run in range(args.runs):
-                if "yadtq" in args.systems:
-                    for n in args.workers:
-                        for broker, wait in bench.yadtq_configs(run):
-                            what = f"yadtq {n}w on {broker}" + ("" if wait is None else f" (fetch {wait} ms)")
-                            bench.attempt(f"{what} run {run + 1}",
-                                          functools.partial(bench.run_yadtq, run, n, broker, wait))
+                for step in cluster_steps(run, systems=args.systems, workers=args.workers, brokers=args.brokers,
+                                          kafka_fetch_waits=args.kafka_fetch_waits):
+                    bench.attempt(step.describe(run), functools.partial(bench.run_step, run, step))
                 for name in peers:
                     assert redis is not None
                     target: Any = (CeleryTarget(redis, Path(tmp), lifetime=bench.remaining()) if name == "celery"
@@ -307,6 +321,9 @@ def report(args: argparse.Namespace, bench: Bench, interrupted: Optional[str]) -
         logger.error("no figure was measured")
         return 1
     table = render_table(bench.results)
+    ratios = render_ratios(bench.results)
+    if ratios is not None:
+        table += "\n\n" + ratios
     print(f"\n{'QUICK (development sizes, not recorded)' if args.quick else 'yadtq vs Celery vs taskiq'}"
           f" (yadtq on {' and '.join(args.brokers)}): "
           f"{args.runs} run(s), {args.tasks:,} tasks, {args.round_trips} round trips")
@@ -320,6 +337,8 @@ def report(args: argparse.Namespace, bench: Bench, interrupted: Optional[str]) -
                                           else "ListQueueBroker (no acks)"),
                            fetch_waits=("" if not other_waits else "; rows \"AK fetch N ms\" with "
                                         "`YADTQ_FETCH_MAX_WAIT_MS=N` instead"))
+    if "floor" in args.systems:
+        method += FLOOR_METHOD.format(target=TARGET)
     complete = not interrupted and not bench.failures
     if args.quick or args.no_write:
         logger.info("not written to %s (%s)", args.results, "--quick" if args.quick else "--no-write")
