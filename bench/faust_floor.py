@@ -50,7 +50,8 @@ def measure(n_workers: int, tasks: int, broker: str, workdir: Path) -> Throughpu
 def _line(n_workers: int, broker: str, s: ThroughputSample) -> str:
     return (f"bare Faust, {n_workers} worker(s) on {broker}: {s.n} tasks in {s.total_s:.2f} s "
             f"({s.tasks_per_s:.0f} tasks/s; written in {s.submit_s:.2f} s); workers' CPU "
-            f"{s.extra['worker_cpu_s']:.2f} s = {s.extra['cpu_ms_per_task']:.3f} ms per task")
+            f"{s.extra['worker_cpu_s']:.2f} s = {s.extra['cpu_ms_per_task']:.3f} ms per task; broker "
+            f"{s.extra['broker_cpu_ms_per_task']:.3f} ms per task")
 
 
 def main() -> int:

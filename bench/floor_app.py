@@ -50,7 +50,7 @@ def build_app(env: dict[str, str]) -> Any:
         raise SystemExit(f"FLOOR_PROFILE={profile!r} is not one of {', '.join(PROFILES)}")
     transport, options = _profile_options(profile)
 
-    class App(faust.App):  # type: ignore[misc]
+    class App(faust.App):
         #: Read by yadtq's consumer (``Consumer.wait_empty``), which expects a YadtqApp;
         #: never set here, so it waits for every message as Faust's does.
         revoking = False

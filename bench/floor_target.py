@@ -18,7 +18,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -42,6 +42,8 @@ class FloorTarget:
     (``"embedded"`` or ``"kafka"``); every process lives at most ``lifetime`` seconds."""
 
     def __init__(self, workers: int, workdir: Path, *, lifetime: float, broker: str = "embedded") -> None:
+        if not 1 <= workers <= PARTITIONS:
+            raise ValueError(f"{workers} workers: from 1 to {PARTITIONS} (the task topic's partitions)")
         self.n_workers = workers
         self.workdir = workdir
         self.lifetime = lifetime
@@ -84,7 +86,7 @@ class FloorTarget:
 
     def throughput(self, n: int) -> ThroughputSample:
         """``n`` tasks written as fast as the producer allows, until every row is seen;
-        ``extra`` has the workers' summed CPU time and its share per task."""
+        ``extra`` has the workers' summed CPU time, its share per task and the broker's."""
         return asyncio.run(self._throughput(n))
 
     def _check_alive(self) -> None:
@@ -96,8 +98,10 @@ class FloorTarget:
         how many rounds it took."""
         wanted = {f"w{i}" for i in range(self.n_workers)}
         deadline = time.monotonic() + timeout
+        r = 0
         async with _Client(self.bootstrap) as client:
-            for r in range(1, 100_000):
+            while time.monotonic() < deadline:
+                r += 1
                 keys = {f"warm-{r}-{p}": p for p in range(PARTITIONS)}
                 for key, p in keys.items():
                     await client.producer.send(TOPIC, key=key.encode(), value=_wire(key, 0), partition=p)
@@ -105,29 +109,34 @@ class FloorTarget:
                 if {row["worker"] for row in rows.values()} == wanted:
                     return r
                 await asyncio.sleep(0.2)  # between polls: the workers are still joining
-        raise BenchError("the bare Faust workers never settled")
+        raise BenchError(f"the bare Faust workers did not all hold partitions within {timeout:g} s")
 
     async def _throughput(self, n: int) -> ThroughputSample:
         tag = uuid.uuid4().hex[:8]
         ids = [f"fl-{tag}-{i}" for i in range(n)]
         deadline = time.monotonic() + max(120.0, n / 20)
         async with _Client(self.bootstrap) as client:
-            cpu0, t0 = self._cpu(), time.perf_counter()
+            cpu0, bcpu0, t0 = self._cpu(), self._broker_cpu(), time.perf_counter()
             sent = [await client.producer.send(TOPIC, key=tid.encode(), value=_wire(tid, i))
                     for i, tid in enumerate(ids)]
             await asyncio.gather(*sent)
             t_sub = time.perf_counter()
             rows = await client.rows(set(ids), deadline, self._check_alive)
-            t1, cpu1 = time.perf_counter(), self._cpu()
+            t1, cpu1, bcpu1 = time.perf_counter(), self._cpu(), self._broker_cpu()
         for i, tid in enumerate(ids):
             if rows[tid].get("result") != 2 * i:
                 raise BenchError(f"task {tid}: result {rows[tid].get('result')!r}, expected {2 * i}")
         cpu = cpu1 - cpu0
-        return ThroughputSample(n, t_sub - t0, t1 - t0, extra={"last_done_s": t1 - t0, "worker_cpu_s": cpu,
-                                                               "cpu_ms_per_task": 1000 * cpu / n})
+        return ThroughputSample(n, t_sub - t0, t1 - t0, extra={
+            "last_done_s": t1 - t0, "worker_cpu_s": cpu, "cpu_ms_per_task": 1000 * cpu / n,
+            "broker_cpu_ms_per_task": 1000 * (bcpu1 - bcpu0) / n})
 
     def _cpu(self) -> float:
         return sum(cpu_seconds(pid) for pid in self.pids)
+
+    def _broker_cpu(self) -> float:
+        assert self.broker is not None
+        return sum(cpu_seconds(pid) for pid in self.broker.pids)
 
     @property
     def bootstrap(self) -> str:
@@ -157,7 +166,7 @@ class _Client:
         await self.producer.stop()
         await self.consumer.stop()
 
-    async def rows(self, keys: set[str], deadline: float, check: Any) -> dict[str, dict[str, Any]]:
+    async def rows(self, keys: set[str], deadline: float, check: Callable[[], None]) -> dict[str, dict[str, Any]]:
         """Read the changelog until it has a row for each of ``keys``; those rows (the
         last for a key). ``check`` raises if a worker died."""
         found: dict[str, dict[str, Any]] = {}
