@@ -51,10 +51,6 @@ def build_app(env: dict[str, str]) -> Any:
     transport, options = _profile_options(profile)
 
     class App(faust.App):
-        #: Read by yadtq's consumer (``Consumer.wait_empty``), which expects a YadtqApp;
-        #: never set here, so it waits for every message as Faust's does.
-        revoking = False
-
         def _new_transport(self) -> Any:
             return transport(self.conf.broker_consumer, self)
 

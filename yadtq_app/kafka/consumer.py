@@ -200,9 +200,10 @@ class Consumer(faust_aiokafka.Consumer):
     async def wait_empty(self) -> None:
         """Faust's wait for every message being processed, except, during a rebalance,
         the task messages whose attempts are leased (``app.lease_covers``): they run on
-        across the rebalance and their owner waits for the outcome."""
-        app: Any = self.app  # a YadtqApp: revoking, lease_covers
-        if not app.revoking or app.should_stop:
+        across the rebalance and their owner waits for the outcome. An app that is not a
+        YadtqApp (no ``revoking``) waits for every message, as Faust's does."""
+        app: Any = self.app
+        if not getattr(app, "revoking", False) or app.should_stop:
             await super().wait_empty()
             return
         while not self.should_stop and any(not app.lease_covers(m) for m in private.unacked_messages(self)):
