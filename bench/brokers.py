@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Union
 
 from bench.apache_kafka import KAFKA_PROFILE_ENV, start_kafka
+from tests.support.brokers import TestBroker
 from tests.support.cluster import free_port
 from yadtq_app.broker import EmbeddedBroker
 from yadtq_app.kafka_local import LocalKafka
@@ -27,22 +26,8 @@ logger = logging.getLogger(__name__)
 BROKERS = ("embedded", "kafka")
 
 
-@dataclass
-class BenchBroker:
-    """A running broker: what clients and yadtq workers need to reach it."""
-
-    kind: str  # "embedded" or "kafka"
-    server: Union[EmbeddedBroker, LocalKafka]
-    #: Variables a yadtq worker needs on it besides the URL (on Kafka: the kafka profile).
-    env: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def url(self) -> str:
-        return self.server.url
-
-    @property
-    def bootstrap(self) -> str:
-        return self.server.bootstrap
+class BenchBroker(TestBroker):
+    """A running broker (the tests' :class:`TestBroker`), and its processes."""
 
     @property
     def pids(self) -> list[int]:
@@ -51,9 +36,6 @@ class BenchBroker:
             return [p for p in self.server.pids if p is not None]
         assert self.server.process is not None
         return [self.server.process.pid]
-
-    def stop(self) -> None:
-        self.server.stop()
 
 
 def start_broker(kind: str, workdir: Path, *, lifetime: float) -> BenchBroker:
