@@ -8,15 +8,19 @@ broker that recovery trusts end offsets that are wrong for batched writes (see
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
 import httpx
 import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from faust.types import TP
 
 from tests.integration.test_core import submit_mixed, wait_all_finished
 from tests.support.wait import wait_for
 from yadtq_app import Client
+from yadtq_app.kafka.end_offsets import true_end_offsets
 
 pytestmark = pytest.mark.integration
 
@@ -82,13 +86,43 @@ def test_every_status_is_answered_after_a_restart(cluster_factory: Any, wipe: bo
     assert Client(cluster.workers[1].url).submit("add", 20, 22).result(timeout=30) == 42
 
 
+def listed_short(cluster: Any) -> set[int]:
+    """Status-changelog partitions whose listed end offset is short of the true one."""
+    bootstrap = cluster.env["YADTQ_BROKER_URL"].split("://", 1)[-1]
+    topic = f"{cluster.app_id}-task-status-changelog"
+
+    async def read() -> set[int]:
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+        await consumer.start()
+        try:
+            tps = [TopicPartition(topic, p) for p in range(cluster.partitions)]
+            listed = {TP(tp.topic, tp.partition): off for tp, off in (await consumer.end_offsets(tps)).items()}
+        finally:
+            await consumer.stop()
+        true = await true_end_offsets(bootstrap, listed)
+        return {tp.partition for tp, off in listed.items() if true[tp] > off}
+
+    return asyncio.run(read())
+
+
 @pytest.mark.embedded_only
 def test_without_the_end_offset_remedy_rows_go_missing(cluster_factory: Any) -> None:
     """The defect is real: with the remedy off, the survivor's recovery crashes with
-    ``ConsistencyError`` (its store is ahead of the wrong end offset) or loses rows."""
+    ``ConsistencyError`` (its store is ahead of the wrong end offset) or answers rows
+    missing or older than they are."""
     cluster = cluster_factory(extra_env={**ENV, "YADTQ_FIX_END_OFFSETS": "0"}).start(2)
     before = load(cluster)
-    survivor, stopped = cluster.workers
+    # The defect needs a partition the survivor recovers to end in a multi-record batch;
+    # whether the last write of a wave was batched is timing, so write waves until one is.
+    for _ in range(5):
+        short = listed_short(cluster)
+        held = {w["id"]: set(w["partitions"]) for w in cluster.workers_view()}
+        stopped = next((w for w in cluster.workers if held.get(w.worker_id, set()) & short), None)
+        if stopped is not None:
+            break
+        before.update(load(cluster))
+    assert stopped is not None, "no status-changelog partition ended in a batch the broker lists short"
+    survivor = next(w for w in cluster.workers if w is not stopped)
     stopped.stop()
     stopped.wipe()
 
@@ -96,10 +130,12 @@ def test_without_the_end_offset_remedy_rows_go_missing(cluster_factory: Any) -> 
         if "ConsistencyError" in survivor.log_text():
             return "crash"
         with httpx.Client(timeout=5) as http:
-            codes = [http.get(f"{survivor.url}/tasks/{t}").status_code for t in before]
-        if 404 in codes:
+            answers = [http.get(f"{survivor.url}/tasks/{t}") for t in before]
+        if any(r.status_code == 404 for r in answers):
             return "missing"
+        if any(r.status_code == 200 and r.json() != before[t] for r, t in zip(answers, before)):
+            return "older"
         return ""
 
     seen = wait_for(defect_seen, timeout=45, interval=0.5, message="the end-offset defect to show")
-    assert seen in ("crash", "missing")
+    assert seen in ("crash", "missing", "older")
