@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Optional
+from typing import Any, Optional
 
 from faust.types import TP
 
@@ -20,20 +20,60 @@ from yadtq_app.kafka.fetch_wait import last_fetched_ms
 from yadtq_app.kafka.private import committed_offsets
 from yadtq_app.topics import events_topic
 
-__all__ = ["mark_folded", "wait_caught_up", "caught_up_now", "CATCH_UP_POLL"]
+__all__ = ["FoldedOffsets", "mark_folded", "wait_caught_up", "caught_up_now", "CATCH_UP_POLL"]
 
 logger = logging.getLogger(__name__)
-
-#: events partition → offset after the last event folded into the table.
-_folded: dict[int, int] = {}
 
 #: How often :func:`caught_up_now` looks again (s).
 CATCH_UP_POLL = 0.002
 
 
+class FoldedOffsets:
+    """How far each events partition is folded into the table without a hole.
+
+    Faust has been seen to lose the message at a seek position and hand the next one on
+    (``docs/brokers.md``, "The message at a seek position must reach the agent"); that
+    one is read again later. An event folded past such a hole does not count until the
+    hole is filled: "caught up" must mean every event below the offset is in the table.
+    """
+
+    def __init__(self) -> None:
+        self._through: dict[int, int] = {}
+
+    def mark(self, partition: int, offset: int, awaited: Optional[int] = None) -> None:
+        """The event at ``offset`` is folded. ``awaited``: the seek position of the
+        partition whose event has not been folded yet (``None``: none is missing)."""
+        if awaited is not None and offset > awaited:
+            return  # past a hole: counted when the hole's event is read again and folded
+        self._through[partition] = max(self._through.get(partition, 0), offset + 1)
+
+    def through(self, partition: int, committed: Optional[int]) -> int:
+        """The offset below which every event of ``partition`` is in the table: folded
+        here, or ``committed`` (folded by whoever held the partition before)."""
+        return max(committed or 0, self._through.get(partition, 0))
+
+    def clear(self) -> None:
+        """Forget everything: partitions were assigned, and reading resumes at the
+        committed offsets."""
+        self._through.clear()
+
+
+#: The events partitions folded into this worker's table.
+_folded = FoldedOffsets()
+
+
+async def _on_assigned(*args: Any, **kwargs: Any) -> None:
+    _folded.clear()
+
+
+app.on_partitions_assigned.connect(_on_assigned)
+
+
 def mark_folded(partition: int, offset: int) -> None:
     """Record that the event at ``offset`` of events ``partition`` is in the table."""
-    _folded[partition] = max(_folded.get(partition, 0), offset + 1)
+    tp = TP(events_topic.get_topic_name(), partition)
+    awaiting = getattr(app.consumer, "awaiting", None)
+    _folded.mark(partition, offset, awaiting(tp) if awaiting is not None else None)
 
 
 async def wait_caught_up(partition: int, *, timeout: float = 10.0) -> bool:
@@ -56,17 +96,15 @@ async def wait_caught_up(partition: int, *, timeout: float = 10.0) -> bool:
             return True
         if time.monotonic() >= deadline:
             logger.warning("status of partition %d not caught up after %.0f s (folded %s, committed %s, end %s)",
-                           partition, timeout, _folded.get(partition),
+                           partition, timeout, _folded_through(tp),
                            committed_offsets(app.consumer).get(tp), target)
             return False
         await asyncio.sleep(0.005)
 
 
 def _folded_through(tp: TP) -> int:
-    """The offset up to which events partition ``tp`` is in the table: folded here, or
-    committed (folded by whoever held the partition before)."""
-    committed = committed_offsets(app.consumer).get(tp) or 0
-    return max(committed, _folded.get(tp.partition, 0))
+    """The offset below which every event of events partition ``tp`` is in the table."""
+    return _folded.through(tp.partition, committed_offsets(app.consumer).get(tp))
 
 
 async def caught_up_now(partition: int, *, timeout: float = 5.0) -> bool:

@@ -167,6 +167,12 @@ class Consumer(faust_aiokafka.Consumer):
         self._expect(tp, offset, tries + 1)
         self._reread_later(tp, offset)
 
+    def awaiting(self, tp: TP) -> Optional[int]:
+        """The seek position of ``tp`` whose message has not reached an agent yet, if
+        any: a later message of ``tp`` that came first does not follow an unbroken read."""
+        expected = self._yadtq_expect.get(tp)
+        return expected[0] if expected is not None else None
+
     def reread(self, tp: TP, offset: int) -> None:
         """Read ``tp`` again from ``offset`` (soon, unless a rebalance seeks it first)."""
         self._reread_later(tp, offset)
