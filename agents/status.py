@@ -14,7 +14,9 @@ effects of a fold on this worker, which owns the task's partition: a ``cancel`` 
 running attempt cancels it here; an ``expire`` deletes a finished row past the result
 TTL.
 
-The agent reports each event it folded to :func:`yadtq_app.catch_up.mark_folded`, so
+A record may carry several events of its partition (a bulk submission's ``queued``
+events: :meth:`~yadtq_app.records.TaskEvent.batch`); they are folded in order. The
+agent reports each record it folded to :func:`yadtq_app.catch_up.mark_folded`, so
 the task agent and the HTTP API can wait until what was written is in the table.
 """
 
@@ -68,10 +70,16 @@ async def record_status(stream: AsyncIterable[Any]) -> None:
             # this waited: the partition's owner reads it again and folds it.
             continue
         try:
-            fold(value)
+            events = value.unpacked()
         except Exception:
-            logger.exception("task %s: could not apply %s event", getattr(value, "id", "?"),
-                             getattr(value, "kind", "?"))
+            logger.exception("could not unpack the event batch at %s-%d@%d", msg.topic, msg.partition, msg.offset)
+            events = []
+        for one in events:
+            try:
+                fold(one)
+            except Exception:
+                logger.exception("task %s: could not apply %s event", getattr(one, "id", "?"),
+                                 getattr(one, "kind", "?"))
         mark_folded(msg.partition, msg.offset)
 
 

@@ -39,6 +39,7 @@ __all__ = [
     "REQUEUE",
     "EXPIRE",
     "EVENT_KINDS",
+    "BATCH",
 ]
 
 # Statuses of a task.
@@ -60,6 +61,9 @@ CANCEL = "cancel"  # someone asked to cancel the task
 REQUEUE = "requeue"  # someone asked to run a failed/cancelled task again
 EXPIRE = "expire"  # a finished task's row is past the result TTL
 EVENT_KINDS = frozenset(STATUSES) | {PROGRESS, CANCEL, REQUEUE, EXPIRE}
+#: Not an event of one task: a record carrying several events of one partition
+#: (:meth:`TaskEvent.batch`), folded in order as if each came alone.
+BATCH = "batch"
 
 
 class TaskRequest(faust.Record, namespace="yadtq.TaskRequest", serializer="json"):
@@ -140,6 +144,22 @@ class TaskEvent(faust.Record, namespace="yadtq.TaskEvent", serializer="json"):
     #: may move (a rebalance): no other worker runs the task before this time, unless
     #: the attempt ends first (see ``agents.leases``).
     lease_until: Optional[float] = None
+    #: ``batch``: the events it carries, as :meth:`faust.Record.asdict` gives them.
+    events: Optional[list[dict[str, Any]]] = None
+
+    @classmethod
+    def batch(cls, events: "list[TaskEvent]") -> "TaskEvent":
+        """One record carrying ``events`` (all of one partition: the record is keyed by
+        the first one's id)."""
+        return cls(id=events[0].id, kind=BATCH, task="", events=[e.asdict() for e in events])
+
+    def unpacked(self) -> "list[TaskEvent]":
+        """The events this record carries: those of a batch, else itself.
+
+        Raises :class:`TypeError` or :class:`ValueError` for a batch item that is not an event."""
+        if self.kind != BATCH:
+            return [self]
+        return [TaskEvent(**item) for item in self.events or ()]
 
 
 class TaskState(faust.Record, namespace="yadtq.TaskState", serializer="json"):

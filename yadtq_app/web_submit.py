@@ -16,6 +16,7 @@ from faust.web import Request, Response, View
 
 from yadtq_app.api_schema import MAX_BULK, problem
 from yadtq_app.application import app, settings
+from yadtq_app.encoding import partition_of
 from yadtq_app.errors import InvalidTask, Refused
 from yadtq_app.kafka.unconfirmed import unconfirmed_reason
 from yadtq_app.ordering import ENQUEUE, SequencerMessage
@@ -27,6 +28,12 @@ from yadtq_app.wire import parse_json, task_request_from_json
 __all__ = ["TasksView", "Accepted", "check_submission"]
 
 logger = logging.getLogger(__name__)
+
+#: How many bytes one record of ``queued`` events may stand for (each event counts as its
+#: task message and :data:`EVENT_OVERHEAD` more): a quarter of the broker's usual 1 MiB
+#: record limit.
+EVENT_BATCH_BYTES = 256 * 1024
+EVENT_OVERHEAD = 512
 
 
 @dataclass
@@ -86,19 +93,45 @@ def _check_everywhere(name: str) -> None:
                       reason="not-on-every-worker", workers_without=lacking)
 
 
-def _hand_over(accepted: Accepted, now: float) -> list[Any]:
-    """Hand a checked task's records (its message and its ``queued`` event) to the
-    producer; the sends, to await with :func:`_confirmed`."""
+def _queued_event(accepted: Accepted, now: float) -> TaskEvent:
+    """The ``queued`` (or ``scheduled``) event of a checked submission."""
     req = accepted.request
-    queued = TaskEvent(id=req.id, kind=QUEUED, task=req.task, task_args=req.task_args,
-                       task_kwargs=req.task_kwargs, at=now, submitted_at=req.submitted_at,
-                       options=req.options, next_run_at=req.eta if accepted.status == SCHEDULED else None)
+    return TaskEvent(id=req.id, kind=QUEUED, task=req.task, task_args=req.task_args,
+                     task_kwargs=req.task_kwargs, at=now, submitted_at=req.submitted_at,
+                     options=req.options, next_run_at=req.eta if accepted.status == SCHEDULED else None)
+
+
+def _send_message(accepted: Accepted) -> Any:
+    """Hand a checked task's message to the producer (to the sequencer if it has an
+    ordering key); the send, to await with :func:`_confirmed`."""
+    req = accepted.request
     if req.ordering_key is not None:
         message = SequencerMessage(kind=ENQUEUE, key=req.ordering_key, task_id=req.id, wire=req.to_wire())
-        sending = sequencer_topic.send(key=req.ordering_key.encode(), value=message)
-    else:
-        sending = task_topic.send(key=req.key, value=accepted.value)
-    return [sending, events_topic.send(key=req.key, value=queued)]
+        return sequencer_topic.send(key=req.ordering_key.encode(), value=message)
+    return task_topic.send(key=req.key, value=accepted.value)
+
+
+def _send_events(accepted: list[Accepted], now: float) -> list[Any]:
+    """Hand the ``queued`` events of ``accepted`` to the producer: those of one
+    partition together, as batches of at most :data:`EVENT_BATCH_BYTES` of task
+    messages (one record each for the status agent); the sends."""
+    open_chunks: dict[int, tuple[list[Accepted], int]] = {}  # partition → (chunk, its bytes)
+    chunks: list[list[Accepted]] = []
+    for a in accepted:
+        partition = partition_of(a.request.key, settings.partitions)
+        size = len(a.value) + EVENT_OVERHEAD
+        chunk, used = open_chunks.get(partition, ([], 0))
+        if not chunk or used + size > EVENT_BATCH_BYTES:
+            chunk, used = [], 0
+            chunks.append(chunk)
+        chunk.append(a)
+        open_chunks[partition] = (chunk, used + size)
+    sends = []
+    for chunk in chunks:
+        events = [_queued_event(a, now) for a in chunk]
+        value = events[0] if len(events) == 1 else TaskEvent.batch(events)
+        sends.append(events_topic.send(key=chunk[0].request.key, value=value))
+    return sends
 
 
 async def _confirmed(*sends: Any) -> None:
@@ -109,7 +142,7 @@ async def _confirmed(*sends: Any) -> None:
 async def _send_confirmed(accepted: list[Accepted], now: float) -> Optional[Refused]:
     """Hand ``accepted`` to the producer in one go and wait until the brokers have every
     record; a 503 refusal (returned) if they do not confirm within ``YADTQ_SUBMIT_TIMEOUT``."""
-    sends = [send for a in accepted for send in _hand_over(a, now)]
+    sends = [_send_message(a) for a in accepted] + _send_events(accepted, now)
     try:
         await asyncio.wait_for(_confirmed(*sends), settings.submit_timeout)
     except (asyncio.TimeoutError, KafkaError, ProducerSendError) as exc:

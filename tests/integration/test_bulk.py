@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from tests.integration.test_core import wait_all_finished
+from tests.support.kafka import read_all
 from yadtq_app import Client
 from yadtq_app.errors import TaskNotFound
 
@@ -118,3 +119,22 @@ def test_cli_submit_file(shared_cluster: Any, tmp_path: Path) -> None:
                          capture_output=True, text=True, timeout=60)
     assert run.returncode == 2 and "line 2: not JSON" in run.stderr, run.stderr
     assert run.stdout == ""
+
+
+def test_a_bulk_submission_s_queued_events_travel_one_record_per_partition(cluster_factory: Any,
+                                                                           broker: Any) -> None:
+    """The status agent gets a record per partition, not per task, and still answers each
+    task's row at once."""
+    cluster = cluster_factory().start(1)
+    tag = uuid.uuid4().hex[:8]
+    ids = [f"bulk-batch-{tag}-{i}" for i in range(300)]
+    resp = httpx.post(f"{cluster.workers[0].url}/tasks", timeout=30,
+                      json=[{"task-id": t, "task": "add", "args": [1, 2], "countdown": 300} for t in ids])
+    assert resp.status_code == 200, resp.text
+    assert {a["status"] for a in resp.json()["tasks"]} == {"scheduled"}
+    rows = Client(cluster.workers[0].url).statuses(ids)
+    assert {(rows[t] or {}).get("status") for t in ids} == {"scheduled"}
+    records = [json.loads(r.value) for r in read_all(broker.bootstrap, f"{cluster.app_id}-task-events")]
+    carried = [e["id"] for r in records for e in (r["events"] if r["kind"] == "batch" else [r])]
+    assert sorted(carried) == sorted(ids)
+    assert len(records) <= cluster.partitions

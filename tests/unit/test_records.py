@@ -8,7 +8,7 @@ import pytest
 
 from yadtq_app.errors import InvalidTask
 from yadtq_app.ids import MAX_ID_LENGTH
-from yadtq_app.records import Heartbeat, TaskRequest, TaskState
+from yadtq_app.records import BATCH, QUEUED, Heartbeat, TaskEvent, TaskRequest, TaskState
 from yadtq_app.wire import parse_task_message, task_request_from_json
 
 SEED = b'{"task-id": "12345abc", "task": "multiply", "args": [4, 5]}'
@@ -233,3 +233,13 @@ def test_faust_shares_a_field_default_between_records() -> None:
     first, second = TaskRequest(id="a", task="t"), TaskRequest(id="b", task="t")
     assert first.task_args is second.task_args and first.task_kwargs is second.task_kwargs
     assert TaskRequest(id="c", task="t", task_args=[1]).task_args is not first.task_args  # the control case
+
+
+def test_a_batch_of_events_crosses_the_wire_and_unpacks_in_order() -> None:
+    events = [TaskEvent(id=f"t{i}", kind=QUEUED, task="add", task_args=[i, i], at=float(i), options={"timeout": 3})
+              for i in range(3)]
+    wire = TaskEvent.batch(events).dumps(serializer="json")
+    back = TaskEvent.loads(wire, serializer="json")
+    assert back.kind == BATCH
+    assert [e.asdict() for e in back.unpacked()] == [e.asdict() for e in events]
+    assert events[0].unpacked() == [events[0]]
