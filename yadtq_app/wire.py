@@ -60,12 +60,12 @@ def task_request_from_json(obj: Any, *, default_id: Optional[str] = None) -> Tas
     """
     if not isinstance(obj, dict):
         raise InvalidTask(f"a task must be a JSON object, not {type(obj).__name__}", reason="not-object")
-    task_id = obj.get("task-id", obj.get("task_id", default_id))
-    if task_id is None:
-        task_id = new_task_id()
-    problem = id_problem(task_id)
-    if problem is not None:
-        raise InvalidTask(problem, reason="bad-field")
+    given = [obj[name] for name in ("task-id", "task_id") if obj.get(name) is not None]
+    task_id = given[0] if given else default_id if default_id is not None else new_task_id()
+    for candidate in given or [task_id]:  # both ids given are checked, though ``task-id`` wins
+        problem = id_problem(candidate)
+        if problem is not None:
+            raise InvalidTask(problem, reason="bad-field")
     unknown = sorted(set(obj) - WIRE_FIELDS)
     if unknown:
         raise InvalidTask(f"unknown field {unknown[0]!r} (a task message has only {', '.join(sorted(WIRE_FIELDS))})",
