@@ -1,17 +1,17 @@
-"""The JSON Schemas of the HTTP API's bodies: defined once, used by the views to
-validate what they receive and by :mod:`yadtq_app.openapi` to publish the contract.
+"""The JSON Schemas of the HTTP API's bodies: defined once, published by
+:mod:`yadtq_app.openapi` as the contract.
 
 :data:`SCHEMAS` maps a name to a JSON Schema (draft 2020-12, which OpenAPI 3.1
 schemas are); schemas refer to each other as ``#/components/schemas/<name>``, as in
-the OpenAPI document. :func:`problem` validates a value against one of them, as the
-views do (``POST /tasks``, each item of a bulk ``POST /tasks``, ``POST
-/tasks/status``).
+the OpenAPI document. :func:`problem` validates a value against one of them (``POST
+/tasks/status`` does; a submission is checked by the wire format alone, which
+``tests/unit/test_schema_agreement.py`` holds to ``TaskSubmission``).
 
 What JSON Schema cannot say is checked by the code that builds the task
 (:func:`yadtq_app.wire.task_request_from_json`: lone surrogates in ids, an
 ``eta`` at most a year ahead, nesting depth, the task being registered) and is
 documented as a 400 in the schema's descriptions. Constraints both check are held
-in step by ``tests/unit/test_api_schema.py``.
+in step by ``tests/unit/test_api_schema.py`` and ``tests/unit/test_schema_agreement.py``.
 """
 
 from __future__ import annotations
