@@ -80,14 +80,20 @@ def kafka_consumer(consumer: Any) -> Optional[aiokafka.AIOKafkaConsumer]:
 
 def set_fetching(consumer: Any, tps: List[aiokafka.TopicPartition], fetch: bool) -> None:
     """Pause or resume ``tps`` in aiokafka (call in the consumer thread's loop);
-    partitions no longer assigned are skipped."""
-    kafka = kafka_consumer(consumer)
+    partitions no longer assigned are skipped. A resumed partition is fetched at once,
+    not after the fetch in flight."""
+    thread = private.consumer_thread(consumer)
+    kafka = private.thread_consumer(thread)
     if kafka is None:
         return
     subscription = private.consumer_subscription(kafka)
+    changed = False
     for tp in tps:
         if subscription.is_assigned(tp):  # gone since, in a rebalance: nothing to do
             (kafka.resume if fetch else kafka.pause)(tp)
+            changed = True
+    if fetch and changed and hasattr(thread, "wake_fetcher"):
+        thread.wake_fetcher()
 
 
 def last_fetched_ms(consumer: Any, tp: TP) -> Optional[int]:

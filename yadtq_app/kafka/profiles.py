@@ -43,6 +43,9 @@ class BrokerProfile:
     fetch_max_wait_ms: Optional[int] = KAFKA_FETCH_MAX_WAIT_MS
     #: The fetch wait while work flows; ``None``: the same as when idle.
     busy_fetch_max_wait_ms: Optional[int] = None
+    #: Whether the broker's end offsets (ListOffsets) are its high watermarks: catch-ups
+    #: ask them (``yadtq_app.catch_up``) instead of waiting for fetch answers.
+    exact_end_offsets = True
     #: A broker that loses every topic when it stops: a worker restarts as soon as
     #: the broker closes its connections (no ``YADTQ_BROKER_LOST_AFTER`` grace).
     memory_only = False
@@ -119,6 +122,7 @@ class EmbeddedProfile(BrokerProfile):
     rebalance_timeout = 10.0
     fetch_max_wait_ms = 10
     busy_fetch_max_wait_ms = 3
+    exact_end_offsets = False  # wrong for batched writes; fetch answers are right
     memory_only = True
 
     def topic_config(self) -> dict[str, str]:
