@@ -24,8 +24,9 @@ logger = logging.getLogger(__name__)
 
 #: What Faust hard-codes for its worker consumer (ms).
 FAUST_FETCH_MAX_WAIT_MS = 1500
-#: The kafka profile's fetch wait (ms): how long a fetch of idle partitions takes.
-KAFKA_FETCH_MAX_WAIT_MS = 100
+#: The kafka profile's fetch wait (ms): how long a fetch of idle partitions is held at
+#: the broker (nothing waits behind it: ``lanes``).
+KAFKA_FETCH_MAX_WAIT_MS = 1000
 #: How long a worker counts as busy after its agents last got a message (s): its fetches
 #: wait the busy fetch wait meanwhile (see :class:`FetchWait`).
 BUSY_HOLD = 1.0

@@ -2,7 +2,7 @@
 
 ``kafka`` (:class:`BrokerProfile`) is Apache Kafka, the production broker: Faust's
 defaults except acks=all, partitions and replication from the settings, Kafka's own
-session and heartbeat timeouts, a 100 ms fetch wait and credentials. ``embedded``
+session and heartbeat timeouts, a 1,000 ms fetch wait and credentials. ``embedded``
 (:class:`EmbeddedProfile`) is Tansu, the development broker: short timeouts, short
 fetch waits while tasks flow, the end-offset remedy, and a restart when it goes away.
 ``YADTQ_BROKER_PROFILE`` chooses (``auto``: ``embedded`` when every bootstrap host is a
