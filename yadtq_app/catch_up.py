@@ -3,7 +3,9 @@ waiting until it has folded what was written before.
 
 The status agent calls :func:`mark_folded` after each event; the task agent waits with
 :func:`wait_caught_up` after a rebalance, the HTTP API with :func:`caught_up_now`
-before it answers that a task does not exist (``docs/http.md``).
+before it answers that a task does not exist (``docs/http.md``). Where the broker's end
+offsets are its high watermarks (the profile's ``exact_end_offsets``: Apache Kafka),
+the end of a partition is asked of the broker; elsewhere it is taken from fetch answers.
 """
 
 from __future__ import annotations
@@ -79,8 +81,9 @@ def mark_folded(partition: int, offset: int) -> None:
 async def wait_caught_up(partition: int, *, timeout: float = 10.0) -> bool:
     """Wait until every event now in events ``partition`` is folded into the table.
 
-    The target is the partition's high watermark from this worker's first fetch since
-    the partition was assigned. True when caught up; False after ``timeout``, when a
+    The target is the partition's end offset asked of the broker where that is exact,
+    else its high watermark from this worker's first fetch since the partition was
+    assigned. True when caught up; False after ``timeout``, when a
     rebalance starts, or when the group evicted this worker.
     """
     tp = TP(events_topic.get_topic_name(), partition)
@@ -88,10 +91,13 @@ async def wait_caught_up(partition: int, *, timeout: float = 10.0) -> bool:
     target = None
     while True:
         if target is None:
-            try:
-                target = app.consumer.highwater(tp)
-            except Exception:  # noqa: BLE001 - not assigned / no consumer yet: keep waiting
-                target = None
+            if app.profile.exact_end_offsets:
+                target = await _end_offset(tp, deadline)
+            else:
+                try:
+                    target = app.consumer.highwater(tp)
+                except Exception:  # noqa: BLE001 - not assigned / no consumer yet: keep waiting
+                    target = None
         if target is not None and _folded_through(tp) >= target:
             return True
         if time.monotonic() >= deadline:
@@ -107,21 +113,26 @@ def _folded_through(tp: TP) -> int:
     return _folded.through(tp.partition, committed_offsets(app.consumer).get(tp))
 
 
-async def caught_up_now(partition: int, *, timeout: float = 5.0) -> bool:
-    """Wait until every event written to events ``partition`` before this call is folded.
+async def _end_offset(tp: TP, deadline: float) -> Optional[int]:
+    """The end offset of ``tp`` asked of the broker now (ListOffsets, on a fetch lane of
+    the worker consumer's, so not behind its fetch in flight); ``None`` if it cannot be
+    had before ``deadline``."""
+    try:
+        ends = await asyncio.wait_for(app.consumer.highwaters(tp), max(0.0, deadline - time.monotonic()))
+        return int(ends[tp])
+    except Exception:  # noqa: BLE001 - not assigned / no consumer / broker away: not known now
+        return None
 
-    The end of the partition as of now is the high watermark of the second fetch answer
-    for it after this call began (two fetch round trips, no request of its own). True
-    when caught up; False when it cannot know (the partition is not this worker's, a
-    rebalance is under way, or ``timeout``).
-    """
-    tp = TP(events_topic.get_topic_name(), partition)
+
+async def _fetched_end(tp: TP, deadline: float) -> Optional[int]:
+    """The end offset of ``tp`` as of now from fetch answers: the high watermark of the
+    second one after this call (two fetch round trips, no request of its own);
+    ``None`` if not known before ``deadline`` or the partition cannot be acted on."""
     began = int(time.time() * 1000)
-    deadline = time.monotonic() + timeout
     first: Optional[int] = None
     while True:
-        if app.rebalancing or app.revoking or not app.may_act_now(tp.topic, partition):
-            return False
+        if app.rebalancing or app.revoking or not app.may_act_now(tp.topic, tp.partition):
+            return None
         stamp = last_fetched_ms(app.consumer, tp)
         if stamp is not None and stamp > began:
             if first is None:
@@ -129,11 +140,28 @@ async def caught_up_now(partition: int, *, timeout: float = 5.0) -> bool:
             elif stamp > first:
                 break
         if time.monotonic() >= deadline:
-            return False
+            return None
         await asyncio.sleep(CATCH_UP_POLL)
     try:
-        target = app.consumer.highwater(tp)
+        return int(app.consumer.highwater(tp))
     except Exception:  # noqa: BLE001 - not assigned any more
+        return None
+
+
+async def caught_up_now(partition: int, *, timeout: float = 5.0) -> bool:
+    """Wait until every event written to events ``partition`` before this call is folded.
+
+    The end of the partition as of now is asked of the broker where its end offsets are
+    exact, else taken from fetch answers (:func:`_fetched_end`). True when caught up;
+    False when it cannot know (the partition is not this worker's, a rebalance is under
+    way, or ``timeout``).
+    """
+    tp = TP(events_topic.get_topic_name(), partition)
+    deadline = time.monotonic() + timeout
+    if app.rebalancing or app.revoking or not app.may_act_now(tp.topic, partition):
+        return False
+    target = await (_end_offset if app.profile.exact_end_offsets else _fetched_end)(tp, deadline)
+    if target is None:
         return False
     while True:
         if _folded_through(tp) >= target:

@@ -147,17 +147,17 @@ def test_kafka_transport_keeps_faust_defaults() -> None:
     for settings in (Settings(broker_url=KAFKA), Settings(broker_url=KAFKA, fix_end_offsets=False)):
         t = profile_for(settings).transport_class()
         assert t.Consumer is not faust_aiokafka.Consumer
-        assert remedies(t) == (100, 100, False)  # Kafka's fetch wakes on data: one wait
+        assert remedies(t) == (1000, 1000, False)  # Kafka's fetch wakes on data: one wait
 
 
 def test_kafka_transport_when_remedies_requested() -> None:
     t = profile_for(Settings(broker_url=KAFKA, fix_end_offsets=True)).transport_class()
     assert t is not None and t.Consumer is not faust_aiokafka.Consumer
-    assert remedies(t) == (100, 100, True)
+    assert remedies(t) == (1000, 1000, True)
     t = profile_for(Settings(broker_url=KAFKA, fetch_max_wait_ms=50)).transport_class()
     assert remedies(t) == (50, 50, False)
     t = profile_for(Settings(broker_url=KAFKA, busy_fetch_max_wait_ms=20)).transport_class()
-    assert remedies(t) == (100, 20, False)
+    assert remedies(t) == (1000, 20, False)
 
 
 def test_kafka_transport_honours_zero_fetch_wait() -> None:

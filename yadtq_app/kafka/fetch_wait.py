@@ -24,8 +24,9 @@ logger = logging.getLogger(__name__)
 
 #: What Faust hard-codes for its worker consumer (ms).
 FAUST_FETCH_MAX_WAIT_MS = 1500
-#: The kafka profile's fetch wait (ms): how long a fetch of idle partitions takes.
-KAFKA_FETCH_MAX_WAIT_MS = 100
+#: The kafka profile's fetch wait (ms): how long a fetch of idle partitions is held at
+#: the broker (nothing waits behind it: ``lanes``).
+KAFKA_FETCH_MAX_WAIT_MS = 1000
 #: How long a worker counts as busy after its agents last got a message (s): its fetches
 #: wait the busy fetch wait meanwhile (see :class:`FetchWait`).
 BUSY_HOLD = 1.0
@@ -80,14 +81,20 @@ def kafka_consumer(consumer: Any) -> Optional[aiokafka.AIOKafkaConsumer]:
 
 def set_fetching(consumer: Any, tps: List[aiokafka.TopicPartition], fetch: bool) -> None:
     """Pause or resume ``tps`` in aiokafka (call in the consumer thread's loop);
-    partitions no longer assigned are skipped."""
-    kafka = kafka_consumer(consumer)
+    partitions no longer assigned are skipped. A resumed partition is fetched at once,
+    not after the fetch in flight."""
+    thread = private.consumer_thread(consumer)
+    kafka = private.thread_consumer(thread)
     if kafka is None:
         return
     subscription = private.consumer_subscription(kafka)
+    changed = False
     for tp in tps:
         if subscription.is_assigned(tp):  # gone since, in a rebalance: nothing to do
             (kafka.resume if fetch else kafka.pause)(tp)
+            changed = True
+    if fetch and changed and hasattr(thread, "wake_fetcher"):
+        thread.wake_fetcher()
 
 
 def last_fetched_ms(consumer: Any, tp: TP) -> Optional[int]:

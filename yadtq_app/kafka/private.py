@@ -29,10 +29,10 @@ __all__ = [
     "ACCESSED", "OVERRIDDEN", "acked", "acked_index", "app_producer", "clean_unacked_messages", "cluster_partition",
     "committed_offsets", "consumer_coordinator", "consumer_fetcher", "consumer_subscription", "consumer_thread",
     "disable_compiled_stream_iterator", "ensure_producer", "ensure_thread_consumer", "fetch_planner",
-    "fetcher_wait_ms", "gaps", "heartbeat_call", "paused_partitions", "read_offsets", "recovery_events_received_at",
-    "recovery_started_at", "replace_fetch_planner", "replace_heartbeat_call", "set_consumer_fetch_wait",
-    "set_fetcher_wait_ms", "set_read_offsets", "store_get", "thread_consumer", "tps_url", "unacked_messages",
-    "wait_for_ack", "ack_waiter",
+    "fetcher_client", "fetcher_wait_ms", "gaps", "heartbeat_call", "paused_partitions", "read_offsets",
+    "recovery_events_received_at", "recovery_started_at", "replace_fetch_planner", "replace_heartbeat_call",
+    "set_consumer_fetch_wait", "set_fetcher_client", "set_fetcher_wait_ms", "set_read_offsets", "store_get",
+    "thread_consumer", "tps_url", "unacked_messages", "wait_for_ack", "ack_waiter",
 ]
 
 _Consumer = faust_consumer.Consumer
@@ -58,6 +58,7 @@ ACCESSED: tuple[tuple[Any, str], ...] = (
     (aiokafka.AIOKafkaConsumer, "_subscription"),
     (aiokafka.AIOKafkaConsumer, "_fetcher"),
     (Fetcher, "_fetch_max_wait_ms"),
+    (Fetcher, "_client"),
     (Fetcher, "_get_actions_per_node"),
     (GroupCoordinator, "_do_heartbeat"),
     (ClusterMetadata, "_partitions"),
@@ -177,6 +178,17 @@ def consumer_subscription(kafka: aiokafka.AIOKafkaConsumer) -> Any:
 def consumer_fetcher(kafka: Any) -> Any:
     """The fetcher of an aiokafka consumer (``None`` before it starts)."""
     return getattr(kafka, "_fetcher", None)
+
+
+def fetcher_client(fetcher: Any) -> Any:
+    """The aiokafka client a fetcher sends its requests with (``None``: no fetcher, or
+    not the one yadtq knows)."""
+    return getattr(fetcher, "_client", None)
+
+
+def set_fetcher_client(fetcher: Any, client: Any) -> None:
+    """Make the fetcher send its requests with ``client``."""
+    fetcher._client = client
 
 
 def fetcher_wait_ms(fetcher: Any) -> Any:

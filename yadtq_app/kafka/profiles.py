@@ -2,7 +2,7 @@
 
 ``kafka`` (:class:`BrokerProfile`) is Apache Kafka, the production broker: Faust's
 defaults except acks=all, partitions and replication from the settings, Kafka's own
-session and heartbeat timeouts, a 100 ms fetch wait and credentials. ``embedded``
+session and heartbeat timeouts, a 1,000 ms fetch wait and credentials. ``embedded``
 (:class:`EmbeddedProfile`) is Tansu, the development broker: short timeouts, short
 fetch waits while tasks flow, the end-offset remedy, and a restart when it goes away.
 ``YADTQ_BROKER_PROFILE`` chooses (``auto``: ``embedded`` when every bootstrap host is a
@@ -43,6 +43,9 @@ class BrokerProfile:
     fetch_max_wait_ms: Optional[int] = KAFKA_FETCH_MAX_WAIT_MS
     #: The fetch wait while work flows; ``None``: the same as when idle.
     busy_fetch_max_wait_ms: Optional[int] = None
+    #: Whether the broker's end offsets (ListOffsets) are its high watermarks: catch-ups
+    #: ask them (``yadtq_app.catch_up``) instead of waiting for fetch answers.
+    exact_end_offsets = True
     #: A broker that loses every topic when it stops: a worker restarts as soon as
     #: the broker closes its connections (no ``YADTQ_BROKER_LOST_AFTER`` grace).
     memory_only = False
@@ -119,6 +122,7 @@ class EmbeddedProfile(BrokerProfile):
     rebalance_timeout = 10.0
     fetch_max_wait_ms = 10
     busy_fetch_max_wait_ms = 3
+    exact_end_offsets = False  # wrong for batched writes; fetch answers are right
     memory_only = True
 
     def topic_config(self) -> dict[str, str]:

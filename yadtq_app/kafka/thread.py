@@ -1,5 +1,5 @@
-"""The worker consumer's thread: Faust's, with yadtq's fetch wait, heartbeat tracking,
-start-offset seek and end-offset remedy.
+"""The worker consumer's thread: Faust's, with yadtq's fetch wait, fetch lanes,
+heartbeat tracking, start-offset seek and end-offset remedy.
 
 :class:`ConsumerThread` reads its settings from its transport's class attributes
 (:class:`yadtq_app.kafka.transport.Transport`: ``fetch_max_wait_ms``,
@@ -9,7 +9,7 @@ start-offset seek and end-offset remedy.
 
 from __future__ import annotations
 
-from typing import Any, List, Mapping
+from typing import Any, List, Mapping, Optional
 
 import aiokafka
 from faust.transport.drivers import aiokafka as faust_aiokafka
@@ -19,12 +19,16 @@ from . import private
 from .end_offsets import join_servers, true_end_offsets
 from .fetch_wait import adapt_fetch_wait
 from .heartbeats import membership_lost, track_heartbeats
+from .lanes import FetchLanes, install_lanes
 
 __all__ = ["ConsumerThread"]
 
 
 class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     """Faust's aiokafka consumer thread with yadtq's remedies."""
+
+    #: The fetcher's lanes (:mod:`yadtq_app.kafka.lanes`) once the consumer has started.
+    fetch_lanes: Optional[FetchLanes] = None
 
     def _create_worker_consumer(self, transport: Any) -> aiokafka.AIOKafkaConsumer:
         consumer = super()._create_worker_consumer(transport)
@@ -41,7 +45,14 @@ class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         consumer: Any = self.consumer  # yadtq's Consumer: it carries the fetch wait and heartbeats
         if transport.busy_fetch_max_wait_ms != transport.fetch_max_wait_ms:
             adapt_fetch_wait(kafka, consumer.fetch_wait)
+        self.fetch_lanes = install_lanes(kafka)
         track_heartbeats(kafka, consumer.heartbeats)
+
+    def wake_fetcher(self) -> None:
+        """Send new fetches now instead of waiting for those in flight (call in this
+        thread's loop)."""
+        if self.fetch_lanes is not None:
+            self.fetch_lanes.wake()
 
     def membership_lost(self) -> bool:
         """True once the broker no longer knows this consumer (evicted, not yet rejoined).
