@@ -2,7 +2,9 @@
 
 **Scheduler** (every :data:`TICK` s). Countdown/eta tasks and retries wait in the
 ``task-schedule`` table (see :mod:`tables.schedule`), never in a partition: each
-worker scans the entries of the partitions it owns and, for every entry that is due,
+worker scans the entries of the partitions it owns (when the earliest entry it knows of
+is due, when an entry is written (:func:`entry_written`) or partitions are assigned, and
+at least every :data:`MAX_SCAN_GAP` s) and, for every entry that is due,
 sends a task message naming the attempt it starts (``"attempt": n``). The message
 goes through the task topic like any other, so the one execution path
 (:func:`agents.tasks.execute`) applies: the status agent removes the entry once
@@ -41,6 +43,25 @@ TICK = 0.05
 REDISPATCH_AFTER = 30.0
 #: Rows read between two yields to the event loop during an expiry sweep.
 SWEEP_BATCH = 2_000
+#: The longest the scheduler goes without scanning the table (s), whatever it knows.
+MAX_SCAN_GAP = 1.0
+
+#: When the scheduler scans next (Unix s): the earliest time an entry may need it.
+_next_scan = 0.0
+
+
+def entry_written(due: float) -> None:
+    """A schedule entry due at ``due`` was written: scan by then."""
+    global _next_scan
+    _next_scan = min(_next_scan, due)
+
+
+async def _on_assigned(*args: object, **kwargs: object) -> None:
+    global _next_scan
+    _next_scan = 0.0  # entries recovered with the new partitions are not known yet
+
+
+app.on_partitions_assigned.connect(_on_assigned)
 
 #: task id → ((generation, attempt), when sent): what this worker has dispatched.
 _dispatched: dict[bytes, tuple[tuple[int, int], float]] = {}
@@ -50,15 +71,22 @@ _dispatched: dict[bytes, tuple[tuple[int, int], float]] = {}
     interval=TICK, name="yadtq.dispatch_due")
 async def dispatch_due() -> None:
     """Send the task message of every waiting task whose time has come."""
-    if app.rebalancing:
-        return
+    global _next_scan
     now = time.time()
-    due = [(key, entry) for key, entry in task_schedule.items() if entry.due <= now]
+    if app.rebalancing or now < _next_scan:
+        return
+    _next_scan = now + MAX_SCAN_GAP
+    due = []
+    for key, entry in task_schedule.items():
+        if entry.due <= now:
+            due.append((key, entry))
+        else:
+            _next_scan = min(_next_scan, entry.due)
     for key, entry in due:
         mark = (entry.generation, entry.attempt)
         sent = _dispatched.get(key)
         if sent is not None and sent[0] == mark and now - sent[1] < REDISPATCH_AFTER:
-            continue
+            continue  # looked at again within MAX_SCAN_GAP, while its removal is on its way
         row = task_status.get(key)
         wanted = schedule_of(row)
         if wanted is None or (wanted.generation, wanted.attempt) != mark:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 from typing import Any, AsyncIterable
 
+from yadtq_app.agents.schedule import entry_written
 from yadtq_app.application import app, settings
 from yadtq_app.catch_up import mark_folded
 from yadtq_app.errors import RecordTooLarge
@@ -128,6 +129,7 @@ def _fold(event: TaskEvent) -> None:
     if entry is not None:
         if entry != had:
             task_schedule[key] = ScheduledRun(due=entry.due, attempt=entry.attempt, generation=entry.generation)
+            entry_written(entry.due)
     elif had is not None:
         task_schedule.pop(key, None)
     if event.kind == CANCEL and (row.cancel_requested or row.status == CANCELLED):
