@@ -73,9 +73,9 @@ app.on_partitions_assigned.connect(_on_assigned)
 
 def mark_folded(partition: int, offset: int) -> None:
     """Record that the event at ``offset`` of events ``partition`` is in the table."""
-    tp = TP(events_topic.get_topic_name(), partition)
-    awaiting = getattr(app.consumer, "awaiting", None)
-    _folded.mark(partition, offset, awaiting(tp) if awaiting is not None else None)
+    awaited = app.consumer.awaiting(  # type: ignore[attr-defined]  # yadtq_app.kafka.consumer.Consumer's
+        TP(events_topic.get_topic_name(), partition))
+    _folded.mark(partition, offset, awaited)
 
 
 async def wait_caught_up(partition: int, *, timeout: float = 10.0) -> bool:
