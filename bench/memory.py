@@ -51,8 +51,7 @@ def main() -> int:
         try:
             assert target.cluster is not None and target.broker is not None
             worker = target.cluster.workers[0]
-            assert target.broker.process is not None
-            broker_pid = target.broker.process.pid
+            broker_pid = target.broker.pids[0]
             target.warm_up()
             rows = [(0, rss_mb(worker.pid), rss_mb(broker_pid), 0.0)]
             done = 0
