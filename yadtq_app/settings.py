@@ -154,9 +154,9 @@ class Settings:
     busy_fetch_max_wait_ms: Optional[int] = setting(
         "YADTQ_BUSY_FETCH_MAX_WAIT_MS", None, int, "the fetch wait while tasks flow (ms; ``FetchWait``)",
         shown=_PROFILE)
-    producer_linger_ms: Optional[float] = setting("YADTQ_PRODUCER_LINGER_MS", None, float,
-                                                  "how long the producer waits to batch messages (ms)",
-                                                  shown="Faust's (0)")
+    producer_linger_ms: float = setting("YADTQ_PRODUCER_LINGER_MS", 5.0, float,
+                                        "the longest the producer holds a record to batch it (ms); "
+                                        "it sends at once when the worker has nothing else to do")
     fix_end_offsets: Optional[bool] = setting("YADTQ_FIX_END_OFFSETS", None, _bool,
                                               "correct the embedded broker's wrong end offsets", shown=_PROFILE)
     default_max_retries: int = setting("YADTQ_DEFAULT_MAX_RETRIES", 0, int, "retries of a task that sets none")

@@ -84,7 +84,7 @@ def test_unrelated_and_empty_variables_are_ignored() -> None:
     ("YADTQ_CONSUMER_HEARTBEAT", "1.5", "heartbeat_timeout", 1.5),
     ("YADTQ_FETCH_MAX_WAIT_MS", "20", "fetch_max_wait_ms", 20),
     ("YADTQ_BUSY_FETCH_MAX_WAIT_MS", "4", "busy_fetch_max_wait_ms", 4),
-    ("YADTQ_PRODUCER_LINGER_MS", "5", "producer_linger_ms", 5.0),
+    ("YADTQ_PRODUCER_LINGER_MS", "2", "producer_linger_ms", 2.0),
     ("YADTQ_FIX_END_OFFSETS", "yes", "fix_end_offsets", True),
     ("YADTQ_FIX_END_OFFSETS", "0", "fix_end_offsets", False),
     ("YADTQ_FIX_END_OFFSETS", " On ", "fix_end_offsets", True),

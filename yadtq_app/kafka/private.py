@@ -10,12 +10,15 @@ of silently skipping a fix.
 
 from __future__ import annotations
 
+import asyncio
+import selectors
 from typing import Any, Callable, Optional
 
 import aiokafka
 from aiokafka.cluster import ClusterMetadata
 from aiokafka.consumer.fetcher import Fetcher
 from aiokafka.consumer.group_coordinator import GroupCoordinator
+from aiokafka.producer.message_accumulator import MessageAccumulator, MessageBatch
 from faust import streams as faust_streams
 from faust.app.base import App
 from faust.assignor.partition_assignor import PartitionAssignor
@@ -32,7 +35,8 @@ __all__ = [
     "fetcher_client", "fetcher_wait_ms", "gaps", "heartbeat_call", "paused_partitions", "read_offsets",
     "recovery_events_received_at", "recovery_started_at", "replace_fetch_planner", "replace_heartbeat_call",
     "set_consumer_fetch_wait", "set_fetcher_client", "set_fetcher_wait_ms", "set_read_offsets", "store_get",
-    "thread_consumer", "tps_url", "unacked_messages", "wait_for_ack", "ack_waiter",
+    "thread_consumer", "tps_url", "unacked_messages", "wait_for_ack", "ack_waiter", "loop_selector",
+    "producer_accumulator", "send_lingering",
 ]
 
 _Consumer = faust_consumer.Consumer
@@ -69,6 +73,12 @@ ACCESSED: tuple[tuple[Any, str], ...] = (
     (PartitionAssignor, "_tps_url"),
     (SerializedStore, "_get"),  # the rocksdb store, yadtq's
     (App, "_producer"),
+    (aiokafka.AIOKafkaProducer, "_message_accumulator"),
+    (MessageAccumulator, "_batches"),
+    (MessageAccumulator, "_waiter_future"),
+    (MessageAccumulator, "_wakeup_handle"),
+    (MessageBatch, "_builder"),
+    (asyncio.selector_events.BaseSelectorEventLoop, "_selector"),
 )
 
 #: Private hooks that yadtq's subclasses override (they cannot go through a function):
@@ -227,6 +237,40 @@ def replace_heartbeat_call(coordinator: Any, beat: Callable[[], Any]) -> None:
 def cluster_partition(client: Any, topic: str, partition: int) -> Any:
     """A partition's metadata (leader, replicas, in-sync replicas) as ``client`` knows it."""
     return client.cluster._partitions[topic][partition]
+
+
+# -- aiokafka's producer -------------------------------------------------------------------
+
+def producer_accumulator(kafka: aiokafka.AIOKafkaProducer) -> Any:
+    """The message accumulator of a started aiokafka producer (its batches per partition)."""
+    return kafka._message_accumulator
+
+
+def send_lingering(accumulator: Any) -> bool:
+    """Close every batch of ``accumulator`` still open for more records and wake its
+    sender, so they go out now, as aiokafka's ``flush_for_commit`` does without
+    waiting for them; whether any was open. Cheap when none lingers: aiokafka keeps a
+    wake-up timer only while a batch lingers."""
+    handle = accumulator._wakeup_handle
+    if handle is None or handle.cancelled():
+        return False
+    closed = False
+    for batches in accumulator._batches.values():
+        if batches:
+            builder = batches[-1]._builder  # only a partition's newest batch takes records
+            if not builder.closed():
+                builder.close()
+                closed = True
+    if closed and not accumulator._waiter_future.done():
+        accumulator._waiter_future.set_result(None)
+    return closed
+
+
+# -- asyncio -------------------------------------------------------------------------------
+
+def loop_selector(loop: asyncio.AbstractEventLoop) -> Optional[selectors.BaseSelector]:
+    """The selector a selector event loop waits in (``None`` for any other loop)."""
+    return getattr(loop, "_selector", None)
 
 
 # -- the rest of Faust ---------------------------------------------------------------------

@@ -1,5 +1,5 @@
 """The Faust transport yadtq's workers use: Faust's aiokafka transport with
-:class:`~yadtq_app.kafka.consumer.Consumer`.
+:class:`~yadtq_app.kafka.consumer.Consumer` and :class:`~yadtq_app.kafka.linger.Producer`.
 
 Its remedies are class attributes, read by the consumer and its thread; a broker
 profile picks them with :meth:`Transport.configured`
@@ -15,6 +15,7 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from .commits import ack_through_consumer
 from .consumer import Consumer
 from .fetch_wait import KAFKA_FETCH_MAX_WAIT_MS
+from .linger import Producer
 
 __all__ = ["Transport"]
 
@@ -27,6 +28,7 @@ class Transport(faust_aiokafka.Transport):
     """Faust's aiokafka transport with yadtq's consumer (Kafka's defaults below)."""
 
     Consumer: ClassVar[type[faust_aiokafka.Consumer]] = Consumer
+    Producer: ClassVar[type[faust_aiokafka.Producer]] = Producer
     #: The fetch wait while idle (ms), and while tasks flow.
     fetch_max_wait_ms: ClassVar[int] = KAFKA_FETCH_MAX_WAIT_MS
     busy_fetch_max_wait_ms: ClassVar[int] = KAFKA_FETCH_MAX_WAIT_MS
