@@ -46,6 +46,8 @@ from bench.ratios import FLOOR_METHOD, TARGET, THROUGHPUT, floor_label, render_r
 from bench.report import METHOD, Results, append_results, machine_info, machine_line, percentiles, render_table  # noqa: E402
 from bench.yadtq_target import BROKERS, VIAS, YadtqTarget  # noqa: E402
 from tests.support.cluster import free_port  # noqa: E402
+from yadtq_app.kafka.fetch_wait import KAFKA_FETCH_MAX_WAIT_MS  # noqa: E402
+from yadtq_app.settings import Settings  # noqa: E402
 
 logger = logging.getLogger("bench.compare")
 
@@ -335,6 +337,7 @@ def report(args: argparse.Namespace, bench: Bench, interrupted: Optional[str]) -
     method = METHOD.format(tasks=args.tasks, round_trips=args.round_trips, concurrency=CONCURRENCY,
                            taskiq_broker=("RedisStreamBroker (acknowledged)" if args.taskiq_broker == "stream"
                                           else "ListQueueBroker (no acks)"),
+                           kafka_wait=KAFKA_FETCH_MAX_WAIT_MS, linger=Settings().producer_linger_ms,
                            fetch_waits=("" if not other_waits else "; rows \"AK fetch N ms\" with "
                                         "`YADTQ_FETCH_MAX_WAIT_MS=N` instead"))
     if "floor" in args.systems:

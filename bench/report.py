@@ -189,7 +189,8 @@ How each figure is measured (bench/compare.py; client, brokers and workers share
   Apache Kafka, one KRaft node (`yadtq_app.kafka_local.LocalKafka`: one JVM, 384 MiB heap,
   serial GC, C1 only; data on disk, flushed by the OS), with the bench's broker settings
   (`bench/apache_kafka.py`: no initial rebalance delay, 10 offsets partitions); its workers
-  run the `kafka` profile unchanged (acks=all, 100 ms fetch wait, 45 s session){fetch_waits}. Celery: prefork, concurrency 2,
+  run the `kafka` profile unchanged (acks=all, {kafka_wait:,} ms idle fetch wait, 45 s session){fetch_waits}; every
+  yadtq worker's producer lingers up to {linger:g} ms, only while its event loop is busy. Celery: prefork, concurrency 2,
   Redis broker and result backend, defaults otherwise. taskiq: `taskiq worker --workers 2`,
   {taskiq_broker}, Redis result backend. Every run starts fresh workers and an empty Redis.
 - Ratios are yadtq's median ÷ the peer's: above 1 is better for throughput, below 1 better
