@@ -110,7 +110,7 @@ async def handle_task_message(event: EventT[Any]) -> None:
         exc.task_id = request.id
         await reject(exc, msg.topic, msg.partition, msg.offset, raw=event.value, key=event.key, task=request.task)
         return
-    app.metrics.received.labels(request.task).inc()
+    app.metrics.task_received(request.task)
     if request.ordering_key is not None and not request.sequenced:
         await enqueue(request)  # its turn comes from the sequencer (yadtq_app.ordering)
         return

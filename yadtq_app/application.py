@@ -10,6 +10,7 @@ them and no import cycle forms.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import socket
@@ -274,9 +275,10 @@ class YadtqApp(faust.App):
         heartbeats = getattr(self.consumer, "heartbeats", None)
         return heartbeats is None or heartbeats.age() < self.out_of_touch_after
 
-    @property
+    @functools.cached_property
     def out_of_touch_after(self) -> float:
-        """Seconds without a successful group heartbeat after which the worker holds back."""
+        """Seconds without a successful group heartbeat after which the worker holds back
+        (read once: every task asks, and Faust's settings are slow to read)."""
         return max(self.conf.broker_session_timeout / 2, 2 * self.conf.broker_heartbeat_interval)
 
     def _holds(self, topic: str, partition: int) -> bool:

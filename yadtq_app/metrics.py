@@ -58,16 +58,30 @@ class Metrics:
         in_progress = Gauge("yadtq_tasks_in_progress", "Attempts running on this worker now.", registry=r)
         in_progress.set_function(lambda: app.stats.in_progress)
         self._workers: list[dict[str, Any]] = []
+        #: Labelled children already made, by metric and label values (all bounded, above):
+        #: ``labels()`` takes a lock and builds a key on every call, once or more per task.
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         r.register(_StateCollector(self))
+
+    def _child(self, metric: Any, *values: str) -> Any:
+        key = (id(metric), values)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*values)
+        return child
 
     def task_label(self, name: Optional[str]) -> str:
         """``name`` if it is a registered task, else ``unregistered``."""
         return name if name is not None and name in self.app.registry else UNREGISTERED
 
+    def task_received(self, task: str) -> None:
+        """Count a task message of the registered task ``task``."""
+        self._child(self.received, task).inc()
+
     def attempt_ended(self, task: str, outcome: str, seconds: float) -> None:
         label = self.task_label(task)
-        self.attempts.labels(label, outcome).inc()
-        self.duration.labels(label).observe(seconds)
+        self._child(self.attempts, label, outcome).inc()
+        self._child(self.duration, label).observe(seconds)
 
     def workers_seen(self, rows: Iterable[dict[str, Any]]) -> None:
         """Keep the last ``GET /workers`` list, for the heartbeat ages."""
