@@ -142,3 +142,29 @@ def test_an_unknown_fetcher_is_left_alone() -> None:
 
     consumer = FakeConsumer(Other())
     assert install_lanes(consumer) is None
+
+
+async def test_a_dropped_fetch_that_fails_is_not_reported_as_unretrieved() -> None:
+    # A fetch the fetcher stopped waiting for (wake), whose connection then closes (a
+    # worker stopping, a broker gone): nobody awaits it, and asyncio must not log
+    # "Task exception was never retrieved" at ERROR for it.
+    import gc
+
+    loop = asyncio.get_running_loop()
+    reported: list[dict[str, Any]] = []
+    loop.set_exception_handler(lambda _loop, context: reported.append(context))
+    client = FakeClient()
+    lanes = FetchLanes(client)
+    held = asyncio.ensure_future(lanes.send(NODE, fetch()))
+    await settle()
+    lanes.wake()
+    with pytest.raises(asyncio.CancelledError):
+        await held
+    client.sent[0][3].set_exception(ConnectionError("Connection at 127.0.0.1:9092 closed"))
+    await settle()
+    del held
+    client.sent.clear()
+    gc.collect()
+    await settle()
+    assert lanes.lane_for(NODE) == 0  # the failed fetch freed its lane
+    assert not [c for c in reported if "never retrieved" in c.get("message", "")], reported

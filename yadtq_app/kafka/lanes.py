@@ -72,7 +72,7 @@ class FetchLanes:
         # The request goes on even if the fetcher stops waiting for it (wake): its lane
         # is busy until the broker has answered.
         sent = asyncio.ensure_future(self._client.send(node_id, request, group=lane))
-        sent.add_done_callback(lambda _: self._answered(key))
+        sent.add_done_callback(lambda answer: self._answered(key, answer))
         task = asyncio.current_task()
         if task is not None:
             self._waiting.add(task)
@@ -82,7 +82,9 @@ class FetchLanes:
             if task is not None:
                 self._waiting.discard(task)
 
-    def _answered(self, key: tuple[int, int]) -> None:
+    def _answered(self, key: tuple[int, int], answer: asyncio.Future[Any]) -> None:
+        if not answer.cancelled():
+            answer.exception()  # seen: a fetch the fetcher stopped waiting for fails unread (a closed connection)
         left = self._fetches.get(key, 1) - 1
         if left > 0:
             self._fetches[key] = left
