@@ -1,11 +1,12 @@
-"""Where a busy worker's CPU goes: one worker, N ``add`` tasks written straight to Kafka.
+"""Where a busy worker's CPU goes: one worker, N ``add`` tasks written straight to Kafka
+(or, with ``--via bulk``, submitted to it over HTTP, 1,000 a request).
 
 Starts a fresh embedded broker and one ``yadtq worker``, writes the tasks with an
 aiokafka producer (the wire format any Kafka client writes), records the worker with
 ``py-spy`` while it works through them, and prints the functions that hold the most
 samples (own time and with callees), plus the worker's tasks/s and CPU time per task.
 
-    .venv/bin/python bench/profile_worker.py --tasks 8000 [--raw out.txt]
+    .venv/bin/python bench/profile_worker.py --tasks 8000 [--via bulk] [--raw out.txt]
 
 Needs ``py-spy`` on PATH or in the virtualenv (``pip install py-spy``). Run by hand,
 on a quiet machine; nothing here is a test.
@@ -87,6 +88,8 @@ def main() -> int:
                         help="a setting for the worker (repeatable), e.g. YADTQ_PRODUCER_LINGER_MS=2")
     parser.add_argument("--gil", action="store_true", help="sample only the thread holding the GIL (py-spy --gil)")
     parser.add_argument("--no-profile", action="store_true", help="only measure tasks/s and CPU per task")
+    parser.add_argument("--via", choices=("kafka", "bulk"), default="kafka",
+                        help="how the tasks arrive: written to the task topic, or bulk POST /tasks")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     spy = None if args.no_profile else _py_spy()
@@ -112,7 +115,10 @@ def main() -> int:
             time.sleep(1.0)  # let py-spy attach
         bpid = broker.process.pid
         cpu0, bcpu0, t0 = cpu_seconds(worker.pid), cpu_seconds(bpid), time.perf_counter()
-        asyncio.run(_produce(broker.bootstrap, cluster.task_topic, ids))
+        if args.via == "kafka":
+            asyncio.run(_produce(broker.bootstrap, cluster.task_topic, ids))
+        else:
+            client.submit_many({"task-id": tid, "task": "add", "args": [i, i]} for i, tid in enumerate(ids))
         t_sub = time.perf_counter()
         # A partition's tasks run in order: its last one finishing means it is done.
         client.wait_all([ids[i] for i in _partition_tails(ids, cluster.partitions)],
