@@ -33,6 +33,7 @@ from .fencing import FencedTable, FreezeGuard
 from .group_lag import GroupLag
 from .http_server import WebServer
 from .kafka import private
+from .kafka.poll import STREAM_BUFFER_MAXSIZE, max_poll_records
 from .kafka.profiles import BrokerProfile, profile_for
 from .kafka.watchdogs import RecoveryWatchdog, StreamWatchdog
 from .liveness import CrashWatch, crash_reason
@@ -354,6 +355,8 @@ def faust_options(settings: Settings) -> dict[str, Any]:
         "Table": FencedTable,
         "producer_max_request_size": PRODUCER_MAX_REQUEST_SIZE,
         "producer_linger": settings.producer_linger_ms / 1000.0,  # ended early: yadtq_app.kafka.linger
+        "stream_buffer_maxsize": STREAM_BUFFER_MAXSIZE,
+        "broker_max_poll_records": max_poll_records(settings.partitions),  # why: yadtq_app.kafka.poll
     }
     opts.update(profile_for(settings).faust_options())
     return {k: v for k, v in opts.items() if v is not None}
