@@ -65,11 +65,11 @@ def send_when_idle(loop: asyncio.AbstractEventLoop, kafka: aiokafka.AIOKafkaProd
         selector.select = idle  # type: ignore[method-assign]
     accumulator = private.producer_accumulator(kafka)
     idle.accumulators.append(accumulator)
-    hook = idle
+    accumulators = idle.accumulators
 
     def undo() -> None:
-        if accumulator in hook.accumulators:
-            hook.accumulators.remove(accumulator)
+        if accumulator in accumulators:
+            accumulators.remove(accumulator)
 
     return undo
 

@@ -22,12 +22,12 @@ from __future__ import annotations
 
 import math
 
+from mode.utils.queues import FlowControlQueue
+
 __all__ = ["STREAM_BUFFER_MAXSIZE", "max_poll_records"]
 
 #: Faust's ``stream_buffer_maxsize`` (its default), which yadtq keeps.
 STREAM_BUFFER_MAXSIZE = 4096
-#: Faust (mode's FlowControlQueue) pauses a partition at ``maxsize / PRESSURE_HIGH_RATIO``.
-PRESSURE_HIGH_RATIO = 1.25
 #: The fewest records a poll may bring, whatever the partition count.
 MIN_POLL_RECORDS = 10
 
@@ -35,5 +35,5 @@ MIN_POLL_RECORDS = 10
 def max_poll_records(partitions: int, buffer: int = STREAM_BUFFER_MAXSIZE) -> int:
     """The most records one poll may return for agents reading topics of ``partitions``
     partitions through buffers of ``buffer`` messages (Faust's ``broker_max_poll_records``)."""
-    headroom = buffer - math.floor(buffer / PRESSURE_HIGH_RATIO)
+    headroom = buffer - math.floor(buffer / FlowControlQueue.pressure_high_ratio)  # where Faust pauses
     return max(MIN_POLL_RECORDS, headroom // max(1, partitions))
