@@ -23,7 +23,7 @@ the task agent and the HTTP API can wait until what was written is in the table.
 from __future__ import annotations
 
 import logging
-from typing import Any, AsyncIterable
+from typing import Any, AsyncIterable, Optional
 
 from yadtq_app.agents.schedule import entry_written
 from yadtq_app.application import app, settings
@@ -36,12 +36,14 @@ from yadtq_app.records import (
     EXPIRE,
     FAILED,
     PROGRESS,
+    QUEUED,
     REQUEUE,
     RETRYING,
     SUCCESS,
     TERMINAL,
     ScheduledRun,
     TaskEvent,
+    TaskState,
 )
 from yadtq_app.state import apply_event, schedule_of, unrecordable_outcome
 from yadtq_app.tables.schedule import task_schedule
@@ -75,13 +77,56 @@ async def record_status(stream: AsyncIterable[Any]) -> None:
         except Exception:
             logger.exception("could not unpack the event batch at %s-%d@%d", msg.topic, msg.partition, msg.offset)
             events = []
+        held: dict[str, TaskEvent] = {}
         for one in events:
             try:
-                fold(one)
+                if one.id in held:
+                    fold(held.pop(one.id))  # written before what follows it
+                if _holdable(one, len(held)):
+                    held[one.id] = one
+                else:
+                    fold(one)
             except Exception:
                 logger.exception("task %s: could not apply %s event", getattr(one, "id", "?"),
                                  getattr(one, "kind", "?"))
+        app.held.hold(event, list(held.values()))
         mark_folded(msg.partition, msg.offset)
+
+
+def _holdable(event: TaskEvent, holding: int) -> bool:
+    """Whether ``event`` is a submission's ``queued`` event to hold rather than write
+    (``yadtq_app.held_submissions``): its task has no row and nothing held here yet,
+    and there is room."""
+    return event.kind == QUEUED and event.next_run_at is None and app.held.has_room(holding + 1) \
+        and event.id not in app.held and task_status.get(event.id.encode()) is None
+
+
+@app.timer(interval=1.0, name="yadtq.write_held")  # type: ignore[untyped-decorator]  # Faust: @no_type_check
+async def write_held() -> None:
+    """Write the ``queued`` rows held for ``YADTQ_QUEUED_HOLD`` seconds whose tasks have
+    not written a row yet; nothing during a rebalance (it lets go of them)."""
+    for held, events in app.held.due():
+        if app.rebalancing or app.revoking:
+            return
+        msg = held.event.message
+        if not app.may_act_now(msg.topic, msg.partition):
+            continue  # let go of at the coming rebalance; its next owner reads it again
+        for one in events:
+            try:
+                held.context.run(fold, one)  # in the record's context: Faust's current event
+            except Exception:
+                logger.exception("task %s: could not write its held queued row", one.id)
+                app.held.take(one.id)
+
+
+async def _drop_held() -> None:
+    n = app.held.drop_all()
+    if n:
+        logger.debug("worker %s: a rebalance let go of %d held queued rows (their records are read again)",
+                     settings.worker_id, n)
+
+
+app.on_revoking.append(_drop_held)
 
 
 def fold(event: TaskEvent) -> None:
@@ -104,12 +149,12 @@ def fold(event: TaskEvent) -> None:
 
 def _fold(event: TaskEvent) -> None:
     key = event.id.encode()
-    before = task_status.get(key)
     if event.kind == EXPIRE:
-        expire(key, before, event)
+        expire(key, task_status.get(key), event)
         return
+    before, held = _row_of(key, event.id)
     row = apply_event(before, event)
-    if row == before:
+    if row == before and not held:
         return  # e.g. a submission's queued event arriving after the task finished: nothing to write
     try:
         task_status[key] = row
@@ -137,6 +182,17 @@ def _fold(event: TaskEvent) -> None:
             logger.info("task %s: cancelling its running attempt %d", event.id, row.attempts)
     elif event.kind == REQUEUE:
         app.finished.discard(event.id)
+
+
+def _row_of(key: bytes, task_id: str) -> tuple[Optional[TaskState], bool]:
+    """The row a fold changes: the table's, else the task's held ``queued`` row
+    (``yadtq_app.held_submissions``), no longer held (True: the fold writes it)."""
+    row = task_status.get(key)
+    if row is None and len(app.held):
+        queued = app.held.take(task_id)
+        if queued is not None:
+            return apply_event(None, queued), True
+    return row, False
 
 
 def expire(key: bytes, row: Any, event: TaskEvent) -> None:

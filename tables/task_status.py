@@ -81,17 +81,22 @@ task_status: Any = app.tables.add(StatusTable(
 
 
 def get_status(task_id: str) -> Optional[TaskState]:
-    """The local row for ``task_id`` (``None`` if this worker holds none), including an
-    attempt that runs here but whose start is not written yet (``agents.reporting.record_start``)."""
+    """The local row for ``task_id`` (``None`` if this worker holds none), including a
+    ``queued`` row held back (``yadtq_app.held_submissions``) and an attempt that runs
+    here but whose start is not written yet (``agents.reporting.record_start``)."""
     row = task_status.get(task_id.encode())
+    if row is None:
+        queued = app.held.get(task_id)
+        if queued is not None:
+            row = apply_event(None, queued)  # held back from the table for a moment (agents.status)
     start = app.running.unrecorded_start(task_id)
     return apply_event(row, start) if start is not None else row
 
 
 def get_status_json(task_id: str) -> Optional[dict[str, Any]]:
     """``get_status(task_id).to_json()`` (``None`` if no row), read straight from the
-    stored JSON unless an attempt's start is held here (then through the record)."""
-    if app.running.unrecorded_start(task_id) is not None:
+    stored JSON unless a start or a ``queued`` row is held here (then through the record)."""
+    if app.running.unrecorded_start(task_id) is not None or task_id in app.held:
         state = get_status(task_id)
         return state.to_json() if state is not None else None
     raw = store_get(task_status.data, task_id.encode())

@@ -31,6 +31,7 @@ from .errors import ConfigurationError
 from .execution import ProcessRunner, ThreadRunner
 from .fencing import FencedTable, FreezeGuard
 from .group_lag import GroupLag
+from .held_submissions import HeldSubmissions
 from .http_server import WebServer
 from .kafka import private
 from .kafka.poll import STREAM_BUFFER_MAXSIZE, max_poll_records
@@ -109,6 +110,7 @@ class YadtqApp(faust.App):
         self.group_lag = GroupLag(self)
         self.running = RunningTasks()
         self.finish_waiters = FinishWaiters()
+        self.held = HeldSubmissions(settings.queued_hold)  # queued rows not written yet (agents.status)
         #: What the other alive workers register (refreshed by yadtq_app.web_cluster).
         self.peer_tasks = PeerTasks(settings.worker_id, registry.names(), registry.digest())
         self.processes = ProcessRunner(settings.processes)
@@ -145,9 +147,8 @@ class YadtqApp(faust.App):
         self.timer(interval=2.0, name="yadtq.broker_watch")(self._watch_broker)
         self.stream_watchdog = StreamWatchdog(self)
         self.timer(interval=1.0, name="yadtq.stream_watchdog")(self.stream_watchdog.check)
-        #: Topics whose messages may be read twice (the task agent decides from the status
-        #: row): a message a stream dropped unprocessed at a rebalance is read again
-        #: (yadtq_app.kafka.commits.stale_ack).
+        #: Topics whose messages may be read twice (the task agent decides from the row): one
+        #: dropped unprocessed at a rebalance is read again (yadtq_app.kafka.commits.stale_ack).
         self.rereadable_topics = frozenset({settings.task_topic, settings.events_topic})
 
     def _discovery_modules(self) -> list[str]:
@@ -157,8 +158,7 @@ class YadtqApp(faust.App):
         return list(AUTODISCOVER)
 
     def _new_web(self) -> Any:
-        # yadtq's limits on the HTTP server (yadtq_app.http_server).
-        return WebServer(self)
+        return WebServer(self)  # yadtq's limits on the HTTP server (yadtq_app.http_server)
 
     def _new_transport(self) -> Any:
         return self.profile.transport_class()(self.conf.broker_consumer, self)
@@ -232,6 +232,8 @@ class YadtqApp(faust.App):
         return self._long_poll_http
 
     async def on_stop(self) -> None:
+        self.flow_control.suspend()  # acks no longer count: held rows are read again elsewhere
+        self.held.drop_all()
         if self.broker_watch is not None:
             await self.broker_watch.close()
         await self.group_lag.close()

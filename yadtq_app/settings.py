@@ -168,6 +168,9 @@ class Settings:
     processes: int = setting("YADTQ_PROCESSES", 2, int, "processes per worker for ``@task(process=True)``")
     result_ttl: float = setting("YADTQ_RESULT_TTL", 86_400.0, float,
                                 "seconds a finished task's status is kept; 0 keeps it forever")
+    queued_hold: float = setting("YADTQ_QUEUED_HOLD", 30.0, float,
+                                 "seconds a submission's ``queued`` status may live in its worker's memory only, "
+                                 "waiting to be written with the task's first row (0: written at once)")
     rocksdb_write_buffer_mb: float = setting("YADTQ_ROCKSDB_WRITE_BUFFER_MB", 4.0, float,
                                              "RocksDB write buffer per table partition (MiB; two at most)")
     rocksdb_block_cache_mb: float = setting("YADTQ_ROCKSDB_BLOCK_CACHE_MB", 8.0, float,

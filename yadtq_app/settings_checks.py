@@ -83,6 +83,8 @@ def _check_limits(s: Settings) -> None:
         raise _bad(s, "submit_timeout", "must be positive")
     if s.result_ttl < 0:
         raise _bad(s, "result_ttl", "must not be negative (0 keeps results forever)")
+    if s.queued_hold < 0:
+        raise _bad(s, "queued_hold", "must not be negative (0 writes queued statuses at once)")
     for name in ("http_idle_timeout", "http_read_timeout"):
         if not getattr(s, name) > 0:
             raise _bad(s, name, "must be positive")
