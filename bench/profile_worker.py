@@ -1,12 +1,13 @@
 """Where a busy worker's CPU goes: one worker, N ``add`` tasks written straight to Kafka
 (or, with ``--via bulk``, submitted to it over HTTP, 1,000 a request).
 
-Starts a fresh embedded broker and one ``yadtq worker``, writes the tasks with an
-aiokafka producer (the wire format any Kafka client writes), records the worker with
-``py-spy`` while it works through them, and prints the functions that hold the most
-samples (own time and with callees), plus the worker's tasks/s and CPU time per task.
+Starts a fresh broker (embedded, or Apache Kafka with ``--broker kafka``) and one
+``yadtq worker``, writes the tasks with an aiokafka producer (the wire format any Kafka
+client writes), records the worker with ``py-spy`` while it works through them, and
+prints the functions that hold the most samples (own time and with callees), plus the
+worker's tasks/s and CPU time per task.
 
-    .venv/bin/python bench/profile_worker.py --tasks 8000 [--via bulk] [--raw out.txt]
+    .venv/bin/python bench/profile_worker.py --tasks 8000 [--via bulk] [--broker kafka] [--raw out.txt]
 
 Needs ``py-spy`` on PATH or in the virtualenv (``pip install py-spy``). Run by hand,
 on a quiet machine; nothing here is a test.
@@ -29,10 +30,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from aiokafka import AIOKafkaProducer
 
+from bench.brokers import BROKERS, start_broker
 from bench.procs import cpu_seconds
 from bench.yadtq_target import _partition_tails, _wire
-from tests.support.cluster import Cluster, free_port
-from yadtq_app.broker import EmbeddedBroker
+from tests.support.cluster import Cluster
 from yadtq_app.client import Client
 
 logger = logging.getLogger("bench.profile_worker")
@@ -88,6 +89,8 @@ def main() -> int:
                         help="a setting for the worker (repeatable), e.g. YADTQ_PRODUCER_LINGER_MS=2")
     parser.add_argument("--gil", action="store_true", help="sample only the thread holding the GIL (py-spy --gil)")
     parser.add_argument("--no-profile", action="store_true", help="only measure tasks/s and CPU per task")
+    parser.add_argument("--broker", choices=BROKERS, default="embedded",
+                        help="the embedded broker (Tansu) or Apache Kafka (one node)")
     parser.add_argument("--via", choices=("kafka", "bulk"), default="kafka",
                         help="how the tasks arrive: written to the task topic, or bulk POST /tasks")
     args = parser.parse_args()
@@ -95,8 +98,8 @@ def main() -> int:
     spy = None if args.no_profile else _py_spy()
 
     workdir = Path(tempfile.mkdtemp(prefix="yadtq-profile-"))
-    broker = EmbeddedBroker("127.0.0.1", free_port(), log_path=str(workdir / "broker.log")).start()
-    cluster = Cluster(broker.url, workdir, extra_env={"YADTQ_LOG_LEVEL": "warn",
+    broker = start_broker(args.broker, workdir / "broker", lifetime=1800)
+    cluster = Cluster(broker.url, workdir, extra_env={"YADTQ_LOG_LEVEL": "warn", **broker.env,
                                                       **dict(e.split("=", 1) for e in args.env)})
     recorder = None
     try:
@@ -113,8 +116,8 @@ def main() -> int:
                                          *(["--gil"] if args.gil else [])],
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(1.0)  # let py-spy attach
-        bpid = broker.process.pid
-        cpu0, bcpu0, t0 = cpu_seconds(worker.pid), cpu_seconds(bpid), time.perf_counter()
+        bpids = broker.pids
+        cpu0, bcpu0, t0 = cpu_seconds(worker.pid), sum(map(cpu_seconds, bpids)), time.perf_counter()
         if args.via == "kafka":
             asyncio.run(_produce(broker.bootstrap, cluster.task_topic, ids))
         else:
@@ -123,7 +126,7 @@ def main() -> int:
         # A partition's tasks run in order: its last one finishing means it is done.
         client.wait_all([ids[i] for i in _partition_tails(ids, cluster.partitions)],
                         timeout=max(120.0, args.tasks / 20))
-        t1, cpu1, bcpu1 = time.perf_counter(), cpu_seconds(worker.pid), cpu_seconds(bpid)
+        t1, cpu1, bcpu1 = time.perf_counter(), cpu_seconds(worker.pid), sum(map(cpu_seconds, bpids))
         if recorder is not None:
             recorder.send_signal(2)  # SIGINT: py-spy writes its output and exits
             recorder.wait(60)
