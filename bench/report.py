@@ -196,8 +196,9 @@ How each figure is measured (bench/compare.py; client, brokers and workers share
 - Ratios are yadtq's median ÷ the peer's: above 1 is better for throughput, below 1 better
   for latency. "yadtq 2w" is the like-for-like row (two worker processes, as the peers).
 - What favours whom: the peers keep only a result per task, yadtq a changelog-backed status
-  row (written once for a quick task submitted through Kafka, twice through HTTP: queued,
-  then the outcome; a `processing` write too for tasks running over 50 ms); yadtq confirms
+  row (written once for a quick task: an HTTP submission's `queued` row waits in memory
+  for the task's first write, up to `YADTQ_QUEUED_HOLD`; a `processing` write too for
+  tasks running over 50 ms); yadtq confirms
   with a batch status read, the peers read one result per task (as their clients do); Redis (C) and Tansu (Rust) both keep data in
   memory only; Celery's client submits one task at a time (it is synchronous), the asyncio
   clients keep {concurrency} requests in flight; Celery prefetches 4 tasks per process and acks
