@@ -146,6 +146,9 @@ class TaskEvent(faust.Record, namespace="yadtq.TaskEvent", serializer="json"):
     lease_until: Optional[float] = None
     #: ``batch``: the events it carries, as :meth:`faust.Record.asdict` gives them.
     events: Optional[list[dict[str, Any]]] = None
+    #: ``requeue`` / ``cancel``: the generation of the row it was asked of; read again
+    #: (after a crash or a rebalance) once the row has moved on, it does nothing.
+    generation: Optional[int] = None
 
     @classmethod
     def batch(cls, events: "list[TaskEvent]") -> "TaskEvent":

@@ -79,6 +79,8 @@ def apply_event(state: Optional[TaskState], event: TaskEvent) -> TaskState:
     if kind not in EVENT_KINDS or kind == EXPIRE:
         raise ValueError(f"cannot fold a {kind!r} event into a row")
     state = _row_before(state, event)
+    if kind in (REQUEUE, CANCEL) and event.generation is not None and event.generation != state.generation:
+        return state  # asked of an earlier generation, and read again since
     if kind == REQUEUE:
         return _requeued(state, event)
     if state.status in TERMINAL:

@@ -111,7 +111,8 @@ async def _request_change(view: View, task_id: str, kind: str, allowed: Collecti
         state = await recorded_status(task_id)
     if state.status not in allowed:
         raise Refused(409, f"cannot {verb} task {task_id!r}: it is {state.status}", task_status=state.status)
-    event = TaskEvent(id=task_id, kind=kind, task=state.task, at=time.time(), worker=settings.worker_id)
+    event = TaskEvent(id=task_id, kind=kind, task=state.task, at=time.time(), worker=settings.worker_id,
+                      generation=state.generation)
     await (await events_topic.send(key=task_id.encode(), value=event))
     return view.json({"task-id": task_id, "status": state.status, "requested": verb}, status=202)
 

@@ -395,3 +395,21 @@ def _spin(seconds: float) -> int:
 
 def _raise() -> None:
     raise KeyError("missing")
+
+
+def test_a_retry_or_cancel_request_read_again_does_nothing_to_a_later_generation() -> None:
+    # Events are read again after a crash or a rebalance (from the committed offset): a
+    # retry asked of generation 0, read again after the retried run failed, must not
+    # start a third run, nor a cancel of generation 0 end generation 1.
+    failed = fold(ev("processing", attempt=1, worker="w1"), ev("failed", attempt=1, worker="w1", error={"type": "E"}))
+    retry = ev("requeue", at=9.0, generation=0)
+    retried = fold(retry, state=failed)
+    assert (retried.status, retried.generation) == ("queued", 1)
+    failed_again = fold(ev("processing", attempt=2, worker="w2", at=10.0),
+                        ev("failed", attempt=2, worker="w2", at=11.0, error={"type": "E", "message": "y"}),
+                        state=retried)
+    assert failed_again.status == "failed" and failed_again.generation == 1
+    assert fold(retry, state=failed_again) == failed_again
+    assert fold(ev("cancel", at=12.0, generation=0), state=retried) == retried
+    assert fold(ev("cancel", at=12.0, generation=1), state=retried).status == "cancelled"
+    assert fold(ev("requeue", at=13.0), state=failed_again).generation == 2  # no generation: as before
