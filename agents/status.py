@@ -189,9 +189,9 @@ def _row_of(key: bytes, task_id: str) -> tuple[Optional[TaskState], bool]:
     (``yadtq_app.held_submissions``), no longer held (True: the fold writes it)."""
     row = task_status.get(key)
     if row is None and len(app.held):
-        queued = app.held.take(task_id)
-        if queued is not None:
-            return apply_event(None, queued), True
+        held = app.held.take_row(task_id)
+        if held is not None:
+            return held, True
     return row, False
 
 

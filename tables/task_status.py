@@ -86,9 +86,7 @@ def get_status(task_id: str) -> Optional[TaskState]:
     here but whose start is not written yet (``agents.reporting.record_start``)."""
     row = task_status.get(task_id.encode())
     if row is None:
-        queued = app.held.get(task_id)
-        if queued is not None:
-            row = apply_event(None, queued)  # held back from the table for a moment (agents.status)
+        row = app.held.row(task_id)  # a queued row held back from the table for a moment (agents.status)
     start = app.running.unrecorded_start(task_id)
     return apply_event(row, start) if start is not None else row
 

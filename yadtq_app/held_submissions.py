@@ -24,7 +24,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Optional
 
-from .records import TaskEvent
+from .records import TaskEvent, TaskState
+from .state import apply_event
 
 __all__ = ["HeldSubmissions", "HeldRecord", "HOLD", "MAX_HELD"]
 
@@ -58,6 +59,7 @@ class HeldSubmissions:
         self.limit = limit if hold > 0 else 0
         self.clock = clock
         self._held: dict[str, tuple[TaskEvent, HeldRecord]] = {}
+        self._rows: dict[str, TaskState] = {}  # the rows of held events, once asked for
         self._records: collections.deque[HeldRecord] = collections.deque()  # oldest first
 
     def __len__(self) -> int:
@@ -74,6 +76,24 @@ class HeldSubmissions:
         """The held ``queued`` event of ``task_id``, if any (it stays held)."""
         item = self._held.get(task_id)
         return item[0] if item is not None else None
+
+    def row(self, task_id: str) -> Optional[TaskState]:
+        """The row ``task_id``'s held event stands for, if any (built once; callers
+        must not change it, as :func:`~yadtq_app.state.apply_event` never does)."""
+        row = self._rows.get(task_id)
+        if row is None:
+            item = self._held.get(task_id)
+            if item is None:
+                return None
+            row = self._rows[task_id] = apply_event(None, item[0])
+        return row
+
+    def take_row(self, task_id: str) -> Optional[TaskState]:
+        """:meth:`row`, no longer held (the caller writes it now)."""
+        row = self.row(task_id)
+        if row is not None:
+            self.take(task_id)
+        return row
 
     def hold(self, record: Any, events: list[TaskEvent]) -> None:
         """Hold ``events`` (of tasks none of which is held) read in the Faust event
@@ -93,6 +113,7 @@ class HeldSubmissions:
         item = self._held.pop(task_id, None)
         if item is None:
             return None
+        self._rows.pop(task_id, None)
         event, held = item
         held.held -= 1
         if held.held == 0:
@@ -121,6 +142,7 @@ class HeldSubmissions:
         n = len(self._held)
         records, self._records = self._records, collections.deque()
         self._held.clear()
+        self._rows.clear()
         for held in records:
             if held.held > 0:
                 held.held = 0

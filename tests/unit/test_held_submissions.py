@@ -83,3 +83,14 @@ def test_room_is_bounded_and_a_hold_of_zero_holds_nothing() -> None:
     held.hold(Read(1), [queued("a")])
     assert held.has_room(1) and not held.has_room(2)
     assert not HeldSubmissions(hold=0, clock=Clock()).has_room(1)
+
+
+def test_a_held_event_stands_for_one_row_built_once() -> None:
+    held = HeldSubmissions(clock=Clock())
+    record = Read(1)
+    held.hold(record, [queued("a")])
+    row = held.row("a")
+    assert row is not None and (row.id, row.status, row.task_args, row.submitted_at) == ("a", "queued", [1, 2], 1.0)
+    assert held.row("a") is row and held.row("b") is None
+    assert held.take_row("a") is row
+    assert held.row("a") is None and held.take_row("a") is None and record.message.refcount == 1
