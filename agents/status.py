@@ -96,8 +96,10 @@ async def record_status(stream: AsyncIterable[Any]) -> None:
 def _holdable(event: TaskEvent, holding: int) -> bool:
     """Whether ``event`` is a submission's ``queued`` event to hold rather than write
     (``yadtq_app.held_submissions``): its task has no row and nothing held here yet,
-    and there is room."""
+    there is room, and no rebalance or stop is under way (it let go of what was held,
+    and Faust waits for every unacknowledged record: one held now would never end it)."""
     return event.kind == QUEUED and event.next_run_at is None and app.held.has_room(holding + 1) \
+        and not app.revoking and app.flow_control.is_active() \
         and event.id not in app.held and task_status.get(event.id.encode()) is None
 
 
