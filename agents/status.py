@@ -78,11 +78,12 @@ async def record_status(stream: AsyncIterable[Any]) -> None:
             logger.exception("could not unpack the event batch at %s-%d@%d", msg.topic, msg.partition, msg.offset)
             events = []
         held: dict[str, TaskEvent] = {}
+        may_hold = not app.revoking and app.flow_control.is_active()  # see _holdable
         for one in events:
             try:
                 if one.id in held:
                     fold(held.pop(one.id))  # written before what follows it
-                if _holdable(one, len(held)):
+                if may_hold and _holdable(one, len(held)):
                     held[one.id] = one
                 else:
                     fold(one)
@@ -96,10 +97,10 @@ async def record_status(stream: AsyncIterable[Any]) -> None:
 def _holdable(event: TaskEvent, holding: int) -> bool:
     """Whether ``event`` is a submission's ``queued`` event to hold rather than write
     (``yadtq_app.held_submissions``): its task has no row and nothing held here yet,
-    there is room, and no rebalance or stop is under way (it let go of what was held,
-    and Faust waits for every unacknowledged record: one held now would never end it)."""
+    and there is room. The caller holds nothing while a rebalance or a stop is under
+    way (it let go of what was held, and Faust waits for every unacknowledged record:
+    one held now would never end it)."""
     return event.kind == QUEUED and event.next_run_at is None and app.held.has_room(holding + 1) \
-        and not app.revoking and app.flow_control.is_active() \
         and event.id not in app.held and task_status.get(event.id.encode()) is None
 
 

@@ -5,7 +5,7 @@ The status agent (:func:`agents.status.record_status`) holds the ``queued`` even
 a record it reads instead of folding them, when the task has no row yet. A held event
 counts as the task's row for every read (``tables.task_status.get_status``) and for the
 next fold of the task (``agents.status._fold`` takes it and writes it with that event:
-usually the attempt's outcome). Whatever is still held after :data:`HOLD` seconds is
+usually the attempt's outcome). Whatever is still held after ``YADTQ_QUEUED_HOLD`` seconds is
 written as it would have been at once.
 
 The events record stays unacknowledged while any of its events is held (an extra
@@ -27,10 +27,8 @@ from typing import Any, Callable, Iterator, Optional
 from .records import TaskEvent, TaskState
 from .state import apply_event
 
-__all__ = ["HeldSubmissions", "HeldRecord", "HOLD", "MAX_HELD"]
+__all__ = ["HeldSubmissions", "HeldRecord", "MAX_HELD"]
 
-#: How long a ``queued`` event is held before it is written as a row (s).
-HOLD = 30.0
 #: At most this many events held at once; past it, ``queued`` rows are written at once.
 MAX_HELD = 10_000
 
@@ -47,13 +45,14 @@ class HeldRecord:
 
 
 class HeldSubmissions:
-    """The ``queued`` events held on this worker, by task id (none with ``hold`` 0).
+    """The ``queued`` events held on this worker for up to ``hold`` seconds, by task id
+    (none with ``hold`` 0).
 
     ``hold`` takes an extra reference on the record's Faust message; the reference is
     given back (``release``: an ack) when the last of its events is taken or dropped.
     """
 
-    def __init__(self, hold: float = HOLD, limit: int = MAX_HELD,
+    def __init__(self, hold: float, limit: int = MAX_HELD,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.hold_for = hold
         self.limit = limit if hold > 0 else 0

@@ -34,7 +34,7 @@ def queued(task_id: str) -> TaskEvent:
 
 
 def test_a_record_is_acknowledged_once_none_of_its_events_is_held() -> None:
-    held = HeldSubmissions(clock=Clock())
+    held = HeldSubmissions(30.0, clock=Clock())
     record = Read(7)
     held.hold(record, [queued("a"), queued("b")])
     record.ack()  # the agent is done with it: not acknowledged while "a" and "b" are held
@@ -65,7 +65,7 @@ def test_events_held_past_the_hold_are_due_oldest_first() -> None:
 
 
 def test_drop_all_lets_go_of_every_record() -> None:
-    held = HeldSubmissions(clock=Clock())
+    held = HeldSubmissions(30.0, clock=Clock())
     first, second, done = Read(1), Read(2), Read(3)  # the agent has not acknowledged them yet
     held.hold(first, [queued("a")])
     held.hold(second, [queued("b"), queued("c")])
@@ -78,7 +78,7 @@ def test_drop_all_lets_go_of_every_record() -> None:
 
 
 def test_room_is_bounded_and_a_hold_of_zero_holds_nothing() -> None:
-    held = HeldSubmissions(limit=2, clock=Clock())
+    held = HeldSubmissions(30.0, limit=2, clock=Clock())
     assert held.has_room(2) and not held.has_room(3)
     held.hold(Read(1), [queued("a")])
     assert held.has_room(1) and not held.has_room(2)
@@ -86,7 +86,7 @@ def test_room_is_bounded_and_a_hold_of_zero_holds_nothing() -> None:
 
 
 def test_a_held_event_stands_for_one_row_built_once() -> None:
-    held = HeldSubmissions(clock=Clock())
+    held = HeldSubmissions(30.0, clock=Clock())
     record = Read(1)
     held.hold(record, [queued("a")])
     row = held.row("a")
