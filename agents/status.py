@@ -23,7 +23,7 @@ the task agent and the HTTP API can wait until what was written is in the table.
 from __future__ import annotations
 
 import logging
-from typing import Any, AsyncIterable, Optional
+from typing import Any, AsyncIterable, Iterable, Optional
 
 from yadtq_app.agents.schedule import entry_written
 from yadtq_app.application import app, settings
@@ -78,28 +78,35 @@ async def record_status(stream: AsyncIterable[Any]) -> None:
             logger.exception("could not unpack the event batch at %s-%d@%d", msg.topic, msg.partition, msg.offset)
             events = []
         held: dict[str, TaskEvent] = {}
-        may_hold = not app.revoking and app.flow_control.is_active()  # see _holdable
         for one in events:
             try:
                 if one.id in held:
                     fold(held.pop(one.id))  # written before what follows it
-                if may_hold and _holdable(one, len(held)):
+                if _holdable(one, len(held)):
                     held[one.id] = one
                 else:
                     fold(one)
             except Exception:
                 logger.exception("task %s: could not apply %s event", getattr(one, "id", "?"),
                                  getattr(one, "kind", "?"))
-        app.held.hold(event, list(held.values()))
+        if not app.held.hold(event, list(held.values())):
+            _fold_all(held.values())  # a rebalance or a stop began meanwhile: written now
         mark_folded(msg.partition, msg.offset)
+
+
+def _fold_all(events: Iterable[TaskEvent]) -> None:
+    for one in events:
+        try:
+            fold(one)
+        except Exception:
+            logger.exception("task %s: could not apply its queued event", one.id)
 
 
 def _holdable(event: TaskEvent, holding: int) -> bool:
     """Whether ``event`` is a submission's ``queued`` event to hold rather than write
     (``yadtq_app.held_submissions``): its task has no row and nothing held here yet,
-    and there is room. The caller holds nothing while a rebalance or a stop is under
-    way (it let go of what was held, and Faust waits for every unacknowledged record:
-    one held now would never end it)."""
+    and there is room (none from the start of a rebalance or a stop until the next
+    assignment: :meth:`~yadtq_app.held_submissions.HeldSubmissions.close`)."""
     return event.kind == QUEUED and event.next_run_at is None and app.held.has_room(holding + 1) \
         and event.id not in app.held and task_status.get(event.id.encode()) is None
 
@@ -122,14 +129,19 @@ async def write_held() -> None:
                 app.held.take(one.id)
 
 
-async def _drop_held() -> None:
-    n = app.held.drop_all()
+async def _close_held() -> None:
+    n = app.held.close()
     if n:
         logger.debug("worker %s: a rebalance let go of %d held queued rows (their records are read again)",
                      settings.worker_id, n)
 
 
-app.on_revoking.append(_drop_held)
+async def _reopen_held(*args: Any, **kwargs: Any) -> None:
+    app.held.reopen()
+
+
+app.on_revoking.append(_close_held)
+app.on_partitions_assigned.connect(_reopen_held)
 
 
 def fold(event: TaskEvent) -> None:

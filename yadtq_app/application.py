@@ -233,7 +233,7 @@ class YadtqApp(faust.App):
 
     async def on_stop(self) -> None:
         self.flow_control.suspend()  # acks no longer count: held rows are read again elsewhere
-        self.held.drop_all()
+        self.held.close()
         if self.broker_watch is not None:
             await self.broker_watch.close()
         await self.group_lag.close()

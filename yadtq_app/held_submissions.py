@@ -11,9 +11,11 @@ written as it would have been at once.
 The events record stays unacknowledged while any of its events is held (an extra
 reference on its Faust message), so the events topic is not committed past it: a
 worker that dies with events held leaves them to the partition's next owner, which
-reads the record again. A rebalance or a stop lets go of everything held
-(:meth:`HeldSubmissions.drop_all`, while acks do not count): the record is read again
-once the partitions are assigned. Why: ``docs/tasks.md`` ("Held queued rows").
+reads the record again. A rebalance or a stop lets go of everything held and holds
+nothing more (:meth:`HeldSubmissions.close`, while acks do not count: Faust waits for
+every unacknowledged record before it rejoins or stops, so a record held then would
+never let it) until the next assignment (:meth:`HeldSubmissions.reopen`); the records
+let go of are read again. Why: ``docs/tasks.md`` ("Held queued rows").
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ class HeldSubmissions:
 
     ``hold`` takes an extra reference on the record's Faust message; the reference is
     given back (``release``: an ack) when the last of its events is taken or dropped.
+    Closed (nothing held, nothing more holdable) from :meth:`close` to :meth:`reopen`.
     """
 
     def __init__(self, hold: float, limit: int = MAX_HELD,
@@ -60,6 +63,7 @@ class HeldSubmissions:
         self._held: dict[str, tuple[TaskEvent, HeldRecord]] = {}
         self._rows: dict[str, TaskState] = {}  # the rows of held events, once asked for
         self._records: collections.deque[HeldRecord] = collections.deque()  # oldest first
+        self.closed = False
 
     def __len__(self) -> int:
         return len(self._held)
@@ -68,8 +72,8 @@ class HeldSubmissions:
         return task_id in self._held
 
     def has_room(self, n: int) -> bool:
-        """Whether ``n`` more events may be held."""
-        return len(self._held) + n <= self.limit
+        """Whether ``n`` more events may be held (none while closed)."""
+        return not self.closed and len(self._held) + n <= self.limit
 
     def get(self, task_id: str) -> Optional[TaskEvent]:
         """The held ``queued`` event of ``task_id``, if any (it stays held)."""
@@ -94,11 +98,17 @@ class HeldSubmissions:
             self.take(task_id)
         return row
 
-    def hold(self, record: Any, events: list[TaskEvent]) -> None:
+    def hold(self, record: Any, events: list[TaskEvent]) -> bool:
         """Hold ``events`` (of tasks none of which is held) read in the Faust event
-        ``record``, whose message is not acknowledged until they are all let go."""
+        ``record``, whose message is not acknowledged until they are all let go.
+
+        Returns False, holding nothing and taking no reference, while closed: the
+        caller writes them now.
+        """
         if not events:
-            return
+            return True
+        if self.closed:
+            return False
         held = HeldRecord(record, contextvars.copy_context(), self.clock())
         record.message.incref()
         for event in events:
@@ -106,6 +116,7 @@ class HeldSubmissions:
             held.ids.append(event.id)
         held.held = len(events)
         self._records.append(held)
+        return True
 
     def take(self, task_id: str) -> Optional[TaskEvent]:
         """Stop holding ``task_id``'s event and return it (the caller writes it now)."""
@@ -135,9 +146,11 @@ class HeldSubmissions:
                 out.append((held, events))
         return iter(out)
 
-    def drop_all(self) -> int:
-        """Let go of every held event unwritten (their records are read again once
-        acks do not count); how many there were."""
+    def close(self) -> int:
+        """Let go of every held event unwritten and hold nothing more until
+        :meth:`reopen` (a rebalance or a stop has begun: acks no longer count, so their
+        records are read again); how many there were."""
+        self.closed = True
         n = len(self._held)
         records, self._records = self._records, collections.deque()
         self._held.clear()
@@ -147,6 +160,10 @@ class HeldSubmissions:
                 held.held = 0
                 _release(held)
         return n
+
+    def reopen(self) -> None:
+        """Hold again (partitions are assigned: acks count again)."""
+        self.closed = False
 
 
 def _release(held: HeldRecord) -> None:

@@ -64,17 +64,34 @@ def test_events_held_past_the_hold_are_due_oldest_first() -> None:
     assert [(r.event, [e.id for e in events]) for r, events in held.due()] == [(old, ["b"]), (new, ["c"])]
 
 
-def test_drop_all_lets_go_of_every_record() -> None:
+def test_close_lets_go_of_every_record() -> None:
     held = HeldSubmissions(30.0, clock=Clock())
     first, second, done = Read(1), Read(2), Read(3)  # the agent has not acknowledged them yet
     held.hold(first, [queued("a")])
     held.hold(second, [queued("b"), queued("c")])
     held.hold(done, [queued("d")])
     held.take("d")
-    assert held.drop_all() == 3
+    assert held.close() == 3
     assert len(held) == 0 and list(held.due()) == [] and held.get("b") is None
     for record in (first, second, done):
         assert record.message.refcount == 1 and not record.message.acked  # the hold's reference back, once
+
+
+def test_nothing_is_held_from_close_until_reopen() -> None:
+    # A record the agent still handles after a rebalance began must not be held: Faust
+    # waits for its ack before the worker rejoins, and nothing would give it back.
+    held = HeldSubmissions(30.0, clock=Clock())
+    held.close()
+    late = Read(1)
+    assert not held.has_room(1)
+    assert held.hold(late, [queued("a")]) is False
+    assert len(held) == 0 and "a" not in held and late.message.refcount == 1
+    assert late.ack() and late.message.acked  # the agent's own ack is the last reference
+    held.reopen()
+    again = Read(2)
+    assert held.has_room(1) and held.hold(again, [queued("b")]) is True
+    again.ack()
+    assert "b" in held and not again.message.acked
 
 
 def test_room_is_bounded_and_a_hold_of_zero_holds_nothing() -> None:
