@@ -62,7 +62,8 @@ def event_for(request: TaskRequest, kind: str, *, attempt: int, state: Optional[
                      task_kwargs=dict(request.task_kwargs), attempt=attempt, worker=settings.worker_id,
                      at=time.time() if at is None else at, submitted_at=request.submitted_at, result=result,
                      error=error, options=options, next_run_at=next_run_at, progress=progress,
-                     started_at=started_at, lease_until=lease_until)
+                     started_at=started_at, lease_until=lease_until,
+                     dispatch=(request.attempt or 1) if kind == PROCESSING else None)
 
 
 async def report(request: TaskRequest, kind: str, *, attempt: int, state: Optional[TaskState] = None,

@@ -149,6 +149,9 @@ class TaskEvent(faust.Record, namespace="yadtq.TaskEvent", serializer="json"):
     #: ``requeue`` / ``cancel``: the generation of the row it was asked of; read again
     #: (after a crash or a rebalance) once the row has moved on, it does nothing.
     generation: Optional[int] = None
+    #: ``processing``: the attempt the message that started it asked for (1: the
+    #: submission); a run again after a worker died has a higher number (see ``decide``).
+    dispatch: Optional[int] = None
 
     @classmethod
     def batch(cls, events: "list[TaskEvent]") -> "TaskEvent":
@@ -196,6 +199,8 @@ class TaskState(faust.Record, namespace="yadtq.TaskState", serializer="json"):
     #: While ``processing``: the running attempt's worker holds it until then, even if
     #: another worker now owns the task's partition (see ``agents.leases``).
     lease_until: Optional[float] = None
+    #: While ``processing``: the attempt its task message asked for (TaskEvent.dispatch).
+    dispatch: Optional[int] = None
 
     def to_json(self) -> dict[str, Any]:
         """The HTTP representation (``task-id`` like the wire format)."""

@@ -164,6 +164,7 @@ def _started(state: TaskState, event: TaskEvent) -> TaskState:
     state.next_run_at = None
     state.progress = None
     state.lease_until = event.lease_until
+    state.dispatch = event.dispatch
     return state
 
 
@@ -290,10 +291,11 @@ def decide(row: Optional[TaskState], request: TaskRequest, *, finished: Optional
     scheduler's messages name the attempt they start. A message for an attempt the
     row has already moved past is a stale duplicate (a redelivery, a second
     submission of one id, a dispatch repeated after a crash) and is skipped — except
-    when the row says that very attempt is ``processing``: its worker died mid-task and
-    the message is redelivered, so it runs again (as the next attempt). Unless its
-    worker (not ``worker``, the one deciding) holds a lease on it: then the attempt
-    still runs there, and the decision is to wait.
+    when the row's ``processing`` attempt was started by this message (that attempt,
+    or a run of it again: the row's ``dispatch``): its worker died mid-task and the
+    message is redelivered, so it runs again (as the next attempt). Unless its worker
+    (not ``worker``, the one deciding) holds a lease on it: then the attempt still
+    runs there, and the decision is to wait.
     """
     intended = request.attempt or 1
     if finished is not None and finished[1] >= intended:
@@ -305,7 +307,7 @@ def decide(row: Optional[TaskState], request: TaskRequest, *, finished: Optional
         if row.cancel_requested:
             return Decision(CANCEL_NOW, attempt=attempts, why="cancelled while its attempt ran")
         if row.status == PROCESSING:
-            if intended < attempts:
+            if intended < attempts and row.dispatch != intended:
                 return Decision(SKIP, why=f"stale message for attempt {intended}; row is at {attempts}")
             if row.lease_until is not None and row.lease_until > now and row.worker != worker:
                 return Decision(WAIT, attempt=attempts,

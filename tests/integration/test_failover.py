@@ -7,6 +7,8 @@ double completion 0, re-executions only for tasks in flight at the fault.
 
 from __future__ import annotations
 
+import functools
+import json
 import signal
 import time
 from pathlib import Path
@@ -15,6 +17,7 @@ from typing import Any
 import pytest
 
 from tests.integration.test_core import wait_all_finished
+from tests.support.kafka import read_all
 from tests.support.ledger import Ledger, check, fault_mid_task
 from tests.support.wait import Timeout, wait_for
 from yadtq_app import Client
@@ -242,3 +245,38 @@ def test_a_cancel_reaches_a_task_running_on_a_worker_that_lost_its_partition(
     for t in cancelled:
         assert [r.end for r in runs[t]] == [None], runs[t]  # stopped, never finished
         assert client.get_task(t)["status"] == "cancelled"
+
+
+def test_a_task_whose_rerun_is_killed_too_runs_again(cluster_factory: Any, tmp_path: Path, broker: Any) -> None:
+    # The run again after a worker died is attempt 2 of the same message: the message,
+    # read again once attempt 2's worker dies too, is no stale duplicate of it.
+    cluster, ledger = ledger_cluster(cluster_factory, tmp_path, 3)
+    client = Client(cluster.workers[0].url)
+    gate = tmp_path / "open"
+    task = client.submit("tests.ledgered_wait_file", str(gate))
+    changelog = f"{cluster.app_id}-task-status-changelog"
+    by_id = {w.worker_id: w for w in cluster.workers}
+    killed = []
+    def started(attempt: int) -> Any:  # recorded for good: in the changelog, not only in its worker's memory
+        rows = [json.loads(r.value) for r in read_all(broker.bootstrap, changelog)
+                if r.key == task.id.encode() and r.value is not None]
+        return next((row["worker"] for row in rows if row["status"] == "processing"
+                     and row["attempts"] == attempt and row["worker"] not in killed), None)
+
+    for attempt in (1, 2):
+        worker = by_id[wait_for(functools.partial(started, attempt), timeout=60, interval=0.2,
+                                message=f"attempt {attempt} to start")]
+        wait_for(functools.partial(lambda w: task.id in ledger.read().running(w), worker.worker_id), timeout=30,
+                 interval=0.1, message=f"attempt {attempt} to run")
+        worker.signal(signal.SIGKILL)
+        worker.proc.wait(10)
+        killed.append(worker.worker_id)
+    [last] = cluster.running()
+    wait_for(lambda: task.id in ledger.read().running(last.worker_id), timeout=60, interval=0.1,
+             message="the last worker to run it")
+    gate.touch()
+    survivor = Client(last.url)
+    assert survivor.task(task.id).result(timeout=30) == "done"
+    row = survivor.get_task(task.id)
+    assert (row["status"], row["attempts"], row["worker"]) == ("success", 3, last.worker_id)
+    assert [run.worker for run in ledger.read().by_id()[task.id]] == [*killed, last.worker_id]

@@ -178,6 +178,23 @@ def test_decide_waits_while_another_worker_holds_a_lease_on_the_attempt() -> Non
                   worker="w2").action == SKIP
 
 
+def test_a_message_whose_run_again_died_too_runs_once_more() -> None:
+    # Attempt 2 was this submission's run again after its first worker died; its worker
+    # died too: the submission, read again, is not a stale duplicate of attempt 2.
+    started = fold(ev("queued", at=1.0), ev("processing", attempt=2, worker="w1", at=2.0, dispatch=1))
+    assert (started.attempts, started.dispatch) == (2, 1)
+    d = decide(started, req(), now=100.0, worker="w3")
+    assert (d.action, d.attempt) == (RUN, 3)
+    leased = row("processing", 2, worker="w1", dispatch=1, lease_until=103.0)
+    assert decide(leased, req(), now=100.0, worker="w3").action == WAIT
+    # a retry's own message started attempt 2: the submission read again is stale
+    assert decide(row("processing", 2, worker="w1", dispatch=2), req(), now=100.0, worker="w3").action == SKIP
+    assert decide(row("processing", 2, worker="w1"), req(), now=100.0, worker="w3").action == SKIP  # older rows
+    # a lease renewal keeps what started the attempt
+    renewed = fold(ev("processing", attempt=2, worker="w1", at=3.0, lease_until=9.0, dispatch=1), state=started)
+    assert (renewed.dispatch, renewed.lease_until) == (1, 9.0)
+
+
 def test_a_lease_is_folded_renewed_and_ended_by_the_outcome() -> None:
     queued = fold1(None, ev("queued", at=1.0))
     # a lease for an attempt whose start was never recorded records it, with its real start
