@@ -3,10 +3,12 @@
 When a rebalance begins, :func:`lease_in_flight` sends a ``processing`` event with a
 lease of :data:`LEASE` seconds for each attempt running here, and the rebalance goes
 on without waiting for them (:func:`lease_covers`). While this worker runs attempts of
-partitions it does not hold, a timer renews their leases and cancels those whose rows
-ask for it (:func:`renew_leases`). A worker that finds a row leased by another waits
-for its outcome (:data:`yadtq_app.state.WAIT`, looking again every
-:data:`LEASE_POLL`). Why: ``docs/tasks.md`` (leases).
+partitions it does not hold, a timer renews their leases (:func:`renew_leases`) and
+another cancels those whose rows ask for it (:func:`cancel_leased`). A worker that
+finds a row leased by another waits for its outcome (:data:`yadtq_app.state.WAIT`,
+looking again every :data:`LEASE_POLL`), and once the lease has run out, until every
+event written so far is folded (``agents.tasks._decide``). Why: ``docs/tasks.md``
+(leases).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from yadtq_app.tables.task_status import get_status, task_status
 from yadtq_app.topics import events_topic, task_topic
 
 __all__ = ["LEASE", "LEASE_RENEW", "LEASE_POLL", "lease_in_flight", "lease_covers", "renew_leases",
-           "cancel_if_requested", "send_leases"]
+           "cancel_leased", "cancel_if_requested", "send_leases"]
 
 logger = logging.getLogger(__name__)
 
@@ -59,12 +61,23 @@ def lease_covers(message: Any) -> bool:
     return message.topic == _TASK_TOPIC and message.key in _leased_keys
 
 
+def _leased_here() -> list[str]:
+    """The attempts running here whose partitions this worker does not hold now."""
+    return [task_id for task_id, attempt in app.running.attempts().items() if not holds(attempt.partition)]
+
+
 async def renew_leases() -> None:
-    """Renew the leases of attempts whose partitions this worker does not hold now,
-    and cancel those whose rows ask for it (:func:`cancel_if_requested`)."""
-    ids = [task_id for task_id, attempt in app.running.attempts().items() if not holds(attempt.partition)]
+    """Renew the leases of attempts whose partitions this worker does not hold now."""
+    ids = _leased_here()
     if ids:
         await send_leases(ids)
+
+
+async def cancel_leased() -> None:
+    """Cancel the leased attempts whose rows ask for it (:func:`cancel_if_requested`);
+    a timer of its own, so an owner slow to answer never holds a renewal back."""
+    ids = _leased_here()
+    if ids:
         await cancel_if_requested(ids)
 
 
@@ -127,3 +140,4 @@ async def send_leases(ids: list[str], *, timeout: float = 5.0) -> set[bytes]:
 app.lease_covers = lease_covers
 app.on_revoking.append(lease_in_flight)
 app.timer(interval=LEASE_RENEW, name="yadtq.renew_leases")(renew_leases)
+app.timer(interval=LEASE_RENEW, name="yadtq.cancel_leased")(cancel_leased)

@@ -28,12 +28,12 @@ from typing import Any, Optional
 import faust
 from faust.types import EventT, StreamT
 
-from yadtq_app.agents.leases import LEASE_POLL
+from yadtq_app.agents.leases import LEASE, LEASE_POLL
 from yadtq_app.agents.ordering import enqueue, send_done
 from yadtq_app.agents.ownership import fetched_before_rebalance, may_act, still_ours
 from yadtq_app.agents.reporting import dead_letter_exhausted, record_start, reject, report, send_progress
 from yadtq_app.application import app, settings
-from yadtq_app.catch_up import wait_caught_up
+from yadtq_app.catch_up import caught_up_now, wait_caught_up
 from yadtq_app.context import ProgressReporter, TaskContext
 from yadtq_app.encoding import partition_of
 from yadtq_app.errors import InvalidTask, RecordWriteError, UnknownTask
@@ -41,6 +41,7 @@ from yadtq_app.execution import Outcome, run_task
 from yadtq_app.records import (
     CANCELLED,
     FAILED,
+    PROCESSING,
     RETRYING,
     SCHEDULED,
     SUCCESS,
@@ -50,13 +51,16 @@ from yadtq_app.records import (
 )
 from yadtq_app.registry import TaskDef
 from yadtq_app.running import Attempt
-from yadtq_app.state import CANCEL_NOW, DEFER, SKIP, WAIT, cancelled_error, decide, end_of_attempt
+from yadtq_app.state import CANCEL_NOW, DEFER, RUN, SKIP, WAIT, Decision, cancelled_error, decide, end_of_attempt
 from yadtq_app.tables.task_status import get_status
 from yadtq_app.topics import task_topic
 from yadtq_app.wire import parse_task_message
 
 logger = logging.getLogger(__name__)
 
+#: How long a worker waits to read every event written before a lease that ran out in
+#: the row counts as ended (s); past it, the task runs (at least once).
+CONFIRM_LEASE_END = 10 * LEASE
 #: Task partitions whose status rows are known complete since the last rebalance.
 _caught_up: set[int] = set()
 
@@ -160,19 +164,10 @@ async def execute(request: TaskRequest, taskdef: TaskDef) -> None:
         # now; its ack here is not counted (yadtq_app.kafka.commits.stale_ack).
         logger.info("task %s: fetched before the last rebalance; leaving it to be read again", request.id)
         return
-    waited = False
-    while True:
-        state = get_status(request.id)
-        finished = app.finished.get(request.id)
-        decision = decide(state, request, finished=finished, now=time.time(), worker=settings.worker_id)
-        if decision.action != WAIT:
-            break
-        if not waited:
-            logger.info("task %s: not running it yet: %s", request.id, decision.why)
-            waited = True
-        await asyncio.sleep(LEASE_POLL)
-        if not await still_ours():
-            return  # read again by whoever owns the partition next
+    decided = await _decide(request)
+    if decided is None:
+        return  # read again by whoever owns the partition next
+    decision, state, finished = decided
     if decision.action == SKIP:
         logger.info("task %s: not running it: %s", request.id, decision.why)
         if request.ordering_key is not None and (finished is not None
@@ -190,6 +185,42 @@ async def execute(request: TaskRequest, taskdef: TaskDef) -> None:
         return
     if await run_attempt(request, taskdef, decision.attempt, state):
         await send_done(request)  # final: the next task of its ordering key may run
+
+
+async def _decide(request: TaskRequest) -> Optional[tuple[Decision, Optional[TaskState], Optional[tuple[str, int]]]]:
+    """The decision on ``request`` once no other worker's lease holds it back, with the
+    row and this worker's memory it was made from; ``None`` if the partition moved
+    away meanwhile."""
+    waited = False
+    confirmed: Optional[float] = None  # a lease seen run out with every event folded
+    while True:
+        state = get_status(request.id)
+        finished = app.finished.get(request.id)
+        decision = decide(state, request, finished=finished, now=time.time(), worker=settings.worker_id)
+        if decision.action == RUN and state is not None and _leased_elsewhere(state) \
+                and state.lease_until != confirmed:
+            # Its worker renews the lease every heartbeat while the attempt runs: a
+            # renewal may be written and not folded yet. Decide again once it would be.
+            if not await caught_up_now(partition_of(request.key, settings.partitions), timeout=CONFIRM_LEASE_END):
+                if not await still_ours():
+                    return None
+                logger.warning("task %s: could not read the events after its lease on %s ran out; running it "
+                               "(at least once)", request.id, state.worker)
+            confirmed = state.lease_until
+            continue
+        if decision.action != WAIT:
+            return decision, state, finished
+        if not waited:
+            logger.info("task %s: not running it yet: %s", request.id, decision.why)
+            waited = True
+        await asyncio.sleep(LEASE_POLL)
+        if not await still_ours():
+            return None
+
+
+def _leased_elsewhere(state: TaskState) -> bool:
+    """Whether ``state`` is an attempt another worker leased (:mod:`agents.leases`)."""
+    return state.status == PROCESSING and state.lease_until is not None and state.worker != settings.worker_id
 
 
 async def run_attempt(request: TaskRequest, taskdef: TaskDef, attempt: int, state: Optional[TaskState]) -> bool:

@@ -280,3 +280,46 @@ def test_a_task_whose_rerun_is_killed_too_runs_again(cluster_factory: Any, tmp_p
     row = survivor.get_task(task.id)
     assert (row["status"], row["attempts"], row["worker"]) == ("success", 3, last.worker_id)
     assert [run.worker for run in ledger.read().by_id()[task.id]] == [*killed, last.worker_id]
+
+
+def test_a_lease_that_ran_out_while_its_renewals_waited_unread_holds(cluster_factory: Any, tmp_path: Path) -> None:
+    # The new owner of a leased task is paused past the lease: on waking, the row's lease
+    # has run out, but the renewals its worker sent meanwhile wait unread in the events
+    # topic. Seen before: the new owner ran the task a second time at once.
+    cluster, ledger = ledger_cluster(cluster_factory, tmp_path, 1, YADTQ_CONCURRENCY="16",
+                                     YADTQ_SESSION_TIMEOUT="20")  # the pause is no freeze (fencing)
+    busy = cluster.workers[0]
+    client = Client(busy.url)
+    flag = tmp_path / "go"
+    ids = [client.submit("tests.ledgered_wait_file", str(flag), task_id=tid).id
+           for p in range(cluster.partitions) for tid in ids_in_partitions({p}, cluster.partitions, 1)]
+    wait_for(lambda: len(ledger.read().running(busy.worker_id)) == len(ids), timeout=30, interval=0.05,
+             message="the busy worker running every task")
+    [owner] = cluster.add(1)
+    owner.wait_healthy(60)
+    [view] = [w for w in cluster.wait_settled(timeout=60) if w["id"] == owner.worker_id]
+    moved = [t for t in ids if _partition(t, cluster.partitions) in view["partitions"]]
+    assert moved
+    wait_for(lambda: all(f"task {t}: not running it yet" in owner.log_text() for t in moved), timeout=30,
+             interval=0.1, message="the new owner waiting on the leases")
+    owner.signal(signal.SIGSTOP)
+    try:
+        time.sleep(5)  # the fault: paused past the lease (3 s), within the session
+    finally:
+        owner.signal(signal.SIGCONT)
+    resumed = time.monotonic()
+    while time.monotonic() < resumed + 5:  # what it does on waking: no second run
+        runs = ledger.read().by_id()
+        assert {t: [r.worker for r in runs[t]] for t in moved if len(runs[t]) != 1} == {}
+        time.sleep(0.1)
+    flag.touch()
+    done = wait_all_finished(cluster, ids, timeout=60)
+    assert {(done[t]["status"], done[t]["attempts"], done[t]["worker"]) for t in ids} == \
+        {("success", 1, busy.worker_id)}
+    assert {t: len(runs) for t, runs in ledger.read().by_id().items() if len(runs) != 1} == {}
+
+
+def _partition(task_id: str, count: int) -> int:
+    from yadtq_app.encoding import partition_of
+
+    return partition_of(task_id.encode(), count)
