@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import signal
+import threading
 import uuid
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ import httpx
 import pytest
 
 from tests.support.kafka import committed_offset, read_all
+from tests.support.ledger import Ledger
 from tests.support.wait import wait_for
 from yadtq_app import Client
 
@@ -131,3 +133,50 @@ def test_a_worker_holding_rows_stops_at_sigterm_and_leaves_them_to_the_next(clus
     successor.wait_healthy(90)
     done = Client(successor.url).wait_all(ids, timeout=60)
     assert [done[t]["result"] for t in ids] == [2 * i for i in range(20)]
+
+
+def test_rows_held_through_rebalances_while_submissions_keep_coming(cluster_factory: Any, tmp_path: Path) -> None:
+    # Each rebalance lets go of the rows held and holds none until the next assignment:
+    # a record held after the let-go keeps Faust waiting for its ack, and the worker
+    # never rejoins the group (it answers 503 "rebalancing" from then on).
+    cluster = cluster_factory(extra_env={"YADTQ_CONCURRENCY": "1",
+                                         "YADTQ_TEST_LEDGER": str(tmp_path / "ledger.jsonl")}).start(1)
+    first = cluster.workers[0]
+    client = Client(first.url)
+    gate = tmp_path / "open"
+    blocker = client.submit("tests.ledgered_wait_file", str(gate))
+    wait_for(lambda: client.get_task(blocker.id)["status"] == "processing", timeout=30, interval=0.1,
+             message="the blocking task to run")
+    ids: list[str] = []
+    stop = threading.Event()
+
+    def submit() -> None:
+        submitter = Client(first.url, timeout=10)
+        n = 0
+        while not stop.is_set() and len(ids) < 3000:
+            batch = [{"task": "tests.ledgered", "args": [0, n + i]} for i in range(10)]
+            try:
+                ids.extend(a["task-id"] for a in submitter.submit_many(batch))
+            except Exception:  # noqa: BLE001 - refused while the worker rebalances: not counted
+                pass
+            n += 10
+            stop.wait(0.05)
+
+    thread = threading.Thread(target=submit, daemon=True)
+    thread.start()
+    try:
+        for _ in range(2):
+            [joiner] = cluster.add(1)
+            joiner.wait_healthy(90)
+            cluster.wait_settled(timeout=90)
+            joiner.stop(timeout=60)
+            cluster.wait_settled(timeout=90)
+    finally:
+        stop.set()
+        thread.join(30)
+    assert len(ids) > 200, "submissions went on through the rebalances"
+    gate.touch()
+    done = client.wait_all([blocker.id, *ids], timeout=180)
+    assert {done[t]["status"] for t in done} == {"success"}
+    runs = Ledger(cluster.ledger_path).read().by_id()
+    assert {t: len(runs.get(t, [])) for t in [blocker.id, *ids] if len(runs.get(t, [])) != 1} == {}
