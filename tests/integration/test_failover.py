@@ -287,7 +287,7 @@ def test_a_lease_that_ran_out_while_its_renewals_waited_unread_holds(cluster_fac
     # has run out, but the renewals its worker sent meanwhile wait unread in the events
     # topic. Seen before: the new owner ran the task a second time at once.
     cluster, ledger = ledger_cluster(cluster_factory, tmp_path, 1, YADTQ_CONCURRENCY="16",
-                                     YADTQ_SESSION_TIMEOUT="20")  # the pause is no freeze (fencing)
+                                     YADTQ_SESSION_TIMEOUT="12")  # a 4 s pause is no freeze (fencing)
     busy = cluster.workers[0]
     client = Client(busy.url)
     flag = tmp_path / "go"
@@ -304,11 +304,11 @@ def test_a_lease_that_ran_out_while_its_renewals_waited_unread_holds(cluster_fac
              interval=0.1, message="the new owner waiting on the leases")
     owner.signal(signal.SIGSTOP)
     try:
-        time.sleep(5)  # the fault: paused past the lease (3 s), within the session
+        time.sleep(4)  # the fault: paused past the lease (3 s), within the session
     finally:
         owner.signal(signal.SIGCONT)
     resumed = time.monotonic()
-    while time.monotonic() < resumed + 5:  # what it does on waking: no second run
+    while time.monotonic() < resumed + 4:  # what it does on waking: no second run
         runs = ledger.read().by_id()
         assert {t: [r.worker for r in runs[t]] for t in moved if len(runs[t]) != 1} == {}
         time.sleep(0.1)

@@ -165,7 +165,7 @@ def test_rows_held_through_rebalances_while_submissions_keep_coming(cluster_fact
     thread = threading.Thread(target=submit, daemon=True)
     thread.start()
     try:
-        for _ in range(2):
+        for _ in range(2):  # one join and leave was not always enough to show a worker hung at its stop
             [joiner] = cluster.add(1)
             joiner.wait_healthy(90)
             cluster.wait_settled(timeout=90)
