@@ -201,9 +201,10 @@ async def _decide(request: TaskRequest) -> Optional[tuple[Decision, Optional[Tas
                 and state.lease_until != confirmed:
             # Its worker renews the lease every heartbeat while the attempt runs: a
             # renewal may be written and not folded yet. Decide again once it would be.
-            if not await caught_up_now(partition_of(request.key, settings.partitions), timeout=CONFIRM_LEASE_END):
-                if not await still_ours():
-                    return None
+            read = await _read_events_so_far(request)
+            if read is None:
+                return None
+            if not read:
                 logger.warning("task %s: could not read the events after its lease on %s ran out; running it "
                                "(at least once)", request.id, state.worker)
             confirmed = state.lease_until
@@ -216,6 +217,21 @@ async def _decide(request: TaskRequest) -> Optional[tuple[Decision, Optional[Tas
         await asyncio.sleep(LEASE_POLL)
         if not await still_ours():
             return None
+
+
+async def _read_events_so_far(request: TaskRequest) -> Optional[bool]:
+    """Wait until every event now in ``request``'s events partition is folded: True
+    when it is, False after :data:`CONFIRM_LEASE_END`, ``None`` if the message is no
+    longer this worker's to act on (a rebalance, a stop)."""
+    deadline = time.monotonic() + CONFIRM_LEASE_END
+    partition = partition_of(request.key, settings.partitions)
+    while time.monotonic() < deadline:
+        if await caught_up_now(partition, timeout=max(0.0, deadline - time.monotonic())):
+            return True
+        if not await still_ours():  # waits while the worker's gate is closed (a freeze)
+            return None
+        await asyncio.sleep(LEASE_POLL)
+    return False
 
 
 def _leased_elsewhere(state: TaskState) -> bool:
