@@ -52,14 +52,22 @@ def test_a_quick_task_submitted_over_http_writes_its_row_once(shared_cluster: An
     assert {t: v for t, v in versions.items() if v != ["success"]} == {}
 
 
-def test_a_held_task_reads_queued_and_its_row_is_written_when_it_waits(cluster_factory: Any, tmp_path: Path,
-                                                                       broker: Any) -> None:
-    cluster = cluster_factory(extra_env={"YADTQ_CONCURRENCY": "1", "YADTQ_QUEUED_HOLD": "3"}).start(1)
+def _one_slot_taken(cluster_factory: Any, tmp_path: Path, **env: str) -> tuple[Any, Client, Path, Any]:
+    """One worker running one task at a time, busy with a task that waits for a file:
+    what is submitted next waits, its queued row held. (cluster, its client, the file
+    that ends the task, the task)."""
+    cluster = cluster_factory(extra_env={"YADTQ_CONCURRENCY": "1", **env}).start(1)
     client = Client(cluster.workers[0].url)
     gate = tmp_path / "open"
     blocker = client.submit("tests.ledgered_wait_file", str(gate))
     wait_for(lambda: client.get_task(blocker.id)["status"] == "processing", timeout=30, interval=0.1,
              message="the blocking task to run")
+    return cluster, client, gate, blocker
+
+
+def test_a_held_task_reads_queued_and_its_row_is_written_when_it_waits(cluster_factory: Any, tmp_path: Path,
+                                                                       broker: Any) -> None:
+    cluster, client, gate, _ = _one_slot_taken(cluster_factory, tmp_path, YADTQ_QUEUED_HOLD="3")
     waiting = client.submit("add", 2, 3).id
     assert client.get_task(waiting)["status"] == "queued"  # held, and read as the row
     changelog = f"{cluster.app_id}-task-status-changelog"
@@ -74,13 +82,8 @@ def test_a_held_task_reads_queued_and_its_row_is_written_when_it_waits(cluster_f
 
 def test_held_rows_are_not_lost_when_their_worker_is_killed(cluster_factory: Any, tmp_path: Path,
                                                             broker: Any) -> None:
-    cluster = cluster_factory(extra_env={"YADTQ_CONCURRENCY": "1"}).start(1)
+    cluster, client, gate, blocker = _one_slot_taken(cluster_factory, tmp_path)
     victim = cluster.workers[0]
-    client = Client(victim.url)
-    gate = tmp_path / "open"
-    blocker = client.submit("tests.ledgered_wait_file", str(gate))
-    wait_for(lambda: client.get_task(blocker.id)["status"] == "processing", timeout=30, interval=0.1,
-             message="the blocking task to run")
     # They wait behind it (one task at a time), their queued rows held in memory.
     resp = httpx.post(f"{victim.url}/tasks", json=[{"task": "tests.ledgered_wait_file", "args": [str(gate)]}
                                                    for _ in range(40)], timeout=30)
@@ -136,17 +139,13 @@ def test_a_worker_holding_rows_stops_at_sigterm_and_leaves_them_to_the_next(clus
 
 
 def test_rows_held_through_rebalances_while_submissions_keep_coming(cluster_factory: Any, tmp_path: Path) -> None:
-    # Each rebalance lets go of the rows held and holds none until the next assignment:
-    # a record held after the let-go keeps Faust waiting for its ack, and the worker
-    # never rejoins the group (it answers 503 "rebalancing" from then on).
-    cluster = cluster_factory(extra_env={"YADTQ_CONCURRENCY": "1",
-                                         "YADTQ_TEST_LEDGER": str(tmp_path / "ledger.jsonl")}).start(1)
+    # Each rebalance lets go of the rows held and holds none until the next assignment
+    # (a record held after the let-go would keep Faust waiting for its ack), and the
+    # long task, leased across each rebalance, runs once: its lease is confirmed
+    # before a re-run, and a leaving worker does not wait on it at its stop.
+    cluster, client, gate, blocker = _one_slot_taken(cluster_factory, tmp_path,
+                                                     YADTQ_TEST_LEDGER=str(tmp_path / "ledger.jsonl"))
     first = cluster.workers[0]
-    client = Client(first.url)
-    gate = tmp_path / "open"
-    blocker = client.submit("tests.ledgered_wait_file", str(gate))
-    wait_for(lambda: client.get_task(blocker.id)["status"] == "processing", timeout=30, interval=0.1,
-             message="the blocking task to run")
     ids: list[str] = []
     stop = threading.Event()
 
