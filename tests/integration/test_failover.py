@@ -19,7 +19,7 @@ import pytest
 from tests.integration.test_core import wait_all_finished
 from tests.support.kafka import read_all
 from tests.support.ledger import Ledger, check, fault_mid_task
-from tests.support.wait import Timeout, wait_for
+from tests.support.wait import wait_for
 from yadtq_app import Client
 
 pytestmark = pytest.mark.integration
@@ -133,118 +133,63 @@ def ids_in_partitions(partitions: set[int], count: int, n: int) -> list[str]:
     return ids
 
 
-def busy_worker_loses_its_partitions(cluster_factory: Any, tmp_path: Path, per_partition: int = 2
-                                     ) -> tuple[Any, Ledger, Any, list[str], list[str], Path, list[Any]]:
-    """A worker runs ``per_partition`` tasks in each of its partitions, tasks that wait
-    for a file, while some of its partitions go to the others, which find the tasks
-    leased to it. (cluster, ledger, the busy worker, the ids of the tasks whose partitions
-    moved, the ids of those whose partitions it kept, the file that lets the tasks end,
-    the other workers)."""
-    # The first worker joins alone and leads the group (the embedded broker keeps it
-    # leader; a group whose leader is slow to rejoin forms no generation at all).
+def test_tasks_running_through_a_rebalance_run_once_and_a_cancel_reaches_them(
+        cluster_factory: Any, tmp_path: Path) -> None:
+    """A worker runs two tasks in each partition, tasks that wait for a file, when a
+    worker joins and takes some of its partitions. The newcomer reads those tasks again,
+    with rows that say ``processing``: it must wait for their outcome (the busy worker's
+    lease), not run them a second time. A cancel sent to the newcomer must reach the
+    attempt on the busy worker (seen before: the new owner folded the cancel, the row
+    said ``cancelled``, while the old worker ran the task to its end); a task whose
+    partition stayed is cancelled too."""
     cluster, ledger = ledger_cluster(cluster_factory, tmp_path, 1, YADTQ_CONCURRENCY="32")
-    for w in cluster.add(2):
-        w.wait_healthy(60)
-    cluster.wait_settled(timeout=60)
-    busy, victim = cluster.workers[1], cluster.workers[2]
-    [view] = [w for w in cluster.workers_view() if w["id"] == busy.worker_id]
-    theirs = set(view["partitions"])
+    busy = cluster.workers[0]
     flag = tmp_path / "go"
-    client = Client(cluster.workers[0].url)
+    client = Client(busy.url)
     by_partition = {p: [client.submit("tests.ledgered_wait_file", str(flag), task_id=tid).id
-                        for tid in ids_in_partitions({p}, cluster.partitions, per_partition)]
-                    for p in sorted(theirs)}
+                        for tid in ids_in_partitions({p}, cluster.partitions, 2)]
+                    for p in range(cluster.partitions)}
     ids = [t for p in by_partition.values() for t in p]
     wait_for(lambda: len(ledger.read().running(busy.worker_id)) == len(ids), timeout=30, interval=0.05,
              message="the busy worker running every task")
-    victim.signal(signal.SIGKILL)
-    victim.proc.wait(10)
-
-    def others() -> list[Any]:
-        return [w for w in cluster.running() if w is not busy]
-
-    def moved() -> set[int]:
-        import httpx
-
-        return theirs & {p for w in others() for p in httpx.get(w.url + "/health", timeout=5).json()["partitions"]}
-
-    # A busy worker does not wait for its tasks before it rejoins (a lease covers them),
-    # so the victim's death may leave its partitions where they are; workers joining take
-    # some (Faust's assignor moves partitions to a newcomer).
-    for trigger in range(3):
-        if trigger:
-            cluster.add(1)[0].wait_healthy(60)
-        try:
-            wait_for(moved, timeout=20, interval=0.2, message="some of the busy worker's partitions to move")
-            break
-        except Timeout:
-            continue
-    else:
-        flag.touch()
-        pytest.skip("the busy worker kept all its partitions through three rebalances")
-    cluster.wait_settled(timeout=60)
-    gone = moved()
+    [joiner] = cluster.add(1)
+    joiner.wait_healthy(60)
+    [view] = [w for w in cluster.wait_settled(timeout=60) if w["id"] == joiner.worker_id]
+    gone = set(view["partitions"])
+    assert gone, "the newcomer got no partitions"
     lost = [t for p in sorted(gone) for t in by_partition[p]]
-    kept = [t for p in sorted(theirs - gone) for t in by_partition[p]]
+    kept = [t for p in sorted(set(by_partition) - gone) for t in by_partition[p]]
 
     def found() -> bool:
-        if any(len(exs) > 1 for exs in ledger.read().by_id().values()):
-            return True  # run twice: the caller's assertions say so
-        marker = f"still runs on {busy.worker_id}"
-        lines = [line for w in others() for line in w.log_text().splitlines() if marker in line]
-        return all(any(f"task {t}:" in line for line in lines) for t in lost)
+        if any(len(runs) > 1 for runs in ledger.read().by_id().values()):
+            return True  # run twice: asserted below
+        lines = [line for line in joiner.log_text().splitlines() if f"still runs on {busy.worker_id}" in line]
+        return all(any(f"task {t}: not running it yet" in line for line in lines) for t in lost)
 
-    wait_for(found, timeout=30, interval=0.1, message="the new owners to find the busy worker's tasks")
-    return cluster, ledger, busy, lost, kept, flag, others()
-
-
-def test_a_rebalance_while_tasks_run_does_not_run_them_twice(cluster_factory: Any, tmp_path: Path) -> None:
-    """A worker still running tasks when a rebalance starts can be left out of the next
-    generation (it waits for them before it rejoins: longer than the embedded broker waits
-    for members, or, for a long task, than Kafka's rebalance timeout), and its partitions
-    go to the others. They read its tasks again, with rows that say ``processing``: they
-    must wait for the outcome (its lease), not run them a second time. Here the rebalance
-    is another worker's death, and the busy worker's tasks run until the test says."""
-    cluster, ledger, busy, lost, kept, flag, _ = busy_worker_loses_its_partitions(cluster_factory, tmp_path)
-    ids = lost + kept
-    flag.touch()
-    done = wait_all_finished(cluster, ids, timeout=90)
-    runs = ledger.read().by_id()
-    twice = {t: runs[t] for t in ids if len(runs[t]) > 1}
-    assert not twice, f"run twice: {twice}"
-    for t in ids:
-        assert done[t]["status"] == "success" and done[t]["attempts"] == 1, done[t]
-        assert done[t]["worker"] == busy.worker_id and runs[t][0].worker == busy.worker_id
-    cluster.wait_settled(timeout=60)
-
-
-def test_a_cancel_reaches_a_task_running_on_a_worker_that_lost_its_partition(
-        cluster_factory: Any, tmp_path: Path) -> None:
-    """Seen before: the new owner folded the cancel (the row said ``cancelled``) while the
-    old worker ran the task to its end. A task whose partition stayed is cancelled too."""
-    cluster, ledger, busy, lost, kept, flag, others = busy_worker_loses_its_partitions(cluster_factory, tmp_path)
-    client = Client(others[0].url)
+    wait_for(found, timeout=30, interval=0.1, message="the newcomer to find the busy worker's tasks leased")
+    newcomer = Client(joiner.url)
     cancelled = lost[::2] + kept[::2]
-    finishing = [t for t in lost + kept if t not in cancelled]
+    finishing = [t for t in ids if t not in cancelled]
     for t in cancelled:
-        client.task(t).cancel()
-
-    def cancelled_all() -> bool:
-        return all(client.get_task(t)["status"] == "cancelled" for t in cancelled)
-
-    wait_for(cancelled_all, timeout=30, interval=0.1, message="the cancelled tasks to end cancelled")
+        newcomer.task(t).cancel()
+    wait_for(lambda: all(newcomer.get_task(t)["status"] == "cancelled" for t in cancelled), timeout=30,
+             interval=0.1, message="the cancelled tasks to end cancelled")
     # The lease holder learns of a cancel folded elsewhere when it renews the lease.
     wait_for(lambda: all(r.stopped for t in cancelled for r in ledger.read().by_id()[t]), timeout=30,
              interval=0.1, message="the busy worker to stop the cancelled attempts")
     flag.touch()  # a task still running would now finish: an "end" in the ledger
-    done = wait_all_finished(cluster, finishing, timeout=60)
+    done = wait_all_finished(cluster, finishing, timeout=90)
     wait_for(lambda: all(r.end for t in finishing for r in ledger.read().by_id()[t]), timeout=10,
              message="the finishing tasks' ends in the ledger")
-    assert all(done[t]["status"] == "success" for t in finishing)
     runs = ledger.read().by_id()
+    assert {t: runs[t] for t in ids if len(runs[t]) != 1} == {}, "run twice"
+    assert all(runs[t][0].worker == busy.worker_id for t in ids)
+    for t in finishing:
+        assert (done[t]["status"], done[t]["attempts"], done[t]["worker"]) == ("success", 1, busy.worker_id), done[t]
     for t in cancelled:
-        assert [r.end for r in runs[t]] == [None], runs[t]  # stopped, never finished
-        assert client.get_task(t)["status"] == "cancelled"
+        assert runs[t][0].end is None, runs[t]  # stopped, never finished
+        assert newcomer.get_task(t)["status"] == "cancelled"
+    cluster.wait_settled(timeout=60)
 
 
 def test_a_task_whose_rerun_is_killed_too_runs_again(cluster_factory: Any, tmp_path: Path, broker: Any) -> None:
