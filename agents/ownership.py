@@ -91,4 +91,4 @@ async def _tick_freeze_guard() -> None:
 
 
 app.on_partitions_assigned.connect(_on_assigned)
-app.timer(interval=0.1, name="yadtq.freeze_guard_tick")(_tick_freeze_guard)
+app.timer(interval=app.freeze_guard.tick_interval, name="yadtq.freeze_guard_tick")(_tick_freeze_guard)

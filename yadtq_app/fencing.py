@@ -52,8 +52,14 @@ class FreezeGuard:
         self.closed_until = 0.0
         self.freezes = 0
 
+    @property
+    def tick_interval(self) -> float:
+        """How often a timer should :meth:`tick` (s): a quarter of ``threshold``, at most a
+        second, so the loop may lag three quarters of it before a late tick reads as a freeze."""
+        return min(1.0, self.threshold / 4)
+
     def tick(self) -> None:
-        """Call often (a timer does, and every agent before it acts)."""
+        """Call at least every :attr:`tick_interval` (a timer does, and every agent before it acts)."""
         now = self.clock()
         gap = now - self.last_tick
         if gap > self.threshold:

@@ -27,6 +27,17 @@ def test_open_while_ticking_regularly() -> None:
     assert g.freezes == 0
 
 
+def test_ticking_at_its_interval_tolerates_lag_of_most_of_the_threshold() -> None:
+    for threshold in (1.0, 1.5, 22.5):
+        clock = Clock()
+        g = FreezeGuard(threshold=threshold, hold=6.0, clock=clock)
+        assert g.tick_interval <= 1.0
+        for _ in range(20):
+            clock.now += g.tick_interval + 0.7 * threshold  # the loop busy for 70 % of it
+            assert g.is_open(), threshold
+        assert g.freezes == 0
+
+
 def test_closed_after_a_freeze_until_reassigned() -> None:
     clock = Clock()
     g = FreezeGuard(threshold=1.5, hold=6.0, clock=clock)
