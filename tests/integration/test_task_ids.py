@@ -8,6 +8,7 @@ which task a request reaches.
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -48,7 +49,8 @@ def read(url: str, task_id: str, **params: Any) -> httpx.Response:
 def test_every_id_is_routed_exactly_through_owner_and_non_owner(shared_cluster: Any) -> None:
     cluster = shared_cluster
     ids = ids_for(f"id-{cluster.tag}-")
-    for i, task_id in enumerate(ids):
+
+    def submit(i: int, task_id: str) -> None:
         owner, other = owner_and_other(cluster, task_id)
         # Most through the worker that does not hold the id (its duplicate check asks the
         # owner over HTTP), the rest through the owner.
@@ -56,7 +58,8 @@ def test_every_id_is_routed_exactly_through_owner_and_non_owner(shared_cluster: 
         r = httpx.post(f"{via.url}/tasks", json={"task-id": task_id, "task": "echo", "args": [task_id]}, timeout=30)
         assert r.status_code == 202, (task_id, r.status_code, r.text)
         assert r.json() == {"task-id": task_id, "status": "queued"}
-    for task_id in ids:
+
+    def check(task_id: str) -> None:
         owner, other = owner_and_other(cluster, task_id)
         for w in (owner, other):
             r = read(w.url, task_id, wait="20")
@@ -70,6 +73,10 @@ def test_every_id_is_routed_exactly_through_owner_and_non_owner(shared_cluster: 
                              timeout=30)
             assert dup.status_code == 200, (task_id, w.url, dup.status_code, dup.text)
             assert dup.json() == {"task-id": task_id, "status": "success", "duplicate": True}
+
+    with ThreadPoolExecutor(8) as pool:  # each id on its own: several at a time
+        list(pool.map(submit, range(len(ids)), ids))
+        list(pool.map(check, ids))
 
 
 def test_an_id_that_extends_another_is_not_its_duplicate(shared_cluster: Any) -> None:
