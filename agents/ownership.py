@@ -54,17 +54,11 @@ async def still_ours() -> bool:
     it was fetched, the worker is not stopping, this worker holds its partition, and
     (waited for) the group's heartbeats succeed."""
     current = faust.current_event()
-    if current is None or app.revoking or _stopping() or fetched_before_rebalance():
+    if current is None or app.revoking or app.stopping or fetched_before_rebalance():
         return False
     if not await app.may_act_on(current.message.topic, current.message.partition, strict=True):
         return False
-    return not (app.revoking or _stopping() or fetched_before_rebalance())  # either may have begun meanwhile
-
-
-def _stopping() -> bool:
-    """The worker stops, and acks no longer count (``YadtqApp.on_stop``): what is left
-    undone is read again by the partition's next owner."""
-    return app.should_stop and not app.flow_control.is_active()
+    return not (app.revoking or app.stopping or fetched_before_rebalance())  # either may have begun meanwhile
 
 
 def holds_current() -> bool:

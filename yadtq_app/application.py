@@ -130,6 +130,7 @@ class YadtqApp(faust.App):
         #: From the start of a rebalance until partitions are assigned again: what this
         #: worker holds may already belong to another worker (see agents.leases).
         self.revoking = False
+        self.stopping = False  # from the start of the worker's stop: its acks no longer count (on_stop)
         #: Called (awaited) when a rebalance begins, before Faust waits for the
         #: messages being processed (agents.leases leases the running tasks).
         self.on_revoking: list[Callable[[], Awaitable[None]]] = []
@@ -152,9 +153,8 @@ class YadtqApp(faust.App):
         self.rereadable_topics = frozenset({settings.task_topic, settings.events_topic})
 
     def _discovery_modules(self) -> list[str]:
-        """The modules Faust scans: :data:`AUTODISCOVER` only. Faust adds the app's
-        origin package, and scanning ``yadtq_app`` imported every module in it, so
-        ``yadtq_app.examples`` registered its tasks whatever ``YADTQ_TASK_MODULES`` said."""
+        """The modules Faust scans: :data:`AUTODISCOVER` only (Faust adds the app's package, whose scan
+        imported ``yadtq_app.examples``, registering its tasks whatever ``YADTQ_TASK_MODULES`` said)."""
         return list(AUTODISCOVER)
 
     def _new_web(self) -> Any:
@@ -232,6 +232,7 @@ class YadtqApp(faust.App):
         return self._long_poll_http
 
     async def on_stop(self) -> None:
+        self.stopping = True
         self.flow_control.suspend()  # acks no longer count: held rows are read again elsewhere
         self.held.close()
         if self.broker_watch is not None:
