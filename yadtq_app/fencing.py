@@ -54,9 +54,9 @@ class FreezeGuard:
 
     @property
     def tick_interval(self) -> float:
-        """How often a timer should :meth:`tick` (s): a quarter of ``threshold``, at most a
-        second, so the loop may lag three quarters of it before a late tick reads as a freeze."""
-        return min(1.0, self.threshold / 4)
+        """How often a timer should :meth:`tick` (s): a tenth of ``threshold``, at most a
+        second, so the loop may lag nine tenths of it before a late tick reads as a freeze."""
+        return min(1.0, self.threshold / 10)
 
     def tick(self) -> None:
         """Call at least every :attr:`tick_interval` (a timer does, and every agent before it acts)."""
