@@ -77,8 +77,9 @@ class TaskHandle:
     def info(self, *, wait: Optional[float] = None) -> dict[str, Any]:
         """The whole status row (``GET /tasks/{id}``); with ``wait``, once the task is
         final or after ``wait`` seconds, whichever comes first. :class:`TaskNotFound`
-        only for a task that does not exist (never submitted, or expired): the workers
-        find a task from the moment its submission was accepted."""
+        for a task that does not exist (never submitted, or expired), or that was written
+        straight to the task topic and no worker has read yet (a backlog): a task submitted
+        over HTTP is found from the moment its submission was accepted."""
         return self.client.get_task(self.id, wait=wait)
 
     def status(self) -> str:
