@@ -77,9 +77,9 @@ class TaskHandle:
     def info(self, *, wait: Optional[float] = None) -> dict[str, Any]:
         """The whole status row (``GET /tasks/{id}``); with ``wait``, once the task is
         final or after ``wait`` seconds, whichever comes first. :class:`TaskNotFound`
-        for a task that does not exist (never submitted, or expired), or that was written
-        straight to the task topic and no worker has read yet (a backlog): a task submitted
-        over HTTP is found from the moment its submission was accepted."""
+        only for a task that does not exist (never submitted, or expired): the workers
+        find a task from the moment its submission was accepted (or its record written
+        to the task topic)."""
         return self.client.get_task(self.id, wait=wait)
 
     def status(self) -> str:

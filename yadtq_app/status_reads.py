@@ -1,28 +1,37 @@
 """Reading task status rows for the HTTP API: here when this worker owns them, else
-from their owners; a row not found waits for the catch-up first (``docs/http.md``)."""
+from their owners; a row not found waits for the catch-up first, then is looked for
+among the task topic's unread messages (``docs/http.md``)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any, Optional
 
 import aiohttp
+from faust.types import TP
 from yarl import URL
 
 from yadtq_app.application import app, settings
+from yadtq_app.backlog import Backlog, BacklogUnreadable, may_be_unread
 from yadtq_app.catch_up import caught_up_now
 from yadtq_app.errors import Refused
 from yadtq_app.ids import quote_id
+from yadtq_app.kafka.commits import committed_offset
 from yadtq_app.peers import ROUTED_HEADER
-from yadtq_app.records import TaskState
+from yadtq_app.records import QUEUED, SCHEDULED, TaskEvent, TaskState
 from yadtq_app.registry import describe_task
 from yadtq_app.routing import REBALANCING, Unroutable, answers_locally, is_local, locate, partition_of
+from yadtq_app.state import apply_event
 from yadtq_app.tables.task_status import get_status, get_status_json, task_status
 
-__all__ = ["with_effective_options", "recorded_status", "statuses", "existing"]
+__all__ = ["with_effective_options", "recorded_status", "unread_rows", "statuses", "existing"]
 
 logger = logging.getLogger(__name__)
+
+#: Task messages no worker has read yet, looked up before a 404.
+_backlog = Backlog(settings, settings.task_topic)
 
 
 def with_effective_options(row: Optional[dict[str, Any]]) -> Optional[dict[str, Any]]:
@@ -51,8 +60,30 @@ async def recorded_status(task_id: str) -> TaskState:
         raise Refused(503, REBALANCING)
     state: Optional[TaskState] = get_status(task_id)
     if state is None:
+        state = (await unread_rows(partition, [task_id])).get(task_id)
+    if state is None:
         raise Refused(404, f"no task with id {task_id!r}")
     return state
+
+
+async def unread_rows(partition: int, ids: list[str]) -> dict[str, TaskState]:
+    """The rows ``ids`` have while their task messages wait unread in ``partition`` of
+    the task topic (``queued``, or ``scheduled`` for a later eta), for those that do
+    (:mod:`yadtq_app.backlog`). Raises :class:`~yadtq_app.errors.Refused` (503) if
+    that cannot be told now."""
+    tp = TP(settings.task_topic, partition)
+    if not may_be_unread(app.consumer, tp):
+        return {}
+    try:
+        found = await _backlog.find(partition, ids, committed_offset(app.consumer, tp) or 0)
+    except BacklogUnreadable as exc:
+        raise Refused(503, f"cannot tell whether the task topic's unread messages hold it: {exc}",
+                      reason="backlog-unreadable") from None
+    now = time.time()
+    return {task_id: apply_event(None, TaskEvent(
+        id=task_id, kind=SCHEDULED if req.eta is not None and req.eta > now else QUEUED, task=req.task,
+        task_args=req.task_args, task_kwargs=req.task_kwargs, at=now, submitted_at=req.submitted_at,
+        options=req.options, next_run_at=req.eta)) for task_id, req in found.items()}
 
 
 async def statuses(ids: list[str], *, routed: bool) -> tuple[dict[str, Any], list[str]]:
@@ -82,9 +113,17 @@ async def statuses(ids: list[str], *, routed: bool) -> tuple[dict[str, Any], lis
     # Rows not here yet: once their partitions are caught up, they are here or do not exist.
     partitions = list(missing)
     for partition, known in zip(partitions, await asyncio.gather(*(caught_up_now(p) for p in partitions))):
+        unread: dict[str, TaskState] = {}
+        if known:
+            absent = [t for t in missing[partition] if get_status_json(t) is None]
+            try:
+                unread = await unread_rows(partition, absent) if absent else {}
+            except Refused:
+                known = False
         for task_id in missing[partition]:
             if known:
-                tasks[task_id] = with_effective_options(get_status_json(task_id))
+                row = unread.get(task_id)
+                tasks[task_id] = with_effective_options(row.to_json() if row is not None else get_status_json(task_id))
             else:
                 del tasks[task_id]
                 unavailable.append(task_id)

@@ -283,3 +283,52 @@ def test_records_too_big_or_too_odd_to_copy_are_still_dead_lettered(cluster_fact
         assert base64.b64decode(d["raw"]) == value[:4096] and d["raw_truncated"] == (len(value) > 4096)
     for w in cluster.workers:
         assert w.alive and w.starts == 1
+
+
+def test_a_record_waiting_behind_a_busy_worker_reads_queued_not_404(cluster_factory: Any, broker: Any,
+                                                                      tmp_path: Path) -> None:
+    """A task written straight to the task topic has no row until its worker reads it.
+    Seen before: behind a busy worker, ``GET /tasks/{id}`` answered 404 "no task with
+    id" for tasks waiting in the topic. They read ``queued`` (``scheduled`` with a later
+    eta), singly and in a batch; an id never written is still 404; a cancel reaches one."""
+    from tests.support.ledger import Ledger
+    from yadtq_app import TaskNotFound
+
+    ledger = Ledger(tmp_path / "ledger.jsonl")
+    cluster = cluster_factory(extra_env={"YADTQ_CONCURRENCY": "1", "YADTQ_TEST_LEDGER": str(ledger.path)}).start(1)
+    [worker] = cluster.workers
+    client = Client(worker.url)
+    gate = tmp_path / "go"
+    blocker = client.submit("tests.ledgered_wait_file", str(gate))
+    wait_for(lambda: blocker.id in ledger.read().running(worker.worker_id), timeout=30, interval=0.05,
+             message="the worker's only slot taken")
+    tag = cluster.tag
+    ids = [f"unread-{tag}-{i}" for i in range(6)]
+    later, never = f"unread-later-{tag}", f"never-{tag}"
+    kp = producer(broker)
+    for i, tid in enumerate(ids):
+        kp.send(cluster.task_topic, key=tid.encode(),
+                value=json.dumps({"task-id": tid, "task": "tests.ledgered", "args": [0], "kwargs": {"value": i}}
+                                 ).encode())
+    kp.send(cluster.task_topic, key=later.encode(),
+            value=json.dumps({"task-id": later, "task": "add", "args": [1, 1], "countdown": 3600}).encode())
+    kp.flush()
+    kp.close()
+    for i, tid in enumerate(ids):
+        row = client.get_task(tid)
+        assert (row["status"], row["task"], row["kwargs"]) == ("queued", "tests.ledgered", {"value": i}), row
+    assert client.get_task(later)["status"] == "scheduled"
+    with pytest.raises(TaskNotFound):
+        client.get_task(never)
+    r = httpx.post(f"{worker.url}/tasks/status", json={"ids": [*ids, later, never]}, timeout=30)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["unavailable"] == [] and body["tasks"][never] is None
+    assert [body["tasks"][t]["status"] for t in [*ids, later]] == ["queued"] * len(ids) + ["scheduled"]
+    client.cancel(ids[0])
+    wait_for(lambda: client.get_task(ids[0])["status"] == "cancelled", timeout=30, interval=0.05,
+             message="the unread task cancelled")
+    gate.touch()
+    done = wait_all_finished(cluster, ids[1:])
+    assert [done[t]["result"] for t in ids[1:]] == list(range(1, len(ids)))
+    assert ids[0] not in ledger.read().by_id() and client.get_task(ids[0])["status"] == "cancelled"

@@ -1,0 +1,64 @@
+"""Which task messages may be unread, and the index of the ones read through."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any, Optional
+
+from yadtq_app.backlog import _Index, may_be_unread
+from yadtq_app.kafka.commits import ReadOffsets
+
+TP = ("task_queue", 0)
+
+
+class Gaps:
+    def __init__(self, *offsets: int) -> None:
+        self.offsets = set(offsets)
+
+    def at(self, offset: int) -> bool:
+        return offset in self.offsets
+
+
+def consumer(*, end: Optional[int], read: Optional[int], committed: Optional[int] = 5, acked: tuple[int, ...] = (),
+             handed: tuple[int, ...] = (), gaps: tuple[int, ...] = (), held: bool = False) -> Any:
+    reads = ReadOffsets()
+    if read is not None:
+        if held:
+            reads.hold(TP, read)
+        else:
+            reads[TP] = read
+    return SimpleNamespace(highwater=lambda tp: end, _read_offset=reads, _committed_offset={TP: committed},
+                           _acked_index={TP: set(acked)}, _gap={TP: Gaps(*gaps)},
+                           processing={(TP, o) for o in handed})
+
+
+def test_nothing_unread_once_every_offset_read_is_acked_or_being_handled() -> None:
+    assert not may_be_unread(consumer(end=10, read=9, acked=(5, 6, 8), handed=(7, 9)), TP)
+    assert not may_be_unread(consumer(end=10, read=9, committed=10), TP)  # committed through the end
+    assert not may_be_unread(consumer(end=10, read=9, acked=(5, 6, 8, 9), gaps=(7,)), TP)  # no record at 7
+
+
+def test_unread_while_behind_the_end_or_holding_messages_not_taken_up() -> None:
+    assert may_be_unread(consumer(end=10, read=7, acked=(5, 6, 7)), TP)  # not fetched yet
+    assert may_be_unread(consumer(end=10, read=9, acked=(5, 6, 8), handed=(7,)), TP)  # 9 waits in the buffer
+    assert may_be_unread(consumer(end=10, read=9, acked=(5, 6, 7, 8, 9), held=True), TP)  # seeked back
+
+
+def test_unknown_positions_count_as_unread() -> None:
+    assert may_be_unread(consumer(end=None, read=9), TP)
+    assert may_be_unread(consumer(end=10, read=None), TP)
+    assert may_be_unread(consumer(end=10, read=9, committed=None), TP)
+
+
+def test_the_index_forgets_what_falls_below_the_committed_offset() -> None:
+    index = _Index()
+    for offset, key in enumerate([b"a", b"b", b"a", b"c"]):
+        index.add(key, offset)
+    index.next_offset = 4
+    assert index.offsets == {b"a": 2, b"b": 1, b"c": 3}  # a key written twice: its latest
+    index.drop_below(2)
+    assert index.offsets == {b"a": 2, b"c": 3}
+    index.drop_below(3)
+    assert index.offsets == {b"c": 3}
+    index.drop_below(6)  # committed past what was read: read on from there
+    assert index.offsets == {} and index.next_offset == 6
