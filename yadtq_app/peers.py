@@ -14,12 +14,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterable, Optional
 
-__all__ = ["PeerTasks", "Peer", "differing", "ROUTED_HEADER"]
+__all__ = ["PeerTasks", "Peer", "differing", "ROUTED_HEADER", "ROWS_ONLY_HEADER"]
 
 #: The header that marks a request one worker sends another (a read routed to the
 #: partition's owner, a cancel pulled by a lease holder): the receiver answers it from
 #: its own table, without routing it on.
 ROUTED_HEADER = "X-Yadtq-Routed"
+#: On a routed ``POST /tasks/status``: answer from the table only, without looking among
+#: the task topic's unread messages (a submission's duplicate check: yadtq_app.backlog).
+ROWS_ONLY_HEADER = "X-Yadtq-Rows-Only"
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from yadtq_app.catch_up import caught_up_now
 from yadtq_app.errors import Refused
 from yadtq_app.ids import quote_id
 from yadtq_app.kafka.commits import committed_offset
-from yadtq_app.peers import ROUTED_HEADER
+from yadtq_app.peers import ROUTED_HEADER, ROWS_ONLY_HEADER
 from yadtq_app.records import QUEUED, SCHEDULED, TaskEvent, TaskState
 from yadtq_app.registry import describe_task
 from yadtq_app.routing import REBALANCING, Unroutable, answers_locally, is_local, locate, partition_of
@@ -86,10 +86,12 @@ async def unread_rows(partition: int, ids: list[str]) -> dict[str, TaskState]:
         options=req.options, next_run_at=req.eta)) for task_id, req in found.items()}
 
 
-async def statuses(ids: list[str], *, routed: bool) -> tuple[dict[str, Any], list[str]]:
+async def statuses(ids: list[str], *, routed: bool, unread: bool = True) -> tuple[dict[str, Any], list[str]]:
     """Rows for ``ids`` (``None`` for no such task) and the ids that cannot be answered
     now: answered here where this worker owns them (or ``routed``: the request was
-    routed here), the rest asked of their owners, one request per owner, concurrently."""
+    routed here), the rest asked of their owners, one request per owner, concurrently.
+    With ``unread``, an id with no row is looked for among the task topic's unread
+    messages (:func:`unread_rows`)."""
     topic = task_status.changelog_topic.get_topic_name()
     tasks: dict[str, Any] = {}
     unavailable: list[str] = []
@@ -113,31 +115,32 @@ async def statuses(ids: list[str], *, routed: bool) -> tuple[dict[str, Any], lis
     # Rows not here yet: once their partitions are caught up, they are here or do not exist.
     partitions = list(missing)
     for partition, known in zip(partitions, await asyncio.gather(*(caught_up_now(p) for p in partitions))):
-        unread: dict[str, TaskState] = {}
-        if known:
+        waiting: dict[str, TaskState] = {}
+        if known and unread:
             absent = [t for t in missing[partition] if get_status_json(t) is None]
             try:
-                unread = await unread_rows(partition, absent) if absent else {}
+                waiting = await unread_rows(partition, absent) if absent else {}
             except Refused:
                 known = False
         for task_id in missing[partition]:
             if known:
-                row = unread.get(task_id)
+                row = waiting.get(task_id)
                 tasks[task_id] = with_effective_options(row.to_json() if row is not None else get_status_json(task_id))
             else:
                 del tasks[task_id]
                 unavailable.append(task_id)
-    for got, missed in await asyncio.gather(*(_ask_owner(o, i) for o, i in elsewhere.items())):
+    for got, missed in await asyncio.gather(*(_ask_owner(o, i, unread) for o, i in elsewhere.items())):
         tasks.update(got)
         unavailable.extend(missed)
     return tasks, unavailable
 
 
-async def _ask_owner(owner: str, ids: list[str]) -> tuple[dict[str, Any], list[str]]:
+async def _ask_owner(owner: str, ids: list[str], unread: bool) -> tuple[dict[str, Any], list[str]]:
     """``POST /tasks/status`` to ``owner`` for ``ids``: its rows and the ids it could not answer."""
     url = f"{owner.rstrip('/')}/tasks/status"
+    headers = {ROUTED_HEADER: "1", **({} if unread else {ROWS_ONLY_HEADER: "1"})}
     try:
-        async with app.http_client.post(url, json={"ids": ids}, headers={ROUTED_HEADER: "1"},
+        async with app.http_client.post(url, json={"ids": ids}, headers=headers,
                                         timeout=aiohttp.ClientTimeout(total=10)) as resp:
             if resp.status != 200:
                 return {}, ids

@@ -14,7 +14,7 @@ from yadtq_app.api_schema import MAX_BATCH_IDS, problem
 from yadtq_app.application import app, settings
 from yadtq_app.errors import InvalidTask, Refused
 from yadtq_app.ids import id_problem, unquote_id
-from yadtq_app.peers import ROUTED_HEADER
+from yadtq_app.peers import ROUTED_HEADER, ROWS_ONLY_HEADER
 from yadtq_app.records import (
     CANCEL,
     CANCELLED,
@@ -98,7 +98,9 @@ class TaskStatusesView(View):
         wrong = problem("StatusRequest", body)  # the published contract
         if wrong is not None:
             raise Refused(400, wrong[0], reason=wrong[1])
-        tasks, unavailable = await statuses(list(dict.fromkeys(ids)), routed=bool(request.headers.get(ROUTED_HEADER)))
+        routed_here = bool(request.headers.get(ROUTED_HEADER))
+        tasks, unavailable = await statuses(list(dict.fromkeys(ids)), routed=routed_here,
+                                            unread=not (routed_here and request.headers.get(ROWS_ONLY_HEADER)))
         return self.json({"tasks": tasks, "unavailable": unavailable})
 
 
