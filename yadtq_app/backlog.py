@@ -134,8 +134,7 @@ class Backlog:
                 if record.key is not None:
                     index.add(record.key, record.offset)
             index.next_offset = await consumer.position(tp)
-            if len(index.offsets) > MAX_INDEXED:
-                index.read_at = time.monotonic()
+            if len(index.offsets) > MAX_INDEXED:  # not read to the end: never answers from the index alone
                 raise BacklogUnreadable(f"over {MAX_INDEXED} unread task messages in partition {tp.partition}")
             end = consumer.highwater(tp)
             if not batch and end is not None and index.next_offset >= end:

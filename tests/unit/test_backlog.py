@@ -62,3 +62,60 @@ def test_the_index_forgets_what_falls_below_the_committed_offset() -> None:
     assert index.offsets == {b"c": 3}
     index.drop_below(6)  # committed past what was read: read on from there
     assert index.offsets == {} and index.next_offset == 6
+
+
+class FakeConsumer:
+    """One partition's records ``(key, offset)``, fetched ``per_fetch`` at a time."""
+
+    def __init__(self, records: list[tuple[bytes, int]], per_fetch: int) -> None:
+        self.records = records
+        self.per_fetch = per_fetch
+        self.pos = 0
+        self.fetches = 0
+
+    def seek(self, tp: Any, offset: int) -> None:
+        self.pos = offset
+
+    async def getmany(self, tp: Any, timeout_ms: int, max_records: int) -> dict[Any, list[Any]]:
+        self.fetches += 1
+        got = [SimpleNamespace(key=k, offset=o, value=b"{}") for k, o in self.records if o >= self.pos][:self.per_fetch]
+        if got:
+            self.pos = got[-1].offset + 1
+        return {tp: got} if got else {}
+
+    async def position(self, tp: Any) -> int:
+        return self.pos
+
+    def highwater(self, tp: Any) -> int:
+        return len(self.records)
+
+
+def test_a_backlog_too_deep_to_index_never_answers_none_from_a_partial_index(monkeypatch: Any) -> None:
+    import asyncio
+
+    import pytest
+
+    from yadtq_app import backlog
+    from yadtq_app.backlog import Backlog, BacklogUnreadable
+
+    monkeypatch.setattr(backlog, "MAX_INDEXED", 3)
+    fake = FakeConsumer([(f"k{i}".encode(), i) for i in range(10)], per_fetch=2)
+    settings = SimpleNamespace(max_message_bytes=1000, max_nesting=10)
+    looker = Backlog(settings, "task_queue")  # type: ignore[arg-type]
+
+    async def fake_consumer() -> Any:
+        fake.stop = _noop  # type: ignore[attr-defined]
+        return fake
+
+    async def _noop() -> None:
+        return None
+
+    fake.assign = lambda tps: None  # type: ignore[attr-defined]
+    monkeypatch.setattr(looker, "_consumer", fake_consumer)
+
+    async def look() -> Any:
+        return await looker.find(0, ["k9"], 0)
+
+    for _ in range(2):  # asked again at once: still not known, not "none"
+        with pytest.raises(BacklogUnreadable):
+            asyncio.run(look())
