@@ -20,26 +20,24 @@ Where a task runs, and what its time limit can do to it:
 from __future__ import annotations
 
 import asyncio
-import collections
 import concurrent.futures
-import contextvars
 import importlib
 import json
 import logging
 import multiprocessing
-import queue
-import threading
 import traceback
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import pebble
 
 from .context import TaskContext, _current
 from .errors import Retry, TimeLimitExceeded
 from .registry import TaskDef
+from .threads import ThreadRunner, default_threads
 
-__all__ = ["Outcome", "run_task", "error_info", "ThreadRunner", "ProcessRunner", "NOT_RETRYABLE"]
+__all__ = ["Outcome", "run_task", "start_in_thread", "outcome_of", "time_limit", "invalid_arguments", "error_info",
+           "ThreadRunner", "ProcessRunner", "NOT_RETRYABLE"]
 
 logger = logging.getLogger(__name__)
 
@@ -118,7 +116,8 @@ def _failure(exc: BaseException, *, with_traceback: bool = True) -> Outcome:
     return Outcome(ok=False, error=error_info(exc, with_traceback=with_traceback), error_types=_type_names(exc))
 
 
-def _time_limit(taskdef: TaskDef, timeout: float) -> Outcome:
+def time_limit(taskdef: TaskDef, timeout: float) -> Outcome:
+    """The outcome of an attempt of ``taskdef`` stopped at its time limit of ``timeout`` s."""
     exc = TimeLimitExceeded(f"{taskdef.name} exceeded its time limit of {timeout:g} s")
     return Outcome(ok=False, error=error_info(exc, with_traceback=False), error_types=_type_names(exc))
 
@@ -152,8 +151,7 @@ async def _run(taskdef: TaskDef, args: list[Any], kwargs: dict[str, Any], *,
     try:
         taskdef.check_arguments(args, kwargs)
     except TypeError as exc:
-        return Outcome(ok=False, error={"type": "InvalidArguments", "message": f"{taskdef.name}: {exc}",
-                                        "traceback": None})
+        return invalid_arguments(taskdef, exc)
     if taskdef.process:
         if processes is None:
             raise RuntimeError(f"task {taskdef.name} needs a process pool (process=True)")
@@ -162,18 +160,50 @@ async def _run(taskdef: TaskDef, args: list[Any], kwargs: dict[str, Any], *,
         if taskdef.is_async:
             result = await asyncio.wait_for(_shield_timeouts(taskdef.fn(*args, **kwargs)), timeout)
         else:
-            runner = threads if threads is not None else _default_threads
+            runner = threads if threads is not None else default_threads
             result = await asyncio.wait_for(runner.submit(_call_shielding_timeouts, taskdef.fn, args, kwargs),
                                             timeout)
     except _BodyTimeout as wrapped:
         return _failure(wrapped.original)
     except asyncio.TimeoutError:
-        return _time_limit(taskdef, timeout)
+        return time_limit(taskdef, timeout)
     except asyncio.CancelledError:
         raise
     except Exception as exc:  # noqa: BLE001 - a task body's exception is the task's failure
         return _failure(exc)
     return Outcome(ok=True, result=result)
+
+
+def invalid_arguments(taskdef: TaskDef, exc: TypeError) -> Outcome:
+    """The outcome of an attempt whose arguments do not fit ``taskdef``'s signature."""
+    return Outcome(ok=False, error={"type": "InvalidArguments", "message": f"{taskdef.name}: {exc}", "traceback": None})
+
+
+def start_in_thread(taskdef: TaskDef, args: list[Any], kwargs: dict[str, Any], *, threads: "ThreadRunner",
+                    context: Optional[TaskContext]) -> "asyncio.Future[Any]":
+    """Start plain ``def`` task ``taskdef`` in ``threads``, ``context`` being its
+    :func:`~yadtq_app.current_task`; the future of its return value (read it with
+    :func:`outcome_of`). Raises ``TypeError`` if the arguments do not fit.
+    """
+    taskdef.check_arguments(args, kwargs)
+    token = _current.set(context)
+    try:
+        return threads.submit(_call_shielding_timeouts, taskdef.fn, args, kwargs)
+    finally:
+        _current.reset(token)
+
+
+def outcome_of(taskdef: TaskDef, future: "asyncio.Future[Any]", *, max_result_bytes: Optional[int]) -> Outcome:
+    """What a call :func:`start_in_thread` started came to, as :func:`run_task` reports
+    it; ``future`` must be done and not cancelled."""
+    exc = future.exception()
+    if exc is None:
+        return _checked_result(taskdef.name, future.result(), max_result_bytes)
+    if isinstance(exc, _BodyTimeout):
+        return _failure(exc.original)
+    if isinstance(exc, Exception):
+        return _failure(exc)
+    raise exc
 
 
 def _checked_result(name: str, result: Any, max_bytes: Optional[int]) -> Outcome:
@@ -192,106 +222,6 @@ def _checked_result(name: str, result: Any, max_bytes: Optional[int]) -> Outcome
     return Outcome(ok=True, result=result)
 
 
-#: A call waiting for a thread: its future, the caller's context, the function, its arguments.
-_Job = tuple["asyncio.Future[Any]", contextvars.Context, Callable[..., Any], tuple[Any, ...]]
-
-
-class ThreadRunner:
-    """Runs plain ``def`` tasks in ``size`` threads and hands their outcomes back to the
-    event loop in batches.
-
-    ``loop.run_in_executor`` wakes the loop once per call (a write to its self-pipe from
-    the finishing thread, and a concurrent future chained to an asyncio one); with
-    thousands of short tasks a second that hop cost a busy worker about a fifth of its
-    CPU (bench/RESULTS.md). Here a finished call joins a batch, and the loop is woken
-    only when no delivery is pending already, so one wake-up delivers every call
-    finished meanwhile. Each call runs in a copy of the caller's context (so
-    :func:`yadtq_app.current_task` works in the thread).
-
-    The threads are daemons, started on the first call: a thread abandoned at a task's
-    time limit (Python cannot stop it) does not keep the worker from exiting.
-    """
-
-    def __init__(self, size: int, *, name: str = "yadtq-task") -> None:
-        if size < 1:
-            raise ValueError("a ThreadRunner needs at least one thread")
-        self.size = size
-        self.name = name
-        self._pool: Optional[_ThreadPool] = None
-
-    def submit(self, fn: Callable[..., Any], *args: Any) -> "asyncio.Future[Any]":
-        """Call ``fn(*args)`` in a thread; a future of the running loop, for its result."""
-        loop = asyncio.get_running_loop()
-        pool = self._pool
-        if pool is None or pool.loop is not loop:
-            if pool is not None:
-                pool.close()
-            pool = self._pool = _ThreadPool(loop, self.size, self.name)
-        future = loop.create_future()
-        pool.jobs.put((future, contextvars.copy_context(), fn, args))
-        return future
-
-    def close(self) -> None:
-        """Let idle threads end; a thread still running a task ends after it (not waited for)."""
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.close()
-
-
-class _ThreadPool:
-    """A :class:`ThreadRunner`'s threads for one event loop."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, size: int, name: str) -> None:
-        self.loop = loop
-        self.jobs: queue.SimpleQueue[Optional[_Job]] = queue.SimpleQueue()
-        self._finished: collections.deque[tuple[asyncio.Future[Any], bool, Any]] = collections.deque()
-        self._lock = threading.Lock()
-        self._wake_pending = False
-        self._size = size
-        for i in range(size):
-            threading.Thread(target=self._work, name=f"{name}_{i}", daemon=True).start()
-
-    def _work(self) -> None:
-        while True:
-            job = self.jobs.get()
-            if job is None:
-                return
-            future, context, fn, args = job
-            if future.cancelled():  # e.g. the time limit passed while it waited for a thread
-                continue
-            try:
-                done = (future, True, context.run(fn, *args))
-            except BaseException as exc:  # noqa: BLE001 - handed to the caller
-                done = (future, False, exc)
-            with self._lock:
-                self._finished.append(done)
-                if self._wake_pending:
-                    continue  # the delivery already scheduled takes this one too
-                self._wake_pending = True
-            try:
-                self.loop.call_soon_threadsafe(self._deliver)
-            except RuntimeError:  # the loop is closed: nobody waits any more
-                return
-
-    def _deliver(self) -> None:
-        with self._lock:
-            self._wake_pending = False
-            finished, self._finished = self._finished, collections.deque()
-        for future, ok, value in finished:
-            if future.done():
-                continue  # cancelled: the caller gave up on it (a time limit, a cancel)
-            if ok:
-                future.set_result(value)
-            else:
-                future.set_exception(value)
-
-    def close(self) -> None:
-        for _ in range(self._size):
-            self.jobs.put(None)
-
-
-#: Runs plain ``def`` tasks for callers that pass no runner of their own.
-_default_threads = ThreadRunner(8, name="yadtq-default")
 
 
 class ProcessRunner:
@@ -324,7 +254,7 @@ class ProcessRunner:
             payload = await asyncio.wrap_future(future)
         except concurrent.futures.TimeoutError:
             logger.warning("task %s: process killed at its time limit of %g s", taskdef.name, timeout)
-            return _time_limit(taskdef, timeout)
+            return time_limit(taskdef, timeout)
         except asyncio.CancelledError:
             future.cancel()  # kills the process if the task is running
             raise

@@ -9,8 +9,9 @@ from typing import Any, Callable
 
 import pytest
 
-from yadtq_app.execution import Outcome, ThreadRunner, error_info, run_task
+from yadtq_app.execution import Outcome, error_info, run_task
 from yadtq_app.registry import TaskDef
+from yadtq_app.threads import ThreadRunner
 
 
 def td(fn: Callable[..., Any]) -> TaskDef:
