@@ -23,6 +23,7 @@ from mode.utils.futures import notify
 
 from . import private
 from .commits import ReadOffsets, head_unacked, stale_ack
+from .delivery import deliver_first, is_suspension_wait
 from .fetch_wait import FetchWait, set_fetching
 from .heartbeats import Heartbeats
 from .thread import ConsumerThread
@@ -202,6 +203,14 @@ class Consumer(faust_aiokafka.Consumer):
                         await self.seek(tp, offset)
             except Exception:  # the next rebalance seeks anyway
                 logger.exception("could not seek back to messages dropped unprocessed: %s", todo)
+
+    async def wait_first(self, *coros: Any, timeout: Any = None) -> Any:
+        """``mode``'s ``wait_first``; for Faust's drain loop, which races each message's
+        delivery against a flow suspension, :func:`~yadtq_app.kafka.delivery.deliver_first`."""
+        if len(coros) == 2 and timeout is None and asyncio.iscoroutine(coros[0]) and not self.suspend_flow.is_set() \
+                and is_suspension_wait(coros[1], self.suspend_flow):
+            return await deliver_first(coros[0], coros[1], super().wait_first)
+        return await super().wait_first(*coros, timeout=timeout)
 
     async def wait_empty(self) -> None:
         """Faust's wait for every message being processed, except, during a rebalance,
