@@ -40,7 +40,7 @@ from yadtq_app.state import attempt_record
 from yadtq_app.topics import dead_letter_topic, events_topic, task_topic
 
 __all__ = ["OWN_KINDS", "START_RECORD_DELAY", "event_for", "report", "record_start", "send_progress", "reject",
-           "dead_letter_exhausted"]
+           "dead_letter_exhausted", "write_held_start"]
 
 logger = logging.getLogger(__name__)
 
@@ -106,12 +106,13 @@ async def record_start(request: TaskRequest, attempt: int, state: Optional[TaskS
         return  # the partition moved away, or is moving (a rebalance, a freeze)
     app.running.defer_start(request.id, functools.partial(event_for, request, PROCESSING, attempt=attempt,
                                                           state=state, at=started))
-    asyncio.get_running_loop().call_later(START_RECORD_DELAY, _write_start, request.id, attempt,
+    asyncio.get_running_loop().call_later(START_RECORD_DELAY, write_held_start, request.id, attempt,
                                           context=contextvars.copy_context())
 
 
-def _write_start(task_id: str, attempt: int) -> None:
-    """Write a held start that is still held (runs in the task message's context)."""
+def write_held_start(task_id: str, attempt: int) -> None:
+    """Write the held start of ``attempt`` if it is still held (call it in the task
+    message's context)."""
     start = app.running.unrecorded_start(task_id)
     if start is None or start.attempt != attempt:
         return

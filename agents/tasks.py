@@ -8,8 +8,11 @@ attempt with :func:`yadtq_app.execution.run_task`, and report each step
 :func:`yadtq_app.state.end_of_attempt`. A retry is reported ``retrying`` with its next
 start, and the scheduler (:mod:`agents.schedule`) sends its message when it is due.
 
-Its concurrency is ``YADTQ_CONCURRENCY``: that many actors share the topic's stream.
-Each attempt runs as its own asyncio task, tracked in ``app.running``
+One actor reads the topic a batch at a time (:mod:`agents.batches`); plain ``def``
+tasks of a batch run together (:mod:`agents.batch_run`), every other message takes the one-message path
+below in an asyncio task of its own. ``YADTQ_CONCURRENCY`` is the worker's slots:
+how many attempts run at once, on either path. On this path each attempt runs as its
+own asyncio task, tracked in ``app.running``
 (:class:`yadtq_app.running.RunningTasks`) from before the first ``await`` after the
 status row was read, so a cancel either is in that row or reaches the attempt. Whether
 the worker may act on a message: :mod:`agents.ownership`; leases on running attempts
@@ -23,15 +26,18 @@ import asyncio
 import functools
 import logging
 import time
-from typing import Any, Optional
+from typing import Any, Awaitable, Callable, Optional, TypeVar
 
 import faust
 from faust.types import EventT, StreamT
 
+from yadtq_app.agents.batch_run import Call, batchable, run_batch, set_current, slots
+from yadtq_app.agents.batches import IN_FLIGHT_MAX, InFlight, ready_batches
 from yadtq_app.agents.leases import LEASE, LEASE_POLL
 from yadtq_app.agents.ordering import enqueue, send_done
+from yadtq_app.agents.outcomes import finish_attempt
 from yadtq_app.agents.ownership import fetched_before_rebalance, may_act, still_ours
-from yadtq_app.agents.reporting import dead_letter_exhausted, record_start, reject, report, send_progress
+from yadtq_app.agents.reporting import record_start, reject, report, send_progress
 from yadtq_app.application import app, settings
 from yadtq_app.catch_up import caught_up_now, wait_caught_up
 from yadtq_app.context import ProgressReporter, TaskContext
@@ -40,23 +46,22 @@ from yadtq_app.errors import InvalidTask, RecordWriteError, UnknownTask
 from yadtq_app.execution import Outcome, run_task
 from yadtq_app.records import (
     CANCELLED,
-    FAILED,
     PROCESSING,
-    RETRYING,
     SCHEDULED,
-    SUCCESS,
     TERMINAL,
     TaskRequest,
     TaskState,
 )
 from yadtq_app.registry import TaskDef
 from yadtq_app.running import Attempt
-from yadtq_app.state import CANCEL_NOW, DEFER, RUN, SKIP, WAIT, Decision, cancelled_error, decide, end_of_attempt
+from yadtq_app.state import CANCEL_NOW, DEFER, RUN, SKIP, WAIT, Decision, cancelled_error, decide
 from yadtq_app.tables.task_status import get_status
 from yadtq_app.topics import task_topic
 from yadtq_app.wire import parse_task_message
 
 logger = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 #: How long a worker waits to read every event written before a lease that ran out in
 #: the row counts as ended (s); past it, the task runs (at least once).
@@ -72,25 +77,88 @@ async def _on_assigned(*args: Any, **kwargs: Any) -> None:
 app.on_partitions_assigned.connect(_on_assigned)
 
 
-@app.agent(task_topic, name="yadtq.execute_tasks", concurrency=settings.concurrency)
+@app.agent(task_topic, name="yadtq.execute_tasks", concurrency=1)
 async def execute_tasks(stream: StreamT[Any]) -> None:
-    """Run each task message; never raises (Faust would ack a message whose handler
-    raised, losing the task silently)."""
-    async for event in stream.events():
-        try:
-            await handle_task_message(event)
-        except RecordWriteError as exc:
-            # Not acknowledged: the message is read again by the partition's next owner.
-            app.fatal(f"task message {event.message.topic}-{event.message.partition}@{event.message.offset}: {exc}")
-        except Exception:
-            msg = event.message
-            logger.exception("worker %s: error handling message %s-%s@%s", settings.worker_id,
-                             msg.topic, msg.partition, msg.offset)
+    """Read the task messages a batch at a time (:func:`agents.batches.ready_batches`)
+    and handle each batch in an asyncio task of its own while reading on, with at most
+    :data:`~agents.batches.IN_FLIGHT_MAX` messages read and not handled; how many
+    attempts run at once is the worker's slots' business (``YADTQ_CONCURRENCY``)."""
+    flight = InFlight(IN_FLIGHT_MAX)
+
+    async def ack(event: EventT[Any]) -> None:
+        await stream.ack(event)
+        flight.acked()
+
+    try:
+        async for events in ready_batches(stream):
+            app.metrics.batches.observe(len(events))
+            flight.start(handle_batch(events, ack), len(events))
+            await flight.room()
+    finally:
+        flight.cancel()
 
 
-async def handle_task_message(event: EventT[Any]) -> None:
-    """Decode one task message, route it to its own partition, the sequencer, or
-    :func:`run_once` once its partition's status rows are caught up."""
+async def handle_batch(events: list[EventT[Any]], ack: Callable[[EventT[Any]], Awaitable[None]]) -> None:
+    """Handle ``events`` and ``ack`` each once it is handled: their plain ``def`` tasks
+    together (:func:`agents.batch_run.run_batch`), every other task as an asyncio task of
+    its own. Never raises but ``CancelledError`` (an error is logged, its message acked)."""
+    unacked = {id(event): event for event in events}
+
+    async def ack_once(event: EventT[Any]) -> None:
+        if unacked.pop(id(event), None) is not None:
+            await ack(event)
+
+    async def alone(request: TaskRequest, taskdef: TaskDef, event: EventT[Any]) -> None:
+        await _guarded(run_once(request, taskdef), event)
+        await ack_once(event)
+
+    calls: list[Call] = []
+    others: list[asyncio.Future[None]] = []
+    try:
+        for event in events:
+            set_current(event)
+            ready = None if app.stopping else await _guarded(prepare(event), event)  # stopping: acks do not count
+            if ready is None:
+                await ack_once(event)
+                continue
+            request, taskdef = ready
+            if batchable(taskdef, request) and app.running.claim(request):
+                calls.append(Call(event, request, taskdef))
+            else:
+                others.append(asyncio.ensure_future(alone(request, taskdef, event)))
+        if calls:
+            await _guarded(run_batch(calls, lambda call: _guarded(run_once(call.request, call.taskdef), call.event),
+                                     ack_once), calls[0].event)
+        if others:
+            await asyncio.gather(*others)
+    except BaseException:
+        for other in others:
+            other.cancel()  # the worker is stopping: their messages are read again
+        raise
+    finally:
+        for event in list(unacked.values()):
+            await ack_once(event)  # what a bug left unhandled, or the stop cut short: as Faust would
+
+
+async def _guarded(step: Awaitable[_T], event: EventT[Any]) -> Optional[_T]:
+    """Await ``step`` for ``event``'s message; ``None`` if it raised (logged; a record
+    that could not be written stops the worker, and the message is read again by the
+    partition's next owner)."""
+    try:
+        return await step
+    except RecordWriteError as exc:
+        app.fatal(f"task message {event.message.topic}-{event.message.partition}@{event.message.offset}: {exc}")
+    except Exception:
+        msg = event.message
+        logger.exception("worker %s: error handling message %s-%s@%s", settings.worker_id, msg.topic,
+                         msg.partition, msg.offset)
+    return None
+
+
+async def prepare(event: EventT[Any]) -> Optional[tuple[TaskRequest, TaskDef]]:
+    """Decode one task message and route it: to its own partition, the sequencer, or
+    the dead letters; the task to run once its partition's status rows are caught up,
+    or ``None`` if there is nothing to run here."""
     msg = event.message
     app.consumer.delivered(msg.tp, msg.offset)  # type: ignore[attr-defined]  # delivered() is yadtq_app.kafka.consumer.Consumer's
     default_id = f"{msg.topic}-{msg.partition}-{msg.offset}"
@@ -99,7 +167,7 @@ async def handle_task_message(event: EventT[Any]) -> None:
                                      max_depth=settings.max_nesting, default_id=default_id)
     except InvalidTask as exc:
         await reject(exc, msg.topic, msg.partition, msg.offset, raw=event.value, key=event.key)
-        return
+        return None
     if event.key != request.key or msg.partition != partition_of(request.key, settings.partitions):
         # Route by the id, not by where the record arrived (another key, none, a
         # producer with another partitioner, or an explicit partition): re-send it
@@ -107,23 +175,24 @@ async def handle_task_message(event: EventT[Any]) -> None:
         logger.info("task %s arrived with key %r in partition %d; re-sending it keyed by its id", request.id,
                     event.key, msg.partition)
         await (await task_topic.send(key=request.key, value=request.encode()))
-        return
+        return None
     try:
         taskdef = app.registry.get(request.task)
     except UnknownTask as exc:
         exc.task_id = request.id
         await reject(exc, msg.topic, msg.partition, msg.offset, raw=event.value, key=event.key, task=request.task)
-        return
+        return None
     app.metrics.task_received(request.task)
     if request.ordering_key is not None and not request.sequenced:
         await enqueue(request)  # its turn comes from the sequencer (yadtq_app.ordering)
-        return
+        return None
     if not await may_act(msg.partition):
         logger.info("worker %s: task %s: partition %d moved to another worker; leaving it there",
                     settings.worker_id, request.id, msg.partition)
-        return
+        return None
     if msg.partition in _caught_up or await _catch_up(request, msg.partition):
-        await run_once(request, taskdef)
+        return request, taskdef
+    return None
 
 
 async def _catch_up(request: TaskRequest, partition: int) -> bool:
@@ -153,8 +222,12 @@ async def run_once(request: TaskRequest, taskdef: TaskDef) -> None:
     execution per id)."""
     if app.running.busy(request.id):
         logger.info("task %s is already running here; waiting for it instead of running it twice", request.id)
-    async with app.running.handling(request.id):
-        await execute(request, taskdef)
+    async with app.running.handling(request), slots.one(give_up=lambda: app.revoking or app.stopping) as started:
+        if started:
+            await execute(request, taskdef)
+        else:
+            logger.info("task %s: a rebalance or a stop began while it waited for a free slot; leaving it to be "
+                        "read again", request.id)
 
 
 async def execute(request: TaskRequest, taskdef: TaskDef) -> None:
@@ -299,43 +372,3 @@ class _NotStarted(Exception):
     """The attempt's code had not begun when its worker found the task message no
     longer its own to act on (:func:`agents.ownership.still_ours`): it is read again by
     the partition's owner."""
-
-
-async def finish_attempt(request: TaskRequest, taskdef: TaskDef, attempt: int, state: Optional[TaskState],
-                         options: dict[str, Any], outcome: Optional[Outcome], started: float) -> bool:
-    """Report an attempt's end (``outcome`` ``None``: cancelled); True if the task is final."""
-    app.running.forget(request.id)
-    retries_used = state.retries if state is not None else 0
-    end = end_of_attempt(outcome, taskdef, options, retries_used=retries_used, settings=settings)
-    app.metrics.attempt_ended(request.task, end.status, time.time() - started)
-    if outcome is None:
-        app.finished.add(request.id, CANCELLED, attempt)
-        logger.info("worker %s: task %s cancelled in attempt %d", settings.worker_id, request.id, attempt)
-        await report(request, CANCELLED, attempt=attempt, state=state, started_at=started, wait=True,
-                     error=cancelled_error("cancelled while running"))
-        return True
-    if outcome.ok:
-        app.finished.add(request.id, SUCCESS, attempt)
-        app.stats.tasks_done += 1
-        await report(request, SUCCESS, attempt=attempt, state=state, result=outcome.result, started_at=started,
-                     wait=True)
-        return True
-    err = outcome.error or {}
-    if end.status == RETRYING:
-        logger.info("worker %s: task %s (%s) attempt %d failed (%s: %s); retry %d of %d in %.2f s",
-                    settings.worker_id, request.id, request.task, attempt, err.get("type"), err.get("message"),
-                    retries_used + 1, end.max_retries, end.delay)
-        await report(request, RETRYING, attempt=attempt, state=state, error=outcome.error, started_at=started,
-                     next_run_at=time.time() + end.delay, wait=True)
-        return False
-    app.finished.add(request.id, FAILED, attempt)
-    app.stats.tasks_failed += 1
-    logger.info("worker %s: task %s (%s) failed: %s: %s", settings.worker_id, request.id, request.task,
-                err.get("type"), err.get("message"))
-    failed = report(request, FAILED, attempt=attempt, state=state, error=outcome.error, started_at=started,
-                    wait=True)
-    # Every task that ends failed is findable in the dead letters, retried or not (as Celery users expect).
-    await dead_letter_exhausted(request, attempt, state, outcome, started,
-                                end.max_retries if outcome.retryable else 0)
-    await failed
-    return True

@@ -131,11 +131,11 @@ class YadtqApp(faust.App):
         #: worker holds may already belong to another worker (see agents.leases).
         self.revoking = False
         self.stopping = False  # from the start of the worker's stop: its acks no longer count (on_stop)
-        #: Called (awaited) when a rebalance begins, before Faust waits for the
-        #: messages being processed (agents.leases leases the running tasks).
+        #: Awaited when a rebalance begins (agents.leases leases the running tasks), and each time
+        #: Faust waits for the messages being processed (agents.batches lets go of those not started).
         self.on_revoking: list[Callable[[], Awaitable[None]]] = []
-        #: Whether a message's processing is covered by a lease sent at the start of the
-        #: current rebalance, so the rebalance need not wait for it (agents.leases sets it).
+        self.on_wait_empty: list[Callable[[], Awaitable[None]]] = []
+        #: Whether a rebalance need not wait for a message: its task is leased (agents.leases sets it).
         self.lease_covers: Callable[[Any], bool] = lambda message: False
         #: Ends the process once the worker cannot work (see yadtq_app.liveness).
         self.crash_watch = CrashWatch(lambda: crash_reason(self), exit=self._exit_after_crash)
@@ -255,13 +255,13 @@ class YadtqApp(faust.App):
         ``strict`` (about to start a task's code, or to write its outcome into the table
         itself), while the group's heartbeats fail (:meth:`in_touch`): a worker cut off
         from the broker neither starts tasks nor writes rows another worker now owns.
-        False at once if the group has evicted this worker: its commits fail from then
+        False at once if the group has evicted this worker (its commits fail from then
         on, so skipping the message leaves it to the partition's new owner, and
-        returning (rather than waiting) lets Faust finish the rebalance that rejoins
-        the group.
+        returning rather than waiting lets Faust finish the rebalance that rejoins the
+        group), or if the worker is stopping (its acks no longer count).
         """
         while True:
-            if self.membership_lost():
+            if self.stopping or self.membership_lost():
                 return False
             if self.freeze_guard.is_open() and (not strict or self.in_touch()):
                 break

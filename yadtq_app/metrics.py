@@ -24,6 +24,8 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["Metrics", "CONTENT_TYPE_LATEST"]
 
 #: Task durations (s): from sub-millisecond no-ops to the default time limit.
+#: Batch sizes of the task agent (task messages; ``agents.batches.BATCH_MAX`` is 256).
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, float("inf"))
 DURATION_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, float("inf"))
 #: HTTP answers (s): long polls wait up to a minute.
 HTTP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, float("inf"))
@@ -46,6 +48,9 @@ class Metrics:
                                 "(success, failed, retrying, cancelled).", ["task", "outcome"], registry=r)
         self.duration = Histogram("yadtq_task_duration_seconds", "How long attempts ran on this worker, by task.",
                                   ["task"], buckets=DURATION_BUCKETS, registry=r)
+        self.batches = Histogram("yadtq_task_batch_messages",
+                                 "Task messages the task agent took up together, per batch.",
+                                 buckets=BATCH_BUCKETS, registry=r)
         self.dead_letters = Counter("yadtq_dead_letters", "Dead letters this worker wrote, by reason.",
                                     ["reason"], registry=r)
         self.invalid = Counter("yadtq_invalid_messages", "Task messages refused as invalid, by reason.",

@@ -15,7 +15,7 @@ from typing import Any, AsyncIterator, Callable, NamedTuple, Optional, Union
 
 from .records import TaskEvent, TaskRequest
 
-__all__ = ["Attempt", "RunningTasks"]
+__all__ = ["Attempt", "RunningTasks", "Slots"]
 
 
 class Attempt(NamedTuple):
@@ -42,6 +42,8 @@ class _Record:
     attempt: Optional[Attempt] = None
     #: The attempt's code while it runs.
     job: Optional[asyncio.Future[Any]] = None
+    #: The request whose message is handled and whose attempt has not started.
+    waiting: Optional[TaskRequest] = None
     #: Whether :meth:`RunningTasks.cancel` cancelled the job.
     cancelled: bool = False
     #: The attempt's ``processing`` event, not in the status table yet.
@@ -74,20 +76,40 @@ class RunningTasks:
         return record is not None and record.handled is not None
 
     @contextlib.asynccontextmanager
-    async def handling(self, task_id: str) -> AsyncIterator[None]:
-        """Handle a message for ``task_id``, once no other one for it is handled here."""
-        while (record := self._records.get(task_id)) is not None and record.handled is not None:
+    async def handling(self, request: TaskRequest) -> AsyncIterator[None]:
+        """Handle a message for ``request``, once no other one for its id is handled here."""
+        while (record := self._records.get(request.id)) is not None and record.handled is not None:
             await record.handled.wait()
-        done = asyncio.Event()
-        record = self._record(task_id)
-        record.handled = done
+        self.claim(request)
         try:
             yield
         finally:
-            done.set()
-            if record.handled is done:
-                record.handled = None
-                self._prune(task_id, record)
+            self.release(request.id)
+
+    def claim(self, request: TaskRequest) -> bool:
+        """Begin handling a message for ``request`` without waiting; False (nothing
+        claimed) if one for its id is handled already. Ends with :meth:`release`."""
+        record = self._record(request.id)
+        if record.handled is not None:
+            return False
+        record.handled = asyncio.Event()
+        record.waiting = request
+        return True
+
+    def release(self, task_id: str) -> None:
+        """End what :meth:`claim` began: the next message for ``task_id`` may be handled."""
+        record = self._records.get(task_id)
+        if record is not None and record.handled is not None:
+            record.handled.set()
+            record.handled = None
+            record.waiting = None
+            self._prune(task_id, record)
+
+    def waiting(self, task_id: str) -> Optional[TaskRequest]:
+        """The request of ``task_id`` whose message is handled here and whose attempt
+        has not started (it waits for a free slot, or for its status to catch up)."""
+        record = self._records.get(task_id)
+        return record.waiting if record is not None and record.attempt is None else None
 
     # -- the attempt ----------------------------------------------------------------
     def add(self, task_id: str, job: asyncio.Future[Any], attempt: Optional[Attempt] = None) -> None:
@@ -96,6 +118,7 @@ class RunningTasks:
         record.job = job
         record.cancelled = False
         record.attempt = attempt
+        record.waiting = None
 
     def remove(self, task_id: str, job: asyncio.Future[Any]) -> None:
         """``job`` ended: a cancel no longer reaches it (its attempt stays, see :meth:`end`)."""
@@ -181,3 +204,54 @@ class RunningTasks:
         if callable(record.start):
             record.start = record.start()
         return record.start
+
+
+class Slots:
+    """How many more attempts may run on this worker (``YADTQ_CONCURRENCY`` in all),
+    shared by every actor of the task agent; loop-bound, never thread-safe."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._free = size
+        self._waiters: list[asyncio.Future[None]] = []
+
+    def take(self, wanted: int) -> int:
+        """Take up to ``wanted`` free slots at once; how many were taken (0 if none is free)."""
+        taken = min(wanted, self._free)
+        self._free -= taken
+        return taken
+
+    def release(self, count: int = 1) -> None:
+        """Give back ``count`` slots, and wake whoever waits for one."""
+        self._free += count
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def freed(self) -> "asyncio.Future[None]":
+        """A future done once a slot is free (at once if one is)."""
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self._free > 0:
+            waiter.set_result(None)
+        else:
+            self._waiters.append(waiter)
+        return waiter
+
+    def wake_all(self) -> None:
+        """Wake whoever waits for a slot, to look again whether it should still wait."""
+        self.release(0)
+
+    @contextlib.asynccontextmanager
+    async def one(self, give_up: Callable[[], bool]) -> AsyncIterator[bool]:
+        """Hold one slot, waiting until one is free; yields False (holding none) if
+        ``give_up()`` says so first, asked again at each :meth:`wake_all`."""
+        while not self.take(1):
+            if give_up():
+                yield False
+                return
+            await self.freed()
+        try:
+            yield True
+        finally:
+            self.release()

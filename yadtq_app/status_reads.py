@@ -68,17 +68,19 @@ async def recorded_status(task_id: str) -> TaskState:
 
 async def unread_rows(partition: int, ids: list[str]) -> dict[str, TaskState]:
     """The rows ``ids`` have while their task messages wait unread in ``partition`` of
-    the task topic (``queued``, or ``scheduled`` for a later eta), for those that do
-    (:mod:`yadtq_app.backlog`). Raises :class:`~yadtq_app.errors.Refused` (503) if
+    the task topic (:mod:`yadtq_app.backlog`), or read and waiting for a free slot
+    here (:meth:`~yadtq_app.running.RunningTasks.waiting`): ``queued``, or
+    ``scheduled`` for a later eta, for those that do. Raises :class:`~yadtq_app.errors.Refused` (503) if
     that cannot be told now."""
     tp = TP(settings.task_topic, partition)
-    if not may_be_unread(app.consumer, tp):
-        return {}
-    try:
-        found = await _backlog.find(partition, ids, committed_offset(app.consumer, tp) or 0)
-    except BacklogUnreadable as exc:
-        raise Refused(503, f"cannot tell whether the task topic's unread messages hold it: {exc}",
-                      reason="backlog-unreadable") from None
+    found = {task_id: request for task_id in ids if (request := app.running.waiting(task_id)) is not None}
+    absent = [task_id for task_id in ids if task_id not in found]
+    if absent and may_be_unread(app.consumer, tp):
+        try:
+            found.update(await _backlog.find(partition, absent, committed_offset(app.consumer, tp) or 0))
+        except BacklogUnreadable as exc:
+            raise Refused(503, f"cannot tell whether the task topic's unread messages hold it: {exc}",
+                          reason="backlog-unreadable") from None
     now = time.time()
     return {task_id: apply_event(None, TaskEvent(
         id=task_id, kind=SCHEDULED if req.eta is not None and req.eta > now else QUEUED, task=req.task,

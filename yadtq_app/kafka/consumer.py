@@ -215,9 +215,12 @@ class Consumer(faust_aiokafka.Consumer):
     async def wait_empty(self) -> None:
         """Faust's wait for every message being processed, except, during a rebalance,
         the task messages whose attempts are leased (``app.lease_covers``): they run on
-        across the rebalance and their owner waits for the outcome. An app that is not a
-        YadtqApp (no ``revoking``) waits for every message, as Faust's does."""
+        across the rebalance and their owner waits for the outcome. First the app's
+        ``on_wait_empty`` hooks let go of what need not be waited for. An app that is
+        not a YadtqApp (no ``revoking``) waits for every message, as Faust's does."""
         app: Any = self.app
+        for hook in getattr(app, "on_wait_empty", ()):
+            await hook()
         if not getattr(app, "revoking", False) or app.should_stop:
             await super().wait_empty()
             return

@@ -1,0 +1,62 @@
+"""The task agent's batches (``agents.batches``) when their worker dies in the middle of one."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.integration.test_core import wait_all_finished
+from tests.integration.test_failover import ids_in_partitions, ledger_cluster
+from tests.integration.test_kafka_native import producer
+from tests.integration.test_metrics import scrape
+from tests.support.ledger import check
+from tests.support.wait import wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def test_kill_9_in_the_middle_of_a_batch_reruns_only_its_unfinished_tasks(cluster_factory: Any, broker: Any,
+                                                                         tmp_path: Path) -> None:
+    """A burst of tasks written straight to the task topic reaches a worker as one batch;
+    it runs them two at a time. Killed (SIGKILL) after some have finished, some run and
+    the rest wait: the worker that takes its partitions runs the ones in flight again and
+    the waiting ones once, and not one that had finished."""
+    cluster, ledger = ledger_cluster(cluster_factory, tmp_path, 2, YADTQ_CONCURRENCY="2")
+    survivor, victim = cluster.workers
+    [view] = [w for w in cluster.wait_settled(timeout=60) if w["id"] == victim.worker_id]
+    ids = ids_in_partitions(set(view["partitions"]), cluster.partitions, 24)
+    kp = producer(broker)
+    for i, tid in enumerate(ids):
+        kp.send(cluster.task_topic, key=tid.encode(),
+                value=json.dumps({"task-id": tid, "task": "tests.ledgered_sync", "args": [0.25],
+                                  "kwargs": {"value": i}}).encode())
+    kp.flush()
+    kp.close()
+
+    def halfway() -> bool:
+        ledger.read()
+        ended = [e for e in ledger.executions if e.end is not None]
+        return len(ended) >= 6 and len(ledger.running(victim.worker_id)) == 2
+
+    wait_for(halfway, timeout=60, interval=0.02, message="the victim halfway through its tasks")
+    metrics = scrape(victim.url)
+    victim.signal(signal.SIGKILL)
+    killed_at = time.time()
+    victim.proc.wait(10)
+    taken = metrics[("yadtq_task_batch_messages_count", ())]
+    assert taken < len(ids) / 2, f"{taken} batches for {len(ids)} tasks: they were not taken up together"
+    done = wait_all_finished(cluster, ids, timeout=90)
+    figures = check(ledger.read(), done, faulty=victim.worker_id, fault_at=killed_at)
+    runs = ledger.by_id()
+    finished_before = {t for t in ids if any(e.end is not None and e.end <= killed_at for e in runs[t])}
+    assert 6 <= len(finished_before) < len(ids) - 2
+    assert all(len(runs[t]) == 1 and done[t]["worker"] == victim.worker_id for t in finished_before)
+    assert figures["in_flight"] == figures["rerun"] == 2
+    waited = set(ids) - finished_before - ledger.in_flight(victim.worker_id, killed_at)
+    assert waited and all(len(runs[t]) == 1 and runs[t][0].worker == survivor.worker_id for t in waited)
+    assert sorted(done[t]["result"] for t in ids) == list(range(len(ids)))
