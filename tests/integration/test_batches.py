@@ -14,6 +14,7 @@ from tests.integration.test_core import wait_all_finished
 from tests.integration.test_failover import ids_in_partitions, ledger_cluster
 from tests.integration.test_kafka_native import producer
 from tests.integration.test_metrics import scrape
+from tests.support.kafka import committed_offset
 from tests.support.ledger import check
 from tests.support.wait import wait_for
 
@@ -23,17 +24,24 @@ pytestmark = pytest.mark.integration
 def test_kill_9_in_the_middle_of_a_batch_reruns_only_its_unfinished_tasks(cluster_factory: Any, broker: Any,
                                                                          tmp_path: Path) -> None:
     """A burst of tasks written straight to the task topic reaches a worker as one batch;
-    it runs them two at a time. Killed (SIGKILL) after some have finished, some run and
-    the rest wait: the worker that takes its partitions runs the ones in flight again and
-    the waiting ones once, and not one that had finished."""
+    it runs them two at a time. Killed (SIGKILL) after some have finished and been
+    committed, while two run and the rest wait: the worker that takes its partitions
+    runs the ones in flight again and the waiting ones once, and not one that had
+    finished. (Acking the whole batch when it is read, a commit kills the waiting ones.)"""
     cluster, ledger = ledger_cluster(cluster_factory, tmp_path, 2, YADTQ_CONCURRENCY="2")
     survivor, victim = cluster.workers
     [view] = [w for w in cluster.wait_settled(timeout=60) if w["id"] == victim.worker_id]
-    ids = ids_in_partitions(set(view["partitions"]), cluster.partitions, 24)
+    partitions = sorted(view["partitions"])
+    ids = ids_in_partitions(set(partitions), cluster.partitions, 32)
+
+    def committed() -> int:
+        return sum(committed_offset(broker.bootstrap, cluster.app_id, cluster.task_topic, p) or 0 for p in partitions)
+
+    before = committed()
     kp = producer(broker)
     for i, tid in enumerate(ids):
         kp.send(cluster.task_topic, key=tid.encode(),
-                value=json.dumps({"task-id": tid, "task": "tests.ledgered_sync", "args": [0.25],
+                value=json.dumps({"task-id": tid, "task": "tests.ledgered_sync", "args": [0.4],
                                   "kwargs": {"value": i}}).encode())
     kp.flush()
     kp.close()
@@ -41,9 +49,9 @@ def test_kill_9_in_the_middle_of_a_batch_reruns_only_its_unfinished_tasks(cluste
     def halfway() -> bool:
         ledger.read()
         ended = [e for e in ledger.executions if e.end is not None]
-        return len(ended) >= 6 and len(ledger.running(victim.worker_id)) == 2
+        return len(ended) >= 6 and len(ledger.running(victim.worker_id)) == 2 and committed() > before
 
-    wait_for(halfway, timeout=60, interval=0.02, message="the victim halfway through its tasks")
+    wait_for(halfway, timeout=60, interval=0.02, message="the victim halfway through its tasks, some committed")
     metrics = scrape(victim.url)
     victim.signal(signal.SIGKILL)
     killed_at = time.time()
