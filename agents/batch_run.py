@@ -35,7 +35,7 @@ from yadtq_app.execution import Outcome, invalid_arguments, outcome_of, start_in
 from yadtq_app.records import PROCESSING, TaskRequest, TaskState
 from yadtq_app.registry import TaskDef
 from yadtq_app.running import Attempt, Slots
-from yadtq_app.state import RUN, decide
+from yadtq_app.state import RUN, decide, leased_by_another
 from yadtq_app.tables.task_status import get_status
 
 __all__ = ["Call", "batchable", "run_batch", "set_current", "slots"]
@@ -245,8 +245,7 @@ def _begin(call: Call, loop: asyncio.AbstractEventLoop) -> bool:
     state = get_status(request.id)
     decision = decide(state, request, finished=app.finished.get(request.id), now=time.time(),
                       worker=settings.worker_id)
-    if decision.action != RUN or (state is not None and state.status == PROCESSING and state.lease_until is not None
-                                  and state.worker != settings.worker_id):
+    if decision.action != RUN or (state is not None and leased_by_another(state, settings.worker_id)):
         return False  # agents.tasks.execute waits on the lease, skips, defers or cancels
     call.attempt, call.state = decision.attempt, state
     call.options = {**(state.options if state is not None else {}), **request.options}

@@ -46,7 +46,6 @@ from yadtq_app.errors import InvalidTask, RecordWriteError, UnknownTask
 from yadtq_app.execution import Outcome, run_task
 from yadtq_app.records import (
     CANCELLED,
-    PROCESSING,
     SCHEDULED,
     TERMINAL,
     TaskRequest,
@@ -54,7 +53,7 @@ from yadtq_app.records import (
 )
 from yadtq_app.registry import TaskDef
 from yadtq_app.running import Attempt
-from yadtq_app.state import CANCEL_NOW, DEFER, RUN, SKIP, WAIT, Decision, cancelled_error, decide
+from yadtq_app.state import CANCEL_NOW, DEFER, RUN, SKIP, WAIT, Decision, cancelled_error, decide, leased_by_another
 from yadtq_app.tables.task_status import get_status
 from yadtq_app.topics import task_topic
 from yadtq_app.wire import parse_task_message
@@ -270,7 +269,7 @@ async def _decide(request: TaskRequest) -> Optional[tuple[Decision, Optional[Tas
         state = get_status(request.id)
         finished = app.finished.get(request.id)
         decision = decide(state, request, finished=finished, now=time.time(), worker=settings.worker_id)
-        if decision.action == RUN and state is not None and _leased_elsewhere(state) \
+        if decision.action == RUN and state is not None and leased_by_another(state, settings.worker_id) \
                 and state.lease_until != confirmed:
             # Its worker renews the lease every heartbeat while the attempt runs: a
             # renewal may be written and not folded yet. Decide again once it would be.
@@ -305,11 +304,6 @@ async def _read_events_so_far(request: TaskRequest) -> Optional[bool]:
             return None
         await asyncio.sleep(LEASE_POLL)
     return False
-
-
-def _leased_elsewhere(state: TaskState) -> bool:
-    """Whether ``state`` is an attempt another worker leased (:mod:`agents.leases`)."""
-    return state.status == PROCESSING and state.lease_until is not None and state.worker != settings.worker_id
 
 
 async def run_attempt(request: TaskRequest, taskdef: TaskDef, attempt: int, state: Optional[TaskState]) -> bool:

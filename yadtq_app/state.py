@@ -58,8 +58,8 @@ from .registry import TaskDef
 from .settings import Settings
 
 __all__ = ["apply_event", "attempt_record", "cancelled_error", "unrecordable_outcome", "merge_rows", "schedule_of",
-           "ScheduleEntry", "decide", "Decision", "RUN", "SKIP", "DEFER", "CANCEL_NOW", "WAIT", "AttemptEnd",
-           "end_of_attempt", "max_retries_of", "backoff_delay", "RANK", "MAX_HISTORY"]
+           "ScheduleEntry", "decide", "leased_by_another", "Decision", "RUN", "SKIP", "DEFER", "CANCEL_NOW", "WAIT",
+           "AttemptEnd", "end_of_attempt", "max_retries_of", "backoff_delay", "RANK", "MAX_HISTORY"]
 
 RANK = {QUEUED: 0, SCHEDULED: 0, PROCESSING: 1, RETRYING: 2, SUCCESS: 3, FAILED: 3, CANCELLED: 3}
 #: Attempts kept in a row's history (the newest).
@@ -281,6 +281,11 @@ def _other_workers_attempt(state: TaskState, event: TaskEvent) -> bool:
     if state.status != PROCESSING or event.attempt != state.attempts or event.worker == state.worker:
         return False
     return not (event.kind == CANCELLED and state.cancel_requested)
+
+
+def leased_by_another(row: TaskState, worker: str) -> bool:
+    """Whether ``row`` is an attempt another worker than ``worker`` holds a lease on."""
+    return row.status == PROCESSING and row.lease_until is not None and row.worker != worker
 
 
 def decide(row: Optional[TaskState], request: TaskRequest, *, finished: Optional[tuple[str, int]] = None,

@@ -8,7 +8,7 @@ from typing import Any, Optional
 import pytest
 
 from yadtq_app.records import TaskEvent, TaskState
-from yadtq_app.state import apply_event
+from yadtq_app.state import apply_event, leased_by_another
 from yadtq_app.worker_memory import WorkerStats
 
 
@@ -263,3 +263,11 @@ def test_history_keeps_a_bounded_message_per_attempt() -> None:
     row = fold(QUEUED, PROC1, FAILED.derive(error={"type": "E", "message": "m" * 10_000}))
     assert len(row.history[-1]["error"]["message"]) == MAX_HISTORY_MESSAGE + 1
     assert len(row.error["message"]) == 10_000  # the row's own error is bounded where it is made
+
+
+def test_a_lease_holds_off_only_other_workers_and_only_while_processing() -> None:
+    leased = TaskState(id="t", task="add", status="processing", worker="w1", lease_until=100.0)
+    assert leased_by_another(leased, "w2") and not leased_by_another(leased, "w1")
+    unleased = TaskState(id="t", task="add", status="processing", worker="w1")
+    done = TaskState(id="t", task="add", status="success", worker="w1", lease_until=100.0)
+    assert not leased_by_another(unleased, "w2") and not leased_by_another(done, "w2")
