@@ -58,6 +58,8 @@ class RunningTasks:
 
     def __init__(self) -> None:
         self._records: dict[str, _Record] = {}
+        #: Requests whose messages were read and not claimed yet (see :meth:`reading`).
+        self._read: dict[str, TaskRequest] = {}
 
     def _record(self, task_id: str) -> _Record:
         record = self._records.get(task_id)
@@ -86,6 +88,14 @@ class RunningTasks:
         finally:
             self.release(request.id)
 
+    def reading(self, request: TaskRequest, done: bool = False) -> None:
+        """Its message was read (``done``: and needs no claim after all): until a claim,
+        :meth:`waiting` answers with it too."""
+        if done:
+            self._read.pop(request.id, None)
+        else:
+            self._read[request.id] = request
+
     def claim(self, request: TaskRequest) -> bool:
         """Begin handling a message for ``request`` without waiting; False (nothing
         claimed) if one for its id is handled already. Ends with :meth:`release`."""
@@ -94,6 +104,7 @@ class RunningTasks:
             return False
         record.handled = asyncio.Event()
         record.waiting = request
+        self._read.pop(request.id, None)
         return True
 
     def release(self, task_id: str) -> None:
@@ -106,10 +117,12 @@ class RunningTasks:
             self._prune(task_id, record)
 
     def waiting(self, task_id: str) -> Optional[TaskRequest]:
-        """The request of ``task_id`` whose message is handled here and whose attempt
-        has not started (it waits for a free slot, or for its status to catch up)."""
+        """The request of ``task_id`` whose message is read or handled here and whose
+        attempt has not started (it waits for a free slot, or for its status to catch up)."""
         record = self._records.get(task_id)
-        return record.waiting if record is not None and record.attempt is None else None
+        if record is not None and record.attempt is None and record.waiting is not None:
+            return record.waiting
+        return self._read.get(task_id)
 
     # -- the attempt ----------------------------------------------------------------
     def add(self, task_id: str, job: asyncio.Future[Any], attempt: Optional[Attempt] = None) -> None:
