@@ -10,7 +10,9 @@ The agents' streams then wake once per message, and the task agent reads batches
 
 :func:`deliver_first` is the consumer's ``wait_first`` for that one call: it starts the
 delivery inline and, if it ends without waiting, that is all; a delivery that must wait
-(a full queue, flow control) goes on racing the suspension as Faust does.
+(a full queue, flow control) goes on racing the suspension as Faust does. That call's
+shape is checked on the pinned Faust by ``tests/unit/test_delivery.py``: an upgrade that
+changes it fails a test instead of putting every message back on the slow path.
 """
 
 from __future__ import annotations
