@@ -19,22 +19,22 @@ import heapq
 import logging
 import time
 import weakref
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Optional
 
 from faust.streams import _current_event
 from faust.types import EventT
 
+from yadtq_app.agents.attempts import Opened, close_attempt, open_attempt, track_attempt
 from yadtq_app.agents.outcomes import finish_attempt
 from yadtq_app.agents.ownership import holds_current, still_ours
-from yadtq_app.agents.reporting import START_RECORD_DELAY, event_for, send_progress, write_held_start
+from yadtq_app.agents.reporting import START_RECORD_DELAY, event_for, write_held_start
 from yadtq_app.application import app, settings
-from yadtq_app.context import ProgressReporter, TaskContext
 from yadtq_app.errors import RecordWriteError
 from yadtq_app.execution import Outcome, invalid_arguments, outcome_of, start_in_thread, time_limit
 from yadtq_app.records import PROCESSING, TaskRequest, TaskState
 from yadtq_app.registry import TaskDef
-from yadtq_app.running import Attempt, Slots
+from yadtq_app.running import Slots
 from yadtq_app.state import RUN, decide, leased_by_another
 from yadtq_app.tables.task_status import get_status
 
@@ -66,15 +66,12 @@ class Call:
     event: EventT[Any]
     request: TaskRequest
     taskdef: TaskDef
-    attempt: int = 0
     state: Optional[TaskState] = None
-    options: dict[str, Any] = field(default_factory=dict)
-    started: float = 0.0
-    timeout: float = 0.0
+    #: Its attempt, once started (:func:`agents.attempts.open_attempt`).
+    opened: Optional[Opened] = None
     #: When the attempt meets its time limit (the loop's clock).
     deadline: float = 0.0
     future: Optional["asyncio.Future[Any]"] = None
-    reporter: Optional[ProgressReporter] = None
     #: The outcome known before the call ran (arguments that do not fit).
     outcome: Optional[Outcome] = None
     timed_out: bool = False
@@ -224,12 +221,10 @@ class _BatchRun:
             assert future is not None
             future.remove_done_callback(self._on_done)
             future.cancel()
-            if call.reporter is not None:
-                call.reporter.close()
-            app.running.remove(call.request.id, future)
+            assert call.opened is not None
+            close_attempt(call.opened, future)
             app.running.drop_start(call.request.id)  # never started, as far as the table knows
             app.running.end(call.request.id)
-            app.stats.in_progress -= 1
             _release(call)
         self.running.clear()
         self.ended.clear()
@@ -247,56 +242,47 @@ def _begin(call: Call, loop: asyncio.AbstractEventLoop) -> bool:
                       worker=settings.worker_id)
     if decision.action != RUN or (state is not None and leased_by_another(state, settings.worker_id)):
         return False  # agents.tasks.execute waits on the lease, skips, defers or cancels
-    call.attempt, call.state = decision.attempt, state
-    call.options = {**(state.options if state is not None else {}), **request.options}
-    call.timeout = float(call.options.get("timeout") or call.taskdef.timeout or settings.default_timeout)
-    call.started = time.time()
-    call.deadline = loop.time() + call.timeout
-    call.reporter = ProgressReporter(functools.partial(send_progress, request, call.attempt), loop)
-    context = TaskContext(id=request.id, name=request.task, attempt=call.attempt, worker=settings.worker_id,
-                          started_at=call.started, reporter=call.reporter)
+    call.state = state
+    opened = call.opened = open_attempt(request, call.taskdef, decision.attempt, state, loop)
+    call.deadline = loop.time() + opened.timeout
     try:
         call.future = start_in_thread(call.taskdef, list(request.task_args), dict(request.task_kwargs),
-                                      threads=app.threads, context=context)
+                                      threads=app.threads, context=opened.context)
     except TypeError as exc:
         call.outcome = invalid_arguments(call.taskdef, exc)
         call.future = loop.create_future()
         call.future.set_result(None)
-    app.running.add(request.id, call.future, Attempt(request, call.attempt, call.started, call.partition))
-    app.running.defer_start(request.id, functools.partial(event_for, request, PROCESSING, attempt=call.attempt,
-                                                          state=state, at=call.started))
-    app.stats.in_progress += 1
-    logger.debug("worker %s: task %s (%s) attempt %d starts", settings.worker_id, request.id, request.task,
-                 call.attempt)
+    track_attempt(opened, call.future, call.partition)
+    app.running.defer_start(request.id, functools.partial(event_for, request, PROCESSING, attempt=opened.attempt,
+                                                          state=state, at=opened.started))
     return True
 
 
 def _write_starts(calls: list[Call]) -> None:
     """Write the held start of every call of a wave still running."""
     for call in calls:
-        if call.future is not None and not call.future.done():
+        if call.future is not None and not call.future.done() and call.opened is not None:
             set_current(call.event)
-            write_held_start(call.request.id, call.attempt)
+            write_held_start(call.request.id, call.opened.attempt)
 
 
 async def _finish(call: Call) -> None:
     """Record how ``call``'s attempt ended and give back its slot and claim."""
-    request = call.request
-    assert call.future is not None and call.reporter is not None
+    request, opened = call.request, call.opened
+    assert call.future is not None and opened is not None
     set_current(call.event)
     slots.release()
-    call.reporter.close()
-    app.running.remove(request.id, call.future)
-    app.stats.in_progress -= 1
+    close_attempt(opened, call.future)
     outcome: Optional[Outcome]
     if call.timed_out:
-        outcome = time_limit(call.taskdef, call.timeout)
+        outcome = time_limit(call.taskdef, opened.timeout)
     elif call.future.cancelled():
         outcome = None  # a cancel reached it (app.running.cancel)
     else:
         outcome = call.outcome or outcome_of(call.taskdef, call.future, max_result_bytes=settings.max_result_bytes)
     try:
-        await finish_attempt(request, call.taskdef, call.attempt, call.state, call.options, outcome, call.started)
+        await finish_attempt(request, call.taskdef, opened.attempt, call.state, opened.options, outcome,
+                             opened.started)
     except RecordWriteError as exc:
         app.fatal(f"task {request.id}: {exc}")
     except Exception:

@@ -23,7 +23,6 @@ across a rebalance: :mod:`agents.leases`. The whole path, for a newcomer:
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import time
 from typing import Any, Awaitable, Callable, Optional, TypeVar
@@ -31,16 +30,16 @@ from typing import Any, Awaitable, Callable, Optional, TypeVar
 import faust
 from faust.types import EventT, StreamT
 
+from yadtq_app.agents.attempts import close_attempt, open_attempt, track_attempt
 from yadtq_app.agents.batch_run import Call, batchable, run_batch, set_current, slots
 from yadtq_app.agents.batches import IN_FLIGHT_MAX, InFlight, ready_batches
 from yadtq_app.agents.leases import LEASE, LEASE_POLL
 from yadtq_app.agents.ordering import enqueue, send_done
 from yadtq_app.agents.outcomes import finish_attempt
 from yadtq_app.agents.ownership import fetched_before_rebalance, may_act, still_ours
-from yadtq_app.agents.reporting import record_start, reject, report, send_progress
+from yadtq_app.agents.reporting import record_start, reject, report
 from yadtq_app.application import app, settings
 from yadtq_app.catch_up import caught_up_now, wait_caught_up
-from yadtq_app.context import ProgressReporter, TaskContext
 from yadtq_app.encoding import partition_of
 from yadtq_app.errors import InvalidTask, RecordWriteError, UnknownTask
 from yadtq_app.execution import Outcome, run_task
@@ -52,7 +51,6 @@ from yadtq_app.records import (
     TaskState,
 )
 from yadtq_app.registry import TaskDef
-from yadtq_app.running import Attempt
 from yadtq_app.state import CANCEL_NOW, DEFER, RUN, SKIP, WAIT, Decision, cancelled_error, decide, leased_by_another
 from yadtq_app.tables.task_status import get_status
 from yadtq_app.topics import task_topic
@@ -313,34 +311,24 @@ async def _read_events_so_far(request: TaskRequest) -> Optional[bool]:
 
 async def run_attempt(request: TaskRequest, taskdef: TaskDef, attempt: int, state: Optional[TaskState]) -> bool:
     """Run one attempt and report its outcome; True if the task is final (not retrying)."""
-    options = {**(state.options if state is not None else {}), **request.options}
-    timeout = options.get("timeout") or taskdef.timeout or settings.default_timeout
-    stats = app.stats
-    stats.in_progress += 1
-    started = time.time()
-    reporter = ProgressReporter(functools.partial(send_progress, request, attempt), asyncio.get_running_loop())
-    context = TaskContext(id=request.id, name=request.task, attempt=attempt, worker=settings.worker_id,
-                          started_at=started, reporter=reporter)
+    opened = open_attempt(request, taskdef, attempt, state, asyncio.get_running_loop())
     gate = asyncio.Event()
 
     async def body() -> Outcome:
         await gate.wait()  # start after the processing event, so progress events come after it
         if not await still_ours():
             raise _NotStarted
-        return await run_task(taskdef, list(request.task_args), dict(request.task_kwargs), timeout=timeout,
-                              threads=app.threads, context=context, processes=app.processes,
+        return await run_task(taskdef, list(request.task_args), dict(request.task_kwargs), timeout=opened.timeout,
+                              threads=app.threads, context=opened.context, processes=app.processes,
                               max_result_bytes=settings.max_result_bytes)
 
     # No await since the status row was read: a cancel folded from now on finds the job.
     job = asyncio.ensure_future(body())
     current = faust.current_event()
-    app.running.add(request.id, job, Attempt(request, attempt, started,
-                                             current.message.partition if current is not None else -1))
+    track_attempt(opened, job, current.message.partition if current is not None else -1)
     try:
-        await record_start(request, attempt, state, started)
+        await record_start(request, attempt, state, opened.started)
         gate.set()
-        logger.debug("worker %s: task %s (%s) attempt %d starts", settings.worker_id, request.id,
-                     request.task, attempt)
         outcome: Optional[Outcome] = await job
     except _NotStarted:
         logger.info("task %s: partition moved before the attempt started; leaving it to its owner", request.id)
@@ -358,11 +346,9 @@ async def run_attempt(request: TaskRequest, taskdef: TaskDef, attempt: int, stat
         app.running.end(request.id)
         raise
     finally:
-        reporter.close()
-        app.running.remove(request.id, job)
-        stats.in_progress -= 1
+        close_attempt(opened, job)
     try:
-        return await finish_attempt(request, taskdef, attempt, state, options, outcome, started)
+        return await finish_attempt(request, taskdef, attempt, state, opened.options, outcome, opened.started)
     finally:
         app.running.end(request.id)  # leased until its outcome is recorded
 
