@@ -110,7 +110,7 @@ async def handle_batch(events: list[EventT[Any]], ack: Callable[[EventT[Any]], A
         await ack_once(event)
 
     calls: list[Call] = []
-    others: list[asyncio.Future[None]] = []
+    others: list[tuple[asyncio.Future[None], TaskRequest]] = []
     try:
         for event in events:
             set_current(event)
@@ -122,19 +122,26 @@ async def handle_batch(events: list[EventT[Any]], ack: Callable[[EventT[Any]], A
             if batchable(taskdef, request) and app.running.claim(request):
                 calls.append(Call(event, request, taskdef))
             else:
-                others.append(asyncio.ensure_future(alone(request, taskdef, event)))
+                others.append((asyncio.ensure_future(alone(request, taskdef, event)), request))
         if calls:
             await _guarded(run_batch(calls, lambda call: _guarded(run_once(call.request, call.taskdef), call.event),
                                      ack_once), calls[0].event)
         if others:
-            await asyncio.gather(*others)
+            await asyncio.gather(*(other for other, _ in others))
     except BaseException:
-        for other in others:
-            other.cancel()  # the worker is stopping: their messages are read again
+        _let_go(others)
         raise
     finally:
         for event in list(unacked.values()):
             await ack_once(event)  # what a bug left unhandled, or the stop cut short: as Faust would
+
+
+def _let_go(others: list[tuple[asyncio.Future[None], TaskRequest]]) -> None:
+    """Cancel the one-message tasks of a batch cut short (the worker is stopping): their
+    messages are read again, and until then no status read here answers from them."""
+    for other, request in others:
+        other.cancel()
+        app.running.reading(request, done=True)
 
 
 async def _guarded(step: Awaitable[_T], event: EventT[Any]) -> Optional[_T]:
