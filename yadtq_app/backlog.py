@@ -9,7 +9,9 @@ consumer has not read up to the partition's end or holds messages not yet acted 
 
 :class:`Backlog` keeps, per partition, an index of the keys it has read (key → offset),
 drops what falls below the committed offset, and reads only what was written since its
-last look; a hit is read again from its offset and parsed as the task agent would.
+last look; a hit is read again from its offset and parsed as the task agent would. It
+reads with one consumer of its own, started at its first look and kept (with nothing
+assigned between looks, so it fetches nothing) until :meth:`Backlog.close`.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import collections
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterable, Optional
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
@@ -79,6 +81,7 @@ class Backlog:
         self.topic = topic
         self._indexes: dict[int, _Index] = {}
         self._lock = asyncio.Lock()
+        self._kafka: Optional[AIOKafkaConsumer] = None
 
     async def find(self, partition: int, task_ids: list[str], start: int) -> dict[str, TaskRequest]:
         """The task messages for ``task_ids`` at or after offset ``start`` of ``partition``
@@ -102,9 +105,11 @@ class Backlog:
                 wanted = {index.offsets[k]: t for t in task_ids if (k := t.encode()) in index.offsets}
                 values = await _records_at(consumer, tp, set(wanted)) if wanted else {}
             except KafkaError as exc:
+                await self._close()  # the next look starts a new one
                 raise BacklogUnreadable(f"the broker did not answer: {exc!r}") from exc
             finally:
-                await consumer.stop()
+                if self._kafka is not None:  # not closed above
+                    self._kafka.unsubscribe()  # nothing fetched until the next look
         found: dict[str, TaskRequest] = {}
         s = self.settings
         for offset, value in values.items():
@@ -117,12 +122,30 @@ class Backlog:
                 found[request.id] = request
         return found
 
+    def forget(self, keep: Iterable[int]) -> None:
+        """Drop the indexes of every partition but ``keep`` (those assigned here now)."""
+        kept = set(keep)
+        for partition in [p for p in self._indexes if p not in kept]:
+            del self._indexes[partition]
+
+    async def close(self) -> None:
+        """Stop the consumer (a later look starts a new one)."""
+        async with self._lock:
+            await self._close()
+
+    async def _close(self) -> None:
+        consumer, self._kafka = self._kafka, None
+        if consumer is not None:
+            await consumer.stop()
+
     async def _consumer(self) -> AIOKafkaConsumer:
-        consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.bootstrap_servers, enable_auto_commit=False,
-                                    fetch_max_wait_ms=10, auto_offset_reset="earliest",
-                                    **client_options(self.settings))
-        await consumer.start()
-        return consumer
+        if self._kafka is None:
+            consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.bootstrap_servers, enable_auto_commit=False,
+                                        fetch_max_wait_ms=10, auto_offset_reset="earliest",
+                                        **client_options(self.settings))
+            await consumer.start()
+            self._kafka = consumer
+        return self._kafka
 
     async def _read_on(self, consumer: AIOKafkaConsumer, tp: TopicPartition, index: _Index) -> None:
         """Index ``tp``'s records from ``index.next_offset`` to its end."""

@@ -11,6 +11,7 @@ from typing import Any, Optional
 
 import aiohttp
 from faust.types import TP
+from mode import Service
 from yarl import URL
 
 from yadtq_app.application import app, settings
@@ -32,6 +33,22 @@ logger = logging.getLogger(__name__)
 
 #: Task messages no worker has read yet, looked up before a 404.
 _backlog = Backlog(settings, settings.task_topic)
+
+
+async def _keep_assigned(*args: Any, **kwargs: Any) -> None:
+    assigned: Any = args[1]  # (sender, assigned): the partitions assigned here now
+    _backlog.forget(tp.partition for tp in assigned if tp.topic == _backlog.topic)
+
+
+app.on_partitions_assigned.connect(_keep_assigned)
+
+
+@app.service
+class BacklogReader(Service):
+    """Stops the backlog's consumer with the worker."""
+
+    async def on_stop(self) -> None:
+        await _backlog.close()
 
 
 def with_effective_options(row: Optional[dict[str, Any]]) -> Optional[dict[str, Any]]:

@@ -111,6 +111,7 @@ def test_a_backlog_too_deep_to_index_never_answers_none_from_a_partial_index(mon
         return None
 
     fake.assign = lambda tps: None  # type: ignore[attr-defined]
+    fake.unsubscribe = lambda: None  # type: ignore[attr-defined]
     monkeypatch.setattr(looker, "_consumer", fake_consumer)
 
     async def look() -> Any:
@@ -119,3 +120,46 @@ def test_a_backlog_too_deep_to_index_never_answers_none_from_a_partial_index(mon
     for _ in range(2):  # asked again at once: still not known, not "none"
         with pytest.raises(BacklogUnreadable):
             asyncio.run(look())
+
+
+def test_looks_share_one_consumer_that_fetches_nothing_between_them(monkeypatch: Any) -> None:
+    import asyncio
+
+    from yadtq_app import backlog
+    from yadtq_app.backlog import Backlog
+
+    made: list[Any] = []
+
+    class Started(FakeConsumer):
+        def __init__(self, **config: Any) -> None:
+            super().__init__([(b"k0", 0), (b"k1", 1)], per_fetch=10)
+            self.assigned: list[Any] = []
+            self.stopped = False
+            made.append(self)
+
+        async def start(self) -> None:
+            return None
+
+        async def stop(self) -> None:
+            self.stopped = True
+
+        def assign(self, tps: list[Any]) -> None:
+            self.assigned = list(tps)
+
+        def unsubscribe(self) -> None:
+            self.assigned = []
+
+    monkeypatch.setattr(backlog, "AIOKafkaConsumer", Started)
+    monkeypatch.setattr(backlog, "FRESH", 0.0)  # every look reads on
+    settings = SimpleNamespace(max_message_bytes=1000, max_nesting=10, bootstrap_servers="127.0.0.1:1")
+    monkeypatch.setattr(backlog, "client_options", lambda s: {})
+    looker = Backlog(settings, "task_queue")  # type: ignore[arg-type]
+
+    async def looks() -> None:
+        for partition in (0, 1, 0):
+            await looker.find(partition, ["k1"], 0)
+            assert made[-1].assigned == []  # nothing assigned, so nothing fetched, between looks
+        await looker.close()
+
+    asyncio.run(looks())
+    assert len(made) == 1 and made[0].stopped
