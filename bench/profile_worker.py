@@ -1,5 +1,6 @@
 """Where a busy worker's CPU goes: one worker, N ``add`` tasks written straight to Kafka
-(or, with ``--via bulk``, submitted to it over HTTP, 1,000 a request).
+(or, with ``--via bulk``, submitted to it over HTTP, 1,000 a request; with ``--via http``,
+one a request from 8 threads).
 
 Starts a fresh broker (embedded, or Apache Kafka with ``--broker kafka``) and one
 ``yadtq worker``, writes the tasks with an aiokafka producer (the wire format any Kafka
@@ -7,7 +8,7 @@ client writes), records the worker with ``py-spy`` while it works through them, 
 prints the functions that hold the most samples (own time and with callees), plus the
 worker's tasks/s and CPU time per task.
 
-    .venv/bin/python bench/profile_worker.py --tasks 8000 [--via bulk] [--broker kafka] [--raw out.txt]
+    .venv/bin/python bench/profile_worker.py --tasks 8000 [--via bulk|http] [--broker kafka] [--raw out.txt]
 
 Needs ``py-spy`` on PATH or in the virtualenv (``pip install py-spy``). Run by hand,
 on a quiet machine; nothing here is a test.
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import concurrent.futures
 import logging
 import shutil
 import subprocess
@@ -37,6 +39,9 @@ from tests.support.cluster import Cluster
 from yadtq_app.client import Client
 
 logger = logging.getLogger("bench.profile_worker")
+
+#: Client threads submitting one task a request (``--via http``), as the bench's 8.
+HTTP_THREADS = 8
 
 
 def _py_spy() -> str:
@@ -91,8 +96,8 @@ def main() -> int:
     parser.add_argument("--no-profile", action="store_true", help="only measure tasks/s and CPU per task")
     parser.add_argument("--broker", choices=BROKERS, default="embedded",
                         help="the embedded broker (Tansu) or Apache Kafka (one node)")
-    parser.add_argument("--via", choices=("kafka", "bulk"), default="kafka",
-                        help="how the tasks arrive: written to the task topic, or bulk POST /tasks")
+    parser.add_argument("--via", choices=("kafka", "bulk", "http"), default="kafka",
+                        help="how the tasks arrive: the task topic, bulk POST /tasks, or one POST /tasks each")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     spy = None if args.no_profile else _py_spy()
@@ -120,6 +125,9 @@ def main() -> int:
         cpu0, bcpu0, t0 = cpu_seconds(worker.pid), sum(map(cpu_seconds, bpids)), time.perf_counter()
         if args.via == "kafka":
             asyncio.run(_produce(broker.bootstrap, cluster.task_topic, ids))
+        elif args.via == "http":  # as the bench's single submissions: no id of ours, the worker names each
+            with concurrent.futures.ThreadPoolExecutor(HTTP_THREADS) as pool:
+                ids = list(pool.map(lambda i: client.submit("add", i, i).id, range(args.tasks)))
         else:
             client.submit_many({"task-id": tid, "task": "add", "args": [i, i]} for i, tid in enumerate(ids))
         t_sub = time.perf_counter()
