@@ -154,6 +154,15 @@ class TaskEvent(faust.Record, namespace="yadtq.TaskEvent", serializer="json"):
     dispatch: Optional[int] = None
 
     @classmethod
+    def queued(cls, request: TaskRequest, at: float) -> "TaskEvent":
+        """The ``queued`` event of ``request``, submitted or found unread at ``at``: its
+        row reads ``scheduled`` (with the eta as next start) if the eta is later than ``at``."""
+        later = request.eta is not None and request.eta > at
+        return cls(id=request.id, kind=QUEUED, task=request.task, task_args=request.task_args,
+                   task_kwargs=request.task_kwargs, at=at, submitted_at=request.submitted_at,
+                   options=request.options, next_run_at=request.eta if later else None)
+
+    @classmethod
     def batch(cls, events: "list[TaskEvent]") -> "TaskEvent":
         """One record carrying ``events`` (all of one partition: the record is keyed by
         the first one's id)."""

@@ -21,7 +21,7 @@ from yadtq_app.errors import Refused
 from yadtq_app.ids import quote_id
 from yadtq_app.kafka.commits import committed_offset
 from yadtq_app.peers import ROUTED_HEADER, ROWS_ONLY_HEADER
-from yadtq_app.records import QUEUED, SCHEDULED, TaskEvent, TaskState
+from yadtq_app.records import TaskEvent, TaskState
 from yadtq_app.registry import describe_task
 from yadtq_app.routing import REBALANCING, Unroutable, answers_locally, is_local, locate, partition_of
 from yadtq_app.state import apply_event
@@ -99,10 +99,7 @@ async def unread_rows(partition: int, ids: list[str]) -> dict[str, TaskState]:
             raise Refused(503, f"cannot tell whether the task topic's unread messages hold it: {exc}",
                           reason="backlog-unreadable") from None
     now = time.time()
-    return {task_id: apply_event(None, TaskEvent(
-        id=task_id, kind=SCHEDULED if req.eta is not None and req.eta > now else QUEUED, task=req.task,
-        task_args=req.task_args, task_kwargs=req.task_kwargs, at=now, submitted_at=req.submitted_at,
-        options=req.options, next_run_at=req.eta)) for task_id, req in found.items()}
+    return {task_id: apply_event(None, TaskEvent.queued(req, now)) for task_id, req in found.items()}
 
 
 async def statuses(ids: list[str], *, routed: bool, unread: bool = True) -> tuple[dict[str, Any], list[str]]:

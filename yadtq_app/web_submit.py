@@ -88,14 +88,6 @@ def _check_everywhere(name: str) -> None:
                       reason="not-on-every-worker", workers_without=lacking)
 
 
-def _queued_event(accepted: Accepted, now: float) -> TaskEvent:
-    """The ``queued`` (or ``scheduled``) event of a checked submission."""
-    req = accepted.request
-    return TaskEvent(id=req.id, kind=QUEUED, task=req.task, task_args=req.task_args,
-                     task_kwargs=req.task_kwargs, at=now, submitted_at=req.submitted_at,
-                     options=req.options, next_run_at=req.eta if accepted.status == SCHEDULED else None)
-
-
 def _send_message(accepted: Accepted) -> Any:
     """Hand a checked task's message to the producer (to the sequencer if it has an
     ordering key); the send, to await with :func:`_confirmed`."""
@@ -123,7 +115,7 @@ def _send_events(accepted: list[Accepted], now: float) -> list[Any]:
         open_chunks[partition] = (chunk, used + size)
     sends = []
     for chunk in chunks:
-        events = [_queued_event(a, now) for a in chunk]
+        events = [TaskEvent.queued(a.request, now) for a in chunk]
         value = events[0] if len(events) == 1 else TaskEvent.batch(events)
         sends.append(events_topic.send(key=chunk[0].request.key, value=value))
     return sends

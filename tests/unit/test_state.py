@@ -271,3 +271,15 @@ def test_a_lease_holds_off_only_other_workers_and_only_while_processing() -> Non
     unleased = TaskState(id="t", task="add", status="processing", worker="w1")
     done = TaskState(id="t", task="add", status="success", worker="w1", lease_until=100.0)
     assert not leased_by_another(unleased, "w2") and not leased_by_another(done, "w2")
+
+
+def test_a_queued_event_reads_scheduled_only_while_its_eta_is_ahead() -> None:
+    from yadtq_app.wire import task_request_from_json
+
+    request = task_request_from_json({"task-id": "q-1", "task": "add", "args": [1, 2], "eta": 1_000.0})
+    ahead = apply_event(None, TaskEvent.queued(request, at=900.0))
+    assert (ahead.status, ahead.next_run_at) == ("scheduled", 1_000.0)
+    past = apply_event(None, TaskEvent.queued(request, at=1_100.0))  # e.g. found unread after its eta
+    assert (past.status, past.next_run_at) == ("queued", None)
+    plain = apply_event(None, TaskEvent.queued(task_request_from_json({"task-id": "q-2", "task": "add"}), at=5.0))
+    assert (plain.status, plain.task, plain.id) == ("queued", "add", "q-2")
