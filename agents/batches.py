@@ -1,5 +1,5 @@
-"""Task messages a batch at a time: :func:`ready_batches`, and :class:`InFlight`, how
-many of them are read and not handled yet.
+"""Task messages a batch at a time: :func:`ready_batches`; :class:`InFlight`, how
+many of them are read and not handled yet; :class:`BatchAcks`, one batch's acks.
 
 :func:`ready_batches` hands the task agent every message already waiting in its
 stream, up to :data:`BATCH_MAX`, and never waits for more: a lone message is a batch
@@ -19,7 +19,7 @@ from faust.types import EventT, StreamT
 from yadtq_app.agents.batch_run import slots
 from yadtq_app.application import app
 
-__all__ = ["BATCH_MAX", "IN_FLIGHT_MAX", "InFlight", "ready_batches"]
+__all__ = ["BATCH_MAX", "IN_FLIGHT_MAX", "BatchAcks", "InFlight", "ready_batches"]
 
 #: The most task messages one batch takes.
 BATCH_MAX = 256
@@ -79,7 +79,7 @@ class InFlight:
 
     def start(self, handling: Awaitable[None], messages: int) -> None:
         """Handle a batch of ``messages`` in the background (``handling`` acks each one
-        through :meth:`acked`)."""
+        through its :class:`BatchAcks`)."""
         self.count += messages
         task = asyncio.ensure_future(handling)
         self._tasks.add(task)
@@ -101,3 +101,26 @@ class InFlight:
         """Cancel every batch still handled (the worker is stopping)."""
         for task in list(self._tasks):
             task.cancel()
+
+
+class BatchAcks:
+    """The acks of one batch's messages: each acked once, on its stream, and counted out
+    of the batches in flight."""
+
+    __slots__ = ("_stream", "_flight", "_unacked")
+
+    def __init__(self, stream: StreamT[Any], flight: InFlight, events: list[EventT[Any]]) -> None:
+        self._stream = stream
+        self._flight = flight
+        self._unacked = {id(event): event for event in events}
+
+    async def ack(self, event: EventT[Any]) -> None:
+        """Ack ``event``'s message, unless it is acked already."""
+        if self._unacked.pop(id(event), None) is not None:
+            await self._stream.ack(event)
+            self._flight.acked()
+
+    async def ack_rest(self) -> None:
+        """Ack every message of the batch not acked yet."""
+        for event in list(self._unacked.values()):
+            await self.ack(event)

@@ -25,14 +25,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any, Awaitable, Callable, Optional, TypeVar
+from typing import Any, Awaitable, Optional, TypeVar
 
 import faust
 from faust.types import EventT, StreamT
 
 from yadtq_app.agents.attempts import close_attempt, open_attempt, track_attempt
 from yadtq_app.agents.batch_run import Call, batchable, run_batch, set_current, slots
-from yadtq_app.agents.batches import IN_FLIGHT_MAX, InFlight, ready_batches
+from yadtq_app.agents.batches import IN_FLIGHT_MAX, BatchAcks, InFlight, ready_batches
 from yadtq_app.agents.leases import LEASE, LEASE_POLL
 from yadtq_app.agents.ordering import enqueue, send_done
 from yadtq_app.agents.outcomes import finish_attempt
@@ -81,33 +81,24 @@ async def execute_tasks(stream: StreamT[Any]) -> None:
     :data:`~agents.batches.IN_FLIGHT_MAX` messages read and not handled; how many
     attempts run at once is the worker's slots' business (``YADTQ_CONCURRENCY``)."""
     flight = InFlight(IN_FLIGHT_MAX)
-
-    async def ack(event: EventT[Any]) -> None:
-        await stream.ack(event)
-        flight.acked()
-
     try:
         async for events in ready_batches(stream):
             app.metrics.batches.observe(len(events))
-            flight.start(handle_batch(events, ack), len(events))
+            flight.start(handle_batch(events, BatchAcks(stream, flight, events)), len(events))
             await flight.room()
     finally:
         flight.cancel()
 
 
-async def handle_batch(events: list[EventT[Any]], ack: Callable[[EventT[Any]], Awaitable[None]]) -> None:
-    """Handle ``events`` and ``ack`` each once it is handled: their plain ``def`` tasks
-    together (:func:`agents.batch_run.run_batch`), every other task as an asyncio task of
-    its own. Never raises but ``CancelledError`` (an error is logged, its message acked)."""
-    unacked = {id(event): event for event in events}
-
-    async def ack_once(event: EventT[Any]) -> None:
-        if unacked.pop(id(event), None) is not None:
-            await ack(event)
+async def handle_batch(events: list[EventT[Any]], acks: BatchAcks) -> None:
+    """Handle ``events`` and ack each (``acks``) once it is handled: their plain ``def``
+    tasks together (:func:`agents.batch_run.run_batch`), every other task as an asyncio
+    task of its own. Never raises but ``CancelledError`` (an error is logged, its
+    message acked)."""
 
     async def alone(request: TaskRequest, taskdef: TaskDef, event: EventT[Any]) -> None:
         await _guarded(run_once(request, taskdef), event)
-        await ack_once(event)
+        await acks.ack(event)
 
     calls: list[Call] = []
     others: list[tuple[asyncio.Future[None], TaskRequest]] = []
@@ -116,7 +107,7 @@ async def handle_batch(events: list[EventT[Any]], ack: Callable[[EventT[Any]], A
             set_current(event)
             ready = None if app.stopping else await _guarded(prepare(event), event)  # stopping: acks do not count
             if ready is None:
-                await ack_once(event)
+                await acks.ack(event)
                 continue
             request, taskdef = ready
             if batchable(taskdef, request) and app.running.claim(request):
@@ -125,15 +116,14 @@ async def handle_batch(events: list[EventT[Any]], ack: Callable[[EventT[Any]], A
                 others.append((asyncio.ensure_future(alone(request, taskdef, event)), request))
         if calls:
             await _guarded(run_batch(calls, lambda call: _guarded(run_once(call.request, call.taskdef), call.event),
-                                     ack_once), calls[0].event)
+                                     acks.ack), calls[0].event)
         if others:
             await asyncio.gather(*(other for other, _ in others))
     except BaseException:
         _let_go(others)
         raise
     finally:
-        for event in list(unacked.values()):
-            await ack_once(event)  # what a bug left unhandled, or the stop cut short: as Faust would
+        await acks.ack_rest()  # what a bug left unhandled, or the stop cut short: as Faust would
 
 
 def _let_go(others: list[tuple[asyncio.Future[None], TaskRequest]]) -> None:
