@@ -10,8 +10,8 @@ consumer has not read up to the partition's end or holds messages not yet acted 
 :class:`Backlog` keeps, per partition, an index of the keys it has read (key → offset),
 drops what falls below the committed offset, and reads only what was written since its
 last look; a hit is read again from its offset and parsed as the task agent would. It
-reads with one consumer of its own, started at its first look and kept (with nothing
-assigned between looks, so it fetches nothing) until :meth:`Backlog.close`.
+reads with one consumer of its own, started at its first look and kept (its partition
+paused between looks, so it fetches nothing) until :meth:`Backlog.close`.
 """
 
 from __future__ import annotations
@@ -97,8 +97,8 @@ class Backlog:
                 consumer = await self._consumer()
             except KafkaError as exc:
                 raise BacklogUnreadable(f"the broker did not answer: {exc!r}") from exc
+            tp = TopicPartition(self.topic, partition)
             try:
-                tp = TopicPartition(self.topic, partition)
                 consumer.assign([tp])
                 if not fresh:
                     await self._read_on(consumer, tp, index)
@@ -109,7 +109,9 @@ class Backlog:
                 raise BacklogUnreadable(f"the broker did not answer: {exc!r}") from exc
             finally:
                 if self._kafka is not None:  # not closed above
-                    self._kafka.unsubscribe()  # nothing fetched until the next look
+                    # Nothing fetched until the next look. Not unsubscribe(): that and the
+                    # next assign() would each ask the broker for metadata.
+                    self._kafka.pause(tp)
         found: dict[str, TaskRequest] = {}
         s = self.settings
         for offset, value in values.items():
