@@ -48,22 +48,23 @@ class Opened:
 def open_attempt(request: TaskRequest, taskdef: TaskDef, attempt: int, state: Optional[TaskState],
                  loop: asyncio.AbstractEventLoop) -> Opened:
     """Start attempt ``attempt`` of ``request`` now: its options, time limit, progress
-    reporter and context; it counts as in progress until :func:`close_attempt`."""
+    reporter and context (nothing is registered yet: :func:`track_attempt`)."""
     options = {**(state.options if state is not None else {}), **request.options}
     timeout = float(options.get("timeout") or taskdef.timeout or settings.default_timeout)
     started = time.time()
     reporter = ProgressReporter(functools.partial(send_progress, request, attempt), loop)
     context = TaskContext(id=request.id, name=request.task, attempt=attempt, worker=settings.worker_id,
                           started_at=started, reporter=reporter)
-    app.stats.in_progress += 1
     return Opened(request, attempt, options, timeout, started, reporter, context)
 
 
 def track_attempt(opened: Opened, job: "asyncio.Future[Any]", partition: int) -> None:
     """Register ``job``, the running attempt, in ``app.running`` (with no ``await``
-    since its status row was read, a cancel folded from then on finds it)."""
+    since its status row was read, a cancel folded from then on finds it); it counts as
+    in progress until :func:`close_attempt`."""
     request = opened.request
     app.running.add(request.id, job, Attempt(request, opened.attempt, opened.started, partition))
+    app.stats.in_progress += 1
     logger.debug("worker %s: task %s (%s) attempt %d starts", settings.worker_id, request.id, request.task,
                  opened.attempt)
 
