@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import json
 import signal
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -103,6 +104,38 @@ def test_sigterm_hands_back_in_flight_tasks(cluster_factory: Any, tmp_path: Path
     done = wait_all_finished(cluster, ids, timeout=90)
     check(ledger.read(), done, faulty=victim.worker_id, fault_at=stopped_at)
     assert sorted(done[t]["result"] for t in ids) == list(range(20))
+
+
+@pytest.mark.kafka_only  # the embedded broker numbers the first generation 0: no LeaveGroup then (BROKER.md)
+def test_a_worker_given_partitions_while_it_stops_still_leaves_the_group(cluster_factory: Any) -> None:
+    """A rebalance that assigns partitions to a worker on its way out (another worker
+    left meanwhile) must not keep it in the group: it leaves when its consumer stops, so
+    the worker that stays takes every partition at once, not a session timeout later.
+    (Faust's own answer to that assignment marked the consumer closed from the wrong
+    event loop: it then exited without leaving, and could hang on its way out.)"""
+    session = 20.0
+    cluster = cluster_factory(extra_env={"YADTQ_SESSION_TIMEOUT": str(session)})
+    [stopping] = cluster.add(1, wrap=[sys.executable, "-m", "tests.support.slow_stop"],
+                             extra_env={"YADTQ_TEST_SLOW_STOP": "4"})
+    leaving, staying = cluster.add(2)
+    for w in cluster.workers:
+        w.wait_healthy(60)
+    cluster.wait_settled(timeout=60)
+    stopping.signal(signal.SIGTERM)
+    wait_for(lambda: "SlowStop]: Stopping" in stopping.log_text(), timeout=10, message="the slow stop to begin")
+    mark = len(stopping.log_text())
+    leaving.signal(signal.SIGTERM)  # its leaving starts a rebalance while the first one stops
+    assert leaving.proc.wait(30) is not None
+    assert stopping.proc.wait(30) is not None
+    gone = time.monotonic()
+    assert "Joined group" in stopping.log_text()[mark:], "the stopping worker was not in the rebalance"
+
+    def all_partitions() -> bool:
+        view = {w["id"]: w for w in cluster.workers_view(staying)}
+        return sorted(view[staying.worker_id]["partitions"]) == list(range(cluster.partitions))
+
+    wait_for(all_partitions, timeout=3 * session, interval=0.1, message="the staying worker to hold every partition")
+    assert time.monotonic() - gone < session / 4, "the stopped worker's partitions waited for its session to end"
 
 
 def test_late_joiner_gets_partitions_and_work(cluster_factory: Any, tmp_path: Path) -> None:

@@ -48,6 +48,15 @@ class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         self.fetch_lanes = install_lanes(kafka)
         track_heartbeats(kafka, consumer.heartbeats)
 
+    def close(self) -> None:
+        """Nothing: the consumer stops with this thread, on the thread's own loop
+        (:meth:`on_thread_stop`), and leaves the group then.
+
+        Faust calls this when a rebalance assigns partitions to an app that is stopping.
+        Faust's own marks the aiokafka consumer stopped and closes its client and
+        coordinator on the app's event loop, not this thread's (``docs/brokers.md``,
+        "A rebalance during a stop")."""
+
     def wake_fetcher(self) -> None:
         """Send new fetches now instead of waiting for those in flight (call in this
         thread's loop)."""
