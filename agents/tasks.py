@@ -181,17 +181,17 @@ async def prepare(event: EventT[Any]) -> Optional[tuple[TaskRequest, TaskDef]]:
         await enqueue(request)  # its turn comes from the sequencer (yadtq_app.ordering)
         return None
     app.running.reading(request)  # GET /tasks/{id} answers queued from here until its claim
+    go = False
     try:
         if not await may_act(msg.partition):
             logger.info("worker %s: task %s: partition %d moved to another worker; leaving it there",
                         settings.worker_id, request.id, msg.partition)
-        elif msg.partition in _caught_up or await _catch_up(request, msg.partition):
-            return request, taskdef
-    except BaseException:
-        app.running.reading(request, done=True)
-        raise
-    app.running.reading(request, done=True)
-    return None
+        else:
+            go = msg.partition in _caught_up or await _catch_up(request, msg.partition)
+    finally:
+        if not go:
+            app.running.reading(request, done=True)
+    return (request, taskdef) if go else None
 
 
 async def _catch_up(request: TaskRequest, partition: int) -> bool:
