@@ -16,7 +16,6 @@ import os
 import socket
 import sys
 import time
-from pathlib import Path
 from typing import Any, Awaitable, Callable, Optional, Set
 
 import aiohttp
@@ -43,7 +42,7 @@ from .peers import PeerTasks
 from .registry import TaskRegistry, default_registry
 from .running import RunningTasks
 from .security import broker_credentials, client_options
-from .settings import PRODUCER_MAX_REQUEST_SIZE, Settings
+from .settings import PRODUCER_MAX_REQUEST_SIZE, Settings, command_line_port
 from .worker_memory import FinishWaiters, RecentlyFinished, RecentTasks, WorkerStats
 
 __all__ = ["YadtqApp", "create_app", "app", "settings", "EXIT_CONFIG"]
@@ -371,27 +370,6 @@ def create_app(settings: Optional[Settings] = None, registry: Optional[TaskRegis
     registry = registry if registry is not None else default_registry
     registry.load_modules(settings.task_modules)
     return YadtqApp(settings, registry, **faust_options(settings))
-
-
-def command_line_port(argv: list[str]) -> Optional[int]:
-    """The web port a ``faust … worker`` (or ``yadtq worker``) command line names with
-    ``--web-port N`` / ``-p N``, if any: Faust reads it only after this module built the
-    settings, so the data folder and the advertised URL would keep the default port."""
-    if "worker" not in argv or not any(part in ("faust", "yadtq") or part.endswith("cli.py")
-                                       for part in Path(argv[0] if argv else "").parts):
-        return None
-    for i, arg in enumerate(argv):
-        value = None
-        if arg in ("--web-port", "-p") and i + 1 < len(argv):
-            value = argv[i + 1]
-        elif arg.startswith("--web-port="):
-            value = arg.split("=", 1)[1]
-        if value is not None:
-            try:
-                return int(value)
-            except ValueError:
-                return None  # Faust refuses it in its own words
-    return None
 
 
 settings = Settings.from_env()

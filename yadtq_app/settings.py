@@ -14,13 +14,14 @@ import ipaddress
 import os
 import socket
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, TypeVar, overload
 from urllib.parse import urlsplit
 
 from .errors import ConfigurationError
 from .settings_checks import check
 
-__all__ = ["Settings", "DEFAULT_BROKER_URL", "Declaration", "declarations", "setting"]
+__all__ = ["Settings", "DEFAULT_BROKER_URL", "Declaration", "declarations", "setting", "command_line_port"]
 
 DEFAULT_BROKER_URL = "kafka://127.0.0.1:9092"
 #: The producer's largest request (Faust's default, set explicitly on the app) and the
@@ -320,3 +321,24 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def command_line_port(argv: list[str]) -> Optional[int]:
+    """The web port a ``faust … worker`` (or ``yadtq worker``) command line names with
+    ``--web-port N`` / ``-p N``, if any: Faust reads it only after ``yadtq_app.application``
+    built the settings, so the data folder and the advertised URL would keep the default port."""
+    if "worker" not in argv or not any(part in ("faust", "yadtq") or part.endswith("cli.py")
+                                       for part in Path(argv[0] if argv else "").parts):
+        return None
+    for i, arg in enumerate(argv):
+        value = None
+        if arg in ("--web-port", "-p") and i + 1 < len(argv):
+            value = argv[i + 1]
+        elif arg.startswith("--web-port="):
+            value = arg.split("=", 1)[1]
+        if value is not None:
+            try:
+                return int(value)
+            except ValueError:
+                return None  # Faust refuses it in its own words
+    return None

@@ -50,7 +50,7 @@ def test_two_processes_never_share_a_data_folder(tmp_path: Path) -> None:
 
 
 def test_the_command_line_web_port_is_found() -> None:
-    from yadtq_app.application import command_line_port
+    from yadtq_app.settings import command_line_port
 
     assert command_line_port(["/v/bin/faust", "-A", "yadtq_app", "worker", "--web-port", "6068"]) == 6068
     assert command_line_port(["/v/bin/faust", "-A", "yadtq_app", "worker", "-p", "6069"]) == 6069
