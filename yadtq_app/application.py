@@ -23,6 +23,7 @@ import faust
 from faust.types import TP
 
 from .admin import TopicSpec, ensure_topics, topic_specs
+from .backlog import Backlog
 from .broker import port_is_free
 from .broker_link import BrokerWatch, restart_process, wait_for_broker
 from .datadir import DataDirLock, check_marker
@@ -110,6 +111,8 @@ class YadtqApp(faust.App):
         self.running = RunningTasks()
         self.finish_waiters = FinishWaiters()
         self.held = HeldSubmissions(settings.queued_hold)  # queued rows not written yet (agents.status)
+        #: Task messages no worker has read yet, looked up before a 404 (yadtq_app.status_reads).
+        self.backlog = Backlog(settings, settings.task_topic)
         #: What the other alive workers register (refreshed by yadtq_app.web_cluster).
         self.peer_tasks = PeerTasks(settings.worker_id, registry.names(), registry.digest())
         self.processes = ProcessRunner(settings.processes)
@@ -237,6 +240,7 @@ class YadtqApp(faust.App):
         if self.broker_watch is not None:
             await self.broker_watch.close()
         await self.group_lag.close()
+        await self.backlog.close()
         self.threads.close()
         self.processes.close()
         if self._long_poll_http is not None:

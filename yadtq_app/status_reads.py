@@ -11,11 +11,10 @@ from typing import Any, Optional
 
 import aiohttp
 from faust.types import TP
-from mode import Service
 from yarl import URL
 
 from yadtq_app.application import app, settings
-from yadtq_app.backlog import Backlog, BacklogUnreadable, may_be_unread
+from yadtq_app.backlog import BacklogUnreadable, may_be_unread
 from yadtq_app.catch_up import caught_up_now
 from yadtq_app.errors import Refused
 from yadtq_app.ids import quote_id
@@ -31,24 +30,12 @@ __all__ = ["with_effective_options", "recorded_status", "unread_rows", "statuses
 
 logger = logging.getLogger(__name__)
 
-#: Task messages no worker has read yet, looked up before a 404.
-_backlog = Backlog(settings, settings.task_topic)
-
-
 async def _keep_assigned(*args: Any, **kwargs: Any) -> None:
     assigned: Any = args[1]  # (sender, assigned): the partitions assigned here now
-    _backlog.forget(tp.partition for tp in assigned if tp.topic == _backlog.topic)
+    app.backlog.forget(tp.partition for tp in assigned if tp.topic == app.backlog.topic)
 
 
 app.on_partitions_assigned.connect(_keep_assigned)
-
-
-@app.service
-class BacklogReader(Service):
-    """Stops the backlog's consumer with the worker."""
-
-    async def on_stop(self) -> None:
-        await _backlog.close()
 
 
 def with_effective_options(row: Optional[dict[str, Any]]) -> Optional[dict[str, Any]]:
@@ -94,7 +81,7 @@ async def unread_rows(partition: int, ids: list[str]) -> dict[str, TaskState]:
     absent = [task_id for task_id in ids if task_id not in found]
     if absent and may_be_unread(app.consumer, tp):
         try:
-            found.update(await _backlog.find(partition, absent, committed_offset(app.consumer, tp) or 0))
+            found.update(await app.backlog.find(partition, absent, committed_offset(app.consumer, tp) or 0))
         except BacklogUnreadable as exc:
             raise Refused(503, f"cannot tell whether the task topic's unread messages hold it: {exc}",
                           reason="backlog-unreadable") from None
