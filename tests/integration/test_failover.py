@@ -116,7 +116,7 @@ def test_a_worker_given_partitions_while_it_stops_still_leaves_the_group(cluster
     session = 20.0
     cluster = cluster_factory(extra_env={"YADTQ_SESSION_TIMEOUT": str(session)})
     [stopping] = cluster.add(1, wrap=[sys.executable, "-m", "tests.support.slow_stop"],
-                             extra_env={"YADTQ_TEST_SLOW_STOP": "4"})
+                             extra_env={"YADTQ_TEST_SLOW_STOP": "6"})
     leaving, staying = cluster.add(2)
     for w in cluster.workers:
         w.wait_healthy(60)
