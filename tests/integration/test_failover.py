@@ -138,6 +138,27 @@ def test_a_worker_given_partitions_while_it_stops_still_leaves_the_group(cluster
     assert time.monotonic() - gone < session / 4, "the stopped worker's partitions waited for its session to end"
 
 
+@pytest.mark.kafka_only  # the embedded broker numbers the first generation 0: no LeaveGroup then (BROKER.md)
+def test_a_worker_stopped_while_the_group_waits_for_a_dead_member_exits_at_once(cluster_factory: Any) -> None:
+    """A SIGTERM while the group rebalances, and the rebalance waits for a member that
+    died (until its session ends): the worker must leave and exit, not wait with the
+    group. (aiokafka's stop waits for its JoinGroup, which the broker holds until then.)"""
+    session = 20.0
+    cluster = cluster_factory(extra_env={"YADTQ_SESSION_TIMEOUT": str(session)}).start(4)
+    dead, leaving, stopping, _staying = cluster.workers
+    dead.kill()
+    mark = len(stopping.log_text())
+    leaving.signal(signal.SIGTERM)  # its LeaveGroup starts a rebalance, which waits for the dead one
+    assert leaving.proc.wait(30) is not None
+    wait_for(lambda: "(Re-)joining group" in stopping.log_text()[mark:], timeout=10,
+             message="the worker to stop to rejoin the group")
+    t0 = time.monotonic()
+    stopping.signal(signal.SIGTERM)
+    assert stopping.proc.wait(60) is not None
+    took = time.monotonic() - t0
+    assert took < session / 4, f"the stop took {took:.1f} s: it waited for the rebalance"
+
+
 def test_late_joiner_gets_partitions_and_work(cluster_factory: Any, tmp_path: Path) -> None:
     cluster = cluster_factory().start(2)
     Client(cluster.workers[0].url).submit("add", 1, 1).result(timeout=30)

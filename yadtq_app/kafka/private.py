@@ -30,10 +30,11 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 
 __all__ = [
     "ACCESSED", "OVERRIDDEN", "acked", "acked_index", "app_producer", "clean_unacked_messages", "cluster_partition",
-    "committed_offsets", "consumer_coordinator", "consumer_fetcher", "consumer_subscription", "consumer_thread",
-    "disable_compiled_stream_iterator", "ensure_producer", "ensure_thread_consumer", "fetch_planner",
-    "fetcher_client", "fetcher_wait_ms", "gaps", "heartbeat_call", "paused_partitions", "read_offsets",
-    "recovery_events_received_at", "recovery_started_at", "replace_fetch_planner", "replace_heartbeat_call",
+    "committed_offsets", "consumer_client", "consumer_coordinator", "consumer_fetcher", "consumer_subscription",
+    "consumer_thread", "disable_compiled_stream_iterator", "ensure_producer", "ensure_thread_consumer",
+    "fetch_planner", "fetcher_client", "fetcher_wait_ms", "gaps", "heartbeat_call", "paused_partitions",
+    "read_offsets", "recovery_events_received_at", "recovery_started_at", "rejoining", "replace_fetch_planner",
+    "replace_heartbeat_call",
     "set_consumer_fetch_wait", "set_fetcher_client", "set_fetcher_wait_ms", "set_read_offsets", "store_get",
     "thread_consumer", "tps_url", "unacked_messages", "wait_for_ack", "ack_waiter", "loop_selector",
     "producer_accumulator", "send_lingering",
@@ -61,6 +62,8 @@ ACCESSED: tuple[tuple[Any, str], ...] = (
     (aiokafka.AIOKafkaConsumer, "_coordinator"),
     (aiokafka.AIOKafkaConsumer, "_subscription"),
     (aiokafka.AIOKafkaConsumer, "_fetcher"),
+    (aiokafka.AIOKafkaConsumer, "_client"),
+    (GroupCoordinator, "_performed_join_prepare"),
     (Fetcher, "_fetch_max_wait_ms"),
     (Fetcher, "_client"),
     (Fetcher, "_get_actions_per_node"),
@@ -178,6 +181,17 @@ def set_consumer_fetch_wait(kafka: aiokafka.AIOKafkaConsumer, ms: int) -> None:
 def consumer_coordinator(kafka: aiokafka.AIOKafkaConsumer) -> Any:
     """The group coordinator of an aiokafka consumer (``None`` before it starts)."""
     return getattr(kafka, "_coordinator", None)
+
+
+def consumer_client(kafka: aiokafka.AIOKafkaConsumer) -> Any:
+    """The aiokafka client (connections, metadata) of an aiokafka consumer."""
+    return kafka._client
+
+
+def rejoining(coordinator: Any) -> bool:
+    """Whether the group coordinator is rejoining its group: from giving up its
+    partitions until its JoinGroup and SyncGroup are answered."""
+    return bool(coordinator._performed_join_prepare)
 
 
 def consumer_subscription(kafka: aiokafka.AIOKafkaConsumer) -> Any:

@@ -9,17 +9,20 @@ heartbeat tracking, start-offset seek and end-offset remedy.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, List, Mapping, Optional
 
 import aiokafka
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
+from mode.threads import QueueServiceThread
 
 from . import private
 from .end_offsets import join_servers, true_end_offsets
 from .fetch_wait import adapt_fetch_wait
 from .heartbeats import membership_lost, track_heartbeats
 from .lanes import FetchLanes, install_lanes
+from .leaving import leave_now
 
 __all__ = ["ConsumerThread"]
 
@@ -47,6 +50,21 @@ class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
             adapt_fetch_wait(kafka, consumer.fetch_wait)
         self.fetch_lanes = install_lanes(kafka)
         track_heartbeats(kafka, consumer.heartbeats)
+
+    async def on_thread_stop(self) -> None:
+        """Faust's: stop the method queue, then the consumer; but a consumer that is
+        rejoining its group leaves it first (:func:`~yadtq_app.kafka.leaving.leave_now`),
+        once its stop has begun, so its coordination task ends instead of joining again."""
+        await QueueServiceThread.on_thread_stop(self)
+        kafka = private.thread_consumer(self)
+        if kafka is None:
+            return
+        stopping = asyncio.ensure_future(kafka.stop())
+        await asyncio.sleep(0)  # the stop has begun: its coordinator is closing
+        try:
+            await leave_now(kafka)
+        finally:
+            await stopping
 
     def close(self) -> None:
         """Nothing: the consumer stops with this thread, on the thread's own loop
