@@ -1,5 +1,6 @@
 """The worker consumer's thread: Faust's, with yadtq's fetch wait, fetch lanes,
-heartbeat tracking, start-offset seek and end-offset remedy.
+heartbeat tracking, start-offset seek, end-offset remedy and a stop that leaves the
+group in a rebalance too.
 
 :class:`ConsumerThread` reads its settings from its transport's class attributes
 (:class:`yadtq_app.kafka.transport.Transport`: ``fetch_max_wait_ms``,
