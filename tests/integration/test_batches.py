@@ -20,6 +20,9 @@ from tests.support.wait import wait_for
 
 pytestmark = pytest.mark.integration
 
+#: How long each task of the burst runs.
+SECONDS = 0.6
+
 
 def test_kill_9_in_the_middle_of_a_batch_reruns_only_its_unfinished_tasks(cluster_factory: Any, broker: Any,
                                                                          tmp_path: Path) -> None:
@@ -41,18 +44,25 @@ def test_kill_9_in_the_middle_of_a_batch_reruns_only_its_unfinished_tasks(cluste
     kp = producer(broker)
     for i, tid in enumerate(ids):
         kp.send(cluster.task_topic, key=tid.encode(),
-                value=json.dumps({"task-id": tid, "task": "tests.ledgered_sync", "args": [0.4],
+                value=json.dumps({"task-id": tid, "task": "tests.ledgered_sync", "args": [SECONDS],
                                   "kwargs": {"value": i}}).encode())
     kp.flush()
     kp.close()
 
+    metrics: dict[Any, float] = {}
+
     def halfway() -> bool:
+        # The slow looks first (the commit, the metrics), the ledger last, just before the
+        # kill: the two tasks it shows running must still run when the kill lands.
+        if committed() <= before:
+            return False
+        metrics.update(scrape(victim.url))
         ledger.read()
         ended = [e for e in ledger.executions if e.end is not None]
-        return len(ended) >= 6 and len(ledger.running(victim.worker_id)) == 2 and committed() > before
+        running = [e for e in ledger.executions if e.worker == victim.worker_id and e.end is None]
+        return len(ended) >= 6 and len(running) == 2 and all(time.time() - e.start < SECONDS / 2 for e in running)
 
     wait_for(halfway, timeout=60, interval=0.02, message="the victim halfway through its tasks, some committed")
-    metrics = scrape(victim.url)
     victim.signal(signal.SIGKILL)
     killed_at = time.time()
     victim.proc.wait(10)
