@@ -19,7 +19,7 @@ from aiokafka.errors import KafkaError
 from aiokafka.protocol.group import LeaveGroupRequest
 
 from . import private
-from .heartbeats import UNKNOWN_MEMBER_ID
+from .heartbeats import membership_lost
 
 __all__ = ["leave_now", "LEAVE_TIMEOUT"]
 
@@ -34,7 +34,7 @@ async def leave_now(consumer: aiokafka.AIOKafkaConsumer) -> bool:
     whether the broker took the LeaveGroup. A consumer not rejoining is left as it is."""
     coordinator = private.consumer_coordinator(consumer)
     if coordinator is None or not private.rejoining(coordinator) or coordinator.coordinator_id is None \
-            or coordinator.member_id == UNKNOWN_MEMBER_ID:
+            or membership_lost(consumer):
         return False
     request = LeaveGroupRequest(coordinator.group_id, coordinator.member_id)
     try:
