@@ -30,6 +30,7 @@ __all__ = ["with_effective_options", "recorded_status", "unread_rows", "statuses
 
 logger = logging.getLogger(__name__)
 
+
 async def _keep_assigned(*args: Any, **kwargs: Any) -> None:
     assigned: Any = args[1]  # (sender, assigned): the partitions assigned here now
     app.backlog.forget(tp.partition for tp in assigned if tp.topic == app.backlog.topic)
