@@ -221,6 +221,10 @@ class Consumer(faust_aiokafka.Consumer):
         app: Any = self.app
         for hook in getattr(app, "on_wait_empty", ()):
             await hook()
+        # A message whose ack Faust did not count (below the committed offset, or its
+        # offset acked already) stays in Faust's set: its wait would wait a full second
+        # for an ack that came before it.
+        private.clean_unacked_messages(self)
         if not getattr(app, "revoking", False) or app.should_stop:
             await super().wait_empty()
             return
