@@ -1,4 +1,4 @@
-"""yadtq's consumer at a stop: no wait for acks already made.
+"""yadtq's consumer at a stop: no wait for acks already made, no reread left running.
 
 A real (unstarted) consumer of yadtq's transport on a Faust app; nothing reaches a broker.
 """
@@ -61,3 +61,12 @@ async def test_a_message_not_acked_is_still_waited_for(consumer: Consumer) -> No
     await asyncio.wait_for(waiting, 5)
     assert running not in private.unacked_messages(consumer)
 
+
+async def test_a_reread_waiting_for_flow_control_ends_when_the_consumer_stops(consumer: Consumer) -> None:
+    consumer.reread(TASKS, 5)  # flow control is off: it waits
+    task = consumer._yadtq_reread_task
+    assert task is not None
+    await asyncio.sleep(0.3)
+    assert not task.done()
+    await consumer.stop()
+    await asyncio.wait_for(task, 1)

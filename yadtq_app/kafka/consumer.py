@@ -188,7 +188,7 @@ class Consumer(faust_aiokafka.Consumer):
 
     async def _reread(self) -> None:
         pending = self._yadtq_reread
-        while pending:
+        while pending and not self.should_stop:  # stopped: the next owner reads from the commit
             await asyncio.sleep(REREAD_DELAY)
             if self.app.rebalancing or not self.app.flow_control.is_active() or not self.flow_active:
                 continue  # the rebalance's own seek comes first
