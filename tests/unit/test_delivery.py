@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import inspect
 import re
-from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.support.source import method_source
 from yadtq_app.kafka.delivery import deliver_first, is_suspension_wait
 
 
@@ -95,13 +94,10 @@ async def test_only_the_consumers_own_suspension_wait_is_recognised() -> None:
 def test_fausts_drain_loop_still_races_each_delivery_against_the_flow_suspension() -> None:
     """``Consumer.wait_first`` recognises one call of Faust's drain loop; a Faust upgrade
     that changes it would silently put every message back on the slow path (batches of
-    one). Read as text, as ``test_private_names`` reads class bodies."""
+    one). Read as text (``tests.support.source``)."""
     from faust.transport import consumer as faust_consumer
 
-    source = Path(inspect.getfile(faust_consumer)).read_text()
-    body = source[source.index("async def _drain_messages("):]
-    end = body.find("\n    async def ", 1)
-    body = body if end < 0 else body[:end]
+    body = method_source(faust_consumer.Consumer, "_drain_messages")
     call = re.compile(r"await self\.wait_first\(\s*callback\(message\),\s*self\.suspend_flow\.wait\(\)\s*,?\s*\)")
     assert call.search(body), "Faust's _drain_messages no longer calls wait_first(callback(message), " \
                               "suspend_flow.wait()): see yadtq_app/kafka/delivery.py"

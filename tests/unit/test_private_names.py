@@ -6,14 +6,14 @@ that renames or drops one fails here, instead of silently skipping a fix.
 
 from __future__ import annotations
 
-import inspect
 import re
 import types
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import pytest
 
+from tests.support.source import class_source
 from yadtq_app.kafka import private
 
 NAMES = [*private.ACCESSED, *private.OVERRIDDEN]
@@ -36,25 +36,6 @@ def defines(owner: Any, name: str) -> bool:
         if source is not None and assigned.search(source):
             return True
     return False
-
-
-def class_source(klass: type) -> Optional[str]:
-    """The text of ``klass``'s body in its module's file (``None``: built in or compiled).
-
-    Read as text, not with inspect.getsource: on CPython 3.11 its AST parse can raise
-    "AST constructor recursion depth mismatch" after deep recursion elsewhere in the
-    process (python/cpython#106905)."""
-    try:
-        lines = Path(inspect.getfile(klass)).read_text().splitlines()
-    except (OSError, TypeError):
-        return None
-    header = re.compile(rf"^class {re.escape(klass.__name__)}\b")
-    for i, line in enumerate(lines):
-        if header.match(line):
-            end = next((j for j in range(i + 1, len(lines))
-                        if lines[j] and not lines[j][0].isspace() and not lines[j].startswith("#")), len(lines))
-            return "\n".join(lines[i:end])
-    return None
 
 
 @pytest.mark.parametrize("owner, name", NAMES, ids=[f"{getattr(o, '__qualname__', o.__name__)}.{n}" for o, n in NAMES])
