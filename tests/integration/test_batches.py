@@ -59,7 +59,7 @@ def test_kill_9_in_the_middle_of_a_batch_reruns_only_its_unfinished_tasks(cluste
         metrics.update(scrape(victim.url))
         ledger.read()
         ended = [e for e in ledger.executions if e.end is not None]
-        running = [e for e in ledger.executions if e.worker == victim.worker_id and e.end is None]
+        running = ledger.running_executions(victim.worker_id)
         return len(ended) >= 6 and len(running) == 2 and all(time.time() - e.start < SECONDS / 2 for e in running)
 
     wait_for(halfway, timeout=60, interval=0.02, message="the victim halfway through its tasks, some committed")

@@ -53,8 +53,12 @@ class Ledger:
         return {ex.id for ex in self.executions
                 if ex.worker == worker and ex.start <= at and (ex.end is None or ex.end > at)}
 
+    def running_executions(self, worker: str) -> list[Execution]:
+        """The executions ``worker`` has started and neither finished nor had cancelled."""
+        return [ex for ex in self.executions if ex.worker == worker and ex.end is None and ex.stopped is None]
+
     def running(self, worker: str) -> set[str]:
-        return {ex.id for ex in self.executions if ex.worker == worker and ex.end is None and ex.stopped is None}
+        return {ex.id for ex in self.running_executions(worker)}
 
 
 def check(ledger: Ledger, statuses: dict[str, dict[str, Any]], *, faulty: str, fault_at: float,
