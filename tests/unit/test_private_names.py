@@ -63,13 +63,13 @@ def test_every_private_attribute_in_private_py_is_listed() -> None:
 
 def test_every_overridden_private_hook_is_listed() -> None:
     # Each private method a yadtq subclass of a Faust/aiokafka class defines is in OVERRIDDEN.
-    from yadtq_app.application import YadtqApp
+    from yadtq_app.application import Worker, YadtqApp
     from yadtq_app.fencing import FencedTable
     from yadtq_app.kafka.consumer import Consumer
     from yadtq_app.kafka.thread import ConsumerThread
 
     listed = {name for _, name in private.OVERRIDDEN}
-    for klass in (YadtqApp, FencedTable, Consumer, ConsumerThread):
+    for klass in (YadtqApp, Worker, FencedTable, Consumer, ConsumerThread):
         library = [base for base in klass.__mro__ if base.__module__.split(".")[0] in ("faust", "aiokafka", "mode")]
         overridden = {name for name in vars(klass) if name.startswith("_") and not name.startswith("__")
                       and name != "_abc_impl"  # abc's own, on every class

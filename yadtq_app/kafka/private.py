@@ -1,8 +1,8 @@
-"""The one door to Faust's and aiokafka's private attributes.
+"""The one door to Faust's, aiokafka's and mode's private attributes.
 
 Every private attribute of faust-streaming or aiokafka that yadtq reads, writes or
 calls is reached through a named function here; every private hook yadtq's subclasses
-override is named in :data:`OVERRIDDEN`. :data:`ACCESSED` and :data:`OVERRIDDEN` list
+override (mode's worker's too) is named in :data:`OVERRIDDEN`. :data:`ACCESSED` and :data:`OVERRIDDEN` list
 them all as ``(owner, name)``, and ``tests/unit/test_private_names.py`` checks that
 each exists on the pinned versions, so an upgrade that renames one fails a test instead
 of silently skipping a fix.
@@ -27,6 +27,7 @@ from faust.tables.base import Collection
 from faust.tables.recovery import Recovery
 from faust.transport import consumer as faust_consumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
+from mode.worker import Worker as ModeWorker
 
 __all__ = [
     "ACCESSED", "OVERRIDDEN", "acked", "acked_index", "app_producer", "clean_unacked_messages", "cluster_partition",
@@ -91,6 +92,7 @@ OVERRIDDEN: tuple[tuple[Any, str], ...] = (
     (App, "_new_transport"),
     (App, "_discovery_modules"),
     (App, "_new_web"),
+    (ModeWorker, "_sentinel_task"),  # yadtq_app.application.Worker
     (Collection, "_on_changelog_sent"),  # yadtq_app.fencing.FencedTable
     (faust_aiokafka.Consumer, "_new_consumer_thread"),  # yadtq_app.kafka.consumer.Consumer
     (_Consumer, "_new_offset"),
