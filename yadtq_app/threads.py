@@ -11,7 +11,8 @@ import collections
 import contextvars
 import queue
 import threading
-from typing import Any, Callable, Optional
+import time
+from typing import Any, Callable, Iterable, Optional
 
 __all__ = ["ThreadRunner", "default_threads"]
 
@@ -31,6 +32,12 @@ class ThreadRunner:
     only when no delivery is pending already, so one wake-up delivers every call
     finished meanwhile. Each call runs in a copy of the caller's context (so
     :func:`yadtq_app.current_task` works in the thread).
+
+    For calls known to take microseconds, :meth:`wait` lets the event loop's thread
+    block for them instead of going round its selector: the loop's thread and a pool
+    thread then hand the GIL to each other once each way, where the trip through the
+    selector also let the consumer's thread and the producer run in between, and cost
+    a worker three times the context switches (bench/RESULTS.md, 2026-12-06).
 
     The threads are daemons, started on the first call: a thread abandoned at a task's
     time limit (Python cannot stop it) does not keep the worker from exiting.
@@ -55,6 +62,16 @@ class ThreadRunner:
         pool.jobs.put((future, contextvars.copy_context(), fn, args))
         return future
 
+    def wait(self, futures: Iterable["asyncio.Future[Any]"], timeout: float) -> bool:
+        """Block the calling thread (the event loop's) until the calls of ``futures``
+        (from :meth:`submit`) have finished in their threads, for at most ``timeout``
+        seconds, then hand over every call finished by then, theirs or not. True if
+        each of ``futures`` is done on return; the others are handed over as usual."""
+        pool = self._pool
+        if pool is None:
+            return all(future.done() for future in futures)
+        return pool.wait(futures, timeout)
+
     def close(self) -> None:
         """Let idle threads end; a thread still running a task ends after it (not waited for)."""
         pool, self._pool = self._pool, None
@@ -71,6 +88,9 @@ class _ThreadPool:
         self._finished: collections.deque[tuple[asyncio.Future[Any], bool, Any]] = collections.deque()
         self._lock = threading.Lock()
         self._wake_pending = False
+        #: Signalled for each call that finishes while the loop's thread is in :meth:`wait`.
+        self._finishing = threading.Condition(self._lock)
+        self._loop_waits = False
         self._size = size
         for i in range(size):
             threading.Thread(target=self._work, name=f"{name}_{i}", daemon=True).start()
@@ -89,6 +109,9 @@ class _ThreadPool:
                 done = (future, False, exc)
             with self._lock:
                 self._finished.append(done)
+                if self._loop_waits:
+                    self._finishing.notify()
+                    continue  # the loop's thread hands it over when its wait ends
                 if self._wake_pending:
                     continue  # the delivery already scheduled takes this one too
                 self._wake_pending = True
@@ -96,6 +119,23 @@ class _ThreadPool:
                 self.loop.call_soon_threadsafe(self._deliver)
             except RuntimeError:  # the loop is closed: nobody waits any more
                 return
+
+    def wait(self, futures: Iterable["asyncio.Future[Any]"], timeout: float) -> bool:
+        waited = {id(future) for future in futures if not future.done()}
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            self._loop_waits = True
+            try:
+                while True:
+                    waited.difference_update(id(future) for future, _, _ in self._finished)
+                    left = deadline - time.monotonic()
+                    if not waited or left <= 0:
+                        break
+                    self._finishing.wait(left)
+            finally:
+                self._loop_waits = False
+        self._deliver()
+        return not waited
 
     def _deliver(self) -> None:
         with self._lock:

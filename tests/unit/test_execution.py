@@ -219,6 +219,66 @@ async def test_thread_runner_wakes_the_loop_once_for_calls_that_finish_together(
     pool.close()
 
 
+async def test_thread_runner_wait_hands_over_quick_calls_without_the_loop() -> None:
+    pool = ThreadRunner(2)
+    futures = [pool.submit(multiply, i, 2) for i in range(8)]
+    assert pool.wait(futures, 5.0) is True
+    assert all(f.done() for f in futures)  # no await in between: handed over by the wait
+    assert [f.result() for f in futures] == [2 * i for i in range(8)]
+    pool.close()
+
+
+async def test_thread_runner_wait_ends_at_its_timeout_and_the_call_comes_back_later() -> None:
+    pool = ThreadRunner(2)
+    gate = threading.Event()
+    quick = pool.submit(multiply, 3, 3)
+    stuck = pool.submit(gate.wait, 5)
+    began = time.monotonic()
+    assert pool.wait([quick, stuck], 0.05) is False
+    assert 0.04 <= time.monotonic() - began < 2.0
+    assert quick.done() and quick.result() == 9  # finished meanwhile: handed over
+    assert not stuck.done()
+    gate.set()
+    assert await asyncio.wait_for(stuck, 5) is True  # the usual way, through the loop
+    pool.close()
+
+
+async def test_thread_runner_wait_also_hands_over_other_calls_finished_meanwhile() -> None:
+    pool = ThreadRunner(2)
+    assert await pool.submit(multiply, 1, 1) == 1  # threads started
+    other_gate, my_gate = threading.Event(), threading.Event()
+    other = pool.submit(other_gate.wait, 5)  # someone else's call, not waited for
+    mine = pool.submit(my_gate.wait, 5)
+    finished = pool._pool._finished
+
+    def release_in_order() -> None:  # ``other`` ends while the loop's thread waits for ``mine``
+        other_gate.set()
+        deadline = time.monotonic() + 5
+        while not finished and time.monotonic() < deadline:
+            time.sleep(0.001)
+        my_gate.set()
+
+    helper = threading.Thread(target=release_in_order)
+    helper.start()
+    assert pool.wait([mine], 5.0) is True
+    helper.join(5)
+    assert other.done() and other.result() is True  # its wake-up was left to the wait
+    assert mine.result() is True
+    pool.close()
+
+
+async def test_thread_runner_wait_without_calls_in_threads_returns_at_once() -> None:
+    pool = ThreadRunner(1)
+    done = asyncio.get_running_loop().create_future()
+    done.set_result(1)
+    began = time.monotonic()
+    assert pool.wait([done], 5.0) is True  # no pool yet, and a future not of the pool
+    assert await pool.submit(multiply, 2, 2) == 4
+    assert pool.wait([done], 5.0) is True
+    assert time.monotonic() - began < 1.0
+    pool.close()
+
+
 async def test_thread_runner_hands_back_exceptions_and_the_callers_context() -> None:
     import contextvars
 
