@@ -25,6 +25,7 @@ import importlib
 import json
 import logging
 import multiprocessing
+import time
 import traceback
 from dataclasses import dataclass
 from typing import Any, Optional
@@ -36,7 +37,8 @@ from .errors import Retry, TimeLimitExceeded
 from .registry import TaskDef
 from .threads import ThreadRunner, default_threads
 
-__all__ = ["Outcome", "run_task", "start_in_thread", "outcome_of", "time_limit", "invalid_arguments", "error_info",
+__all__ = ["Outcome", "run_task", "start_in_thread", "is_quick", "mark_slow", "QUICK_CALL",
+           "outcome_of", "time_limit", "invalid_arguments", "error_info",
            "ThreadRunner", "ProcessRunner", "NOT_RETRYABLE"]
 
 logger = logging.getLogger(__name__)
@@ -49,6 +51,14 @@ NOT_RETRYABLE = frozenset({"InvalidArguments", "ResultNotSerializable", "ResultT
 MAX_ERROR_MESSAGE = 4_000
 MAX_TRACEBACK = 16_000
 MAX_TRACEBACK_LINE = 1_000
+#: The longest a plain ``def`` task's call in a thread may take for the task to count as
+#: quick (s): the worker then waits for a wave of its calls on the spot
+#: (``agents.batch_run``, :meth:`ThreadRunner.wait`).
+QUICK_CALL = 0.0001
+
+#: The names of the plain ``def`` tasks that are not quick now (see :func:`is_quick`);
+#: written from the pool threads (a set's ``add`` and ``discard`` are atomic).
+_slow: set[str] = set()
 
 
 @dataclass(frozen=True)
@@ -188,9 +198,22 @@ def start_in_thread(taskdef: TaskDef, args: list[Any], kwargs: dict[str, Any], *
     taskdef.check_arguments(args, kwargs)
     token = _current.set(context)
     try:
-        return threads.submit(_call_shielding_timeouts, taskdef.fn, args, kwargs)
+        return threads.submit(_call_timed, taskdef, args, kwargs)
     finally:
         _current.reset(token)
+
+
+def is_quick(taskdef: TaskDef) -> bool:
+    """Whether plain ``def`` task ``taskdef`` counts as quick: its last call that
+    :func:`start_in_thread` started took at most :data:`QUICK_CALL` in its thread, or
+    it has not run here yet, and no wait for a call of it has ended first
+    (:func:`mark_slow`)."""
+    return taskdef.name not in _slow
+
+
+def mark_slow(taskdef: TaskDef) -> None:
+    """Count ``taskdef`` as slow until one of its calls is quick again."""
+    _slow.add(taskdef.name)
 
 
 def outcome_of(taskdef: TaskDef, future: "asyncio.Future[Any]", *, max_result_bytes: Optional[int]) -> Outcome:
@@ -311,6 +334,19 @@ async def _shield_timeouts(coro: Any) -> Any:
         return await coro
     except TimeoutError as exc:
         raise _BodyTimeout(exc) from exc
+
+
+def _call_timed(taskdef: TaskDef, args: list[Any], kwargs: dict[str, Any]) -> Any:
+    """Call ``taskdef`` as :func:`_call_shielding_timeouts` does, and note whether the
+    call was quick (:func:`is_quick`); runs in a pool thread."""
+    started = time.perf_counter()
+    try:
+        return _call_shielding_timeouts(taskdef.fn, args, kwargs)
+    finally:
+        if time.perf_counter() - started > QUICK_CALL:
+            _slow.add(taskdef.name)
+        else:
+            _slow.discard(taskdef.name)
 
 
 def _call_shielding_timeouts(fn: Any, args: list[Any], kwargs: dict[str, Any]) -> Any:

@@ -279,6 +279,31 @@ async def test_thread_runner_wait_without_calls_in_threads_returns_at_once() -> 
     pool.close()
 
 
+async def test_a_task_is_quick_until_a_call_of_it_is_not() -> None:
+    from yadtq_app.execution import QUICK_CALL, is_quick, mark_slow, start_in_thread
+
+    pool = ThreadRunner(1)
+    delay = [0.0]
+
+    def sometimes_slow() -> str:
+        if delay[0]:
+            time.sleep(delay[0])
+        return "ok"
+
+    taskdef = TaskDef(name="unit.sometimes_slow", fn=sometimes_slow)
+    assert is_quick(taskdef)  # not run here yet
+    delay[0] = 20 * QUICK_CALL
+    future = start_in_thread(taskdef, [], {}, threads=pool, context=None)
+    assert await future == "ok"
+    assert not is_quick(taskdef)
+    delay[0] = 0.0
+    assert await start_in_thread(taskdef, [], {}, threads=pool, context=None) == "ok"
+    assert is_quick(taskdef)
+    mark_slow(taskdef)  # a wait for its call ended first
+    assert not is_quick(taskdef)
+    pool.close()
+
+
 async def test_thread_runner_hands_back_exceptions_and_the_callers_context() -> None:
     import contextvars
 
