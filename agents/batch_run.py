@@ -5,7 +5,8 @@ says run it now. It does what :func:`agents.tasks.run_attempt` does for one mess
 (decide from the row, register the attempt where cancels and leases find it, hold its
 ``processing`` event, run it in the worker's threads under its time limit, record its
 outcome), but once per batch where that is possible: one timer for a wave's held
-starts, one wake-up for any number of calls that ended. Each call takes one of the
+starts, one wake-up for any number of calls that ended, and for a wave of quick calls
+a short wait on the spot instead (:func:`_wait_if_quick`). Each call takes one of the
 worker's :data:`slots`, so no more than ``YADTQ_CONCURRENCY`` attempts run at once,
 whichever path runs them. ``docs/tasks.md`` (batches) has the design.
 """
@@ -31,7 +32,15 @@ from yadtq_app.agents.ownership import holds_current, still_ours
 from yadtq_app.agents.reporting import START_RECORD_DELAY, event_for, write_held_start
 from yadtq_app.application import app, settings
 from yadtq_app.errors import RecordWriteError
-from yadtq_app.execution import Outcome, invalid_arguments, outcome_of, start_in_thread, time_limit
+from yadtq_app.execution import (
+    Outcome,
+    invalid_arguments,
+    is_quick,
+    mark_slow,
+    outcome_of,
+    start_in_thread,
+    time_limit,
+)
 from yadtq_app.records import PROCESSING, TaskRequest, TaskState
 from yadtq_app.registry import TaskDef
 from yadtq_app.running import Slots
@@ -44,6 +53,9 @@ logger = logging.getLogger(__name__)
 
 #: The attempts this worker may still start (``YADTQ_CONCURRENCY`` in all).
 slots = Slots(settings.concurrency)
+#: The longest the event loop's thread blocks for a wave of quick calls (s): eight calls
+#: of :data:`~yadtq_app.execution.QUICK_CALL` one after another fit in it.
+QUICK_WAVE_WAIT = 0.001
 
 
 def set_current(event: EventT[Any]) -> None:
@@ -157,6 +169,7 @@ class _BatchRun:
             call.future.add_done_callback(self._on_done)
             started.append(call)
         if started:
+            _wait_if_quick(started)
             self.loop.call_later(START_RECORD_DELAY, _write_starts, started)
         for event in left:
             await self.ack(event)  # its ack does not count (a rebalance) or cannot be committed (evicted)
@@ -186,6 +199,9 @@ class _BatchRun:
     async def _settle(self) -> None:
         """Wait until a call ends, meets its time limit, or (none running) a slot is
         freed elsewhere; record the outcome of every call that ended."""
+        if not self.ended:
+            for future in [future for future in self.running if future.done()]:
+                self._on_done(future)  # handed over by a wait (_wait_if_quick): its callback finds nothing
         if not self.ended:
             if not self.running:
                 if self.waiting:
@@ -256,6 +272,19 @@ def _begin(call: Call, loop: asyncio.AbstractEventLoop) -> bool:
     app.running.defer_start(request.id, functools.partial(event_for, request, PROCESSING, attempt=opened.attempt,
                                                           state=state, at=opened.started))
     return True
+
+
+def _wait_if_quick(wave: list[Call]) -> None:
+    """If every call of ``wave`` is of a quick task (:func:`~yadtq_app.execution.is_quick`),
+    block for them, at most :data:`QUICK_WAVE_WAIT`, so that their outcomes come back
+    without a trip through the event loop's selector; a task whose call is still running
+    then counts as slow."""
+    if not all(is_quick(call.taskdef) for call in wave):
+        return
+    if not app.threads.wait([call.future for call in wave if call.future is not None], QUICK_WAVE_WAIT):
+        for call in wave:
+            if call.future is not None and not call.future.done():
+                mark_slow(call.taskdef)
 
 
 def _write_starts(calls: list[Call]) -> None:
