@@ -29,6 +29,7 @@ from .broker_link import BrokerWatch, restart_process, wait_for_broker
 from .datadir import DataDirLock, check_marker
 from .errors import ConfigurationError
 from .execution import ProcessRunner, ThreadRunner
+from .faust_worker import Worker
 from .fencing import FencedTable, FreezeGuard
 from .group_lag import GroupLag
 from .held_submissions import HeldSubmissions
@@ -56,34 +57,6 @@ EXIT_CONFIG = 78
 #: Modules Faust scans for agents, tables, timers and web views.
 AUTODISCOVER = ["yadtq_app.agents", "yadtq_app.tables", "yadtq_app.routing", "yadtq_app.web_submit",
                 "yadtq_app.web_tasks", "yadtq_app.web_cluster", "yadtq_app.dashboard"]
-
-
-class Worker(faust.Worker):
-    """Faust's worker without its terminal spinner.
-
-    At log levels of WARN and above, Faust installs a spinner log handler at DEBUG and
-    sets the *root logger* to DEBUG, so every ``log.debug`` call in aiokafka and Faust
-    builds a log record that is then thrown away: measured at about a tenth of a busy
-    worker's CPU. Without the spinner the root logger keeps the configured level.
-    """
-
-    def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
-        self.spinner = None
-
-    async def _sentinel_task(self) -> None:
-        """The loop's last run before it closes: until no task is left, at most a second
-        (mode sleeps that second on every stop, which made each stop take 1 s longer)."""
-        loop, me = asyncio.get_running_loop(), asyncio.current_task()
-        deadline = loop.time() + 1.0
-        await asyncio.sleep(0)  # callbacks the stop scheduled, e.g. for closed connections
-        while loop.time() < deadline and any(task is not me for task in asyncio.all_tasks()):
-            await asyncio.sleep(0.01)
-
-    async def default_on_first_start(self) -> None:
-        await super().default_on_first_start()  # logging is set up here
-        # Before Faust opens anything: the data folder's lock, the broker, stale tables.
-        if isinstance(self.app, YadtqApp):
-            await self.app.prepare_local_state()
 
 
 class YadtqApp(faust.App):

@@ -63,7 +63,8 @@ def test_every_private_attribute_in_private_py_is_listed() -> None:
 
 def test_every_overridden_private_hook_is_listed() -> None:
     # Each private method a yadtq subclass of a Faust/aiokafka class defines is in OVERRIDDEN.
-    from yadtq_app.application import Worker, YadtqApp
+    from yadtq_app.application import YadtqApp
+    from yadtq_app.faust_worker import Worker
     from yadtq_app.fencing import FencedTable
     from yadtq_app.kafka.consumer import Consumer
     from yadtq_app.kafka.thread import ConsumerThread

@@ -6,7 +6,7 @@ import asyncio
 import time
 from typing import Any, Callable, Coroutine
 
-from yadtq_app.application import Worker
+from yadtq_app.faust_worker import Worker
 
 
 def _last_run(left: Callable[[], Coroutine[Any, Any, None]]) -> float:

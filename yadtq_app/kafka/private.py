@@ -92,7 +92,7 @@ OVERRIDDEN: tuple[tuple[Any, str], ...] = (
     (App, "_new_transport"),
     (App, "_discovery_modules"),
     (App, "_new_web"),
-    (ModeWorker, "_sentinel_task"),  # yadtq_app.application.Worker
+    (ModeWorker, "_sentinel_task"),  # yadtq_app.faust_worker.Worker
     (Collection, "_on_changelog_sent"),  # yadtq_app.fencing.FencedTable
     (faust_aiokafka.Consumer, "_new_consumer_thread"),  # yadtq_app.kafka.consumer.Consumer
     (_Consumer, "_new_offset"),
