@@ -27,6 +27,7 @@ from faust.tables.base import Collection
 from faust.tables.recovery import Recovery
 from faust.transport import consumer as faust_consumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
+from mode.threads import ServiceThread
 from mode.worker import Worker as ModeWorker
 
 __all__ = [
@@ -38,7 +39,7 @@ __all__ = [
     "replace_heartbeat_call",
     "set_consumer_fetch_wait", "set_fetcher_client", "set_fetcher_wait_ms", "set_read_offsets", "store_get",
     "thread_consumer", "tps_url", "unacked_messages", "wait_for_ack", "ack_waiter", "loop_selector",
-    "producer_accumulator", "send_lingering",
+    "producer_accumulator", "send_lingering", "serve_service_thread", "service_thread_runner",
 ]
 
 _Consumer = faust_consumer.Consumer
@@ -83,6 +84,8 @@ ACCESSED: tuple[tuple[Any, str], ...] = (
     (MessageAccumulator, "_wakeup_handle"),
     (MessageBatch, "_builder"),
     (asyncio.selector_events.BaseSelectorEventLoop, "_selector"),
+    (ServiceThread, "_serve"),
+    (ServiceThread, "_thread"),
 )
 
 #: Private hooks that yadtq's subclasses override (they cannot go through a function):
@@ -99,6 +102,9 @@ OVERRIDDEN: tuple[tuple[Any, str], ...] = (
     (_Consumer, "_add_gap"),
     (_Thread, "_create_worker_consumer"),  # yadtq_app.kafka.thread.ConsumerThread
     (_Thread, "_highwaters"),
+    (ServiceThread, "_gather_remaining_tasks"),  # yadtq_app.kafka.in_loop.InLoop
+    (ServiceThread, "_keepalive2"),
+    (ServiceThread, "_thread_keepalive"),
 )
 
 
@@ -287,6 +293,19 @@ def send_lingering(accumulator: Any) -> bool:
 def loop_selector(loop: asyncio.AbstractEventLoop) -> Optional[selectors.BaseSelector]:
     """The selector a selector event loop waits in (``None`` for any other loop)."""
     return getattr(loop, "_selector", None)
+
+
+# -- mode's service threads ----------------------------------------------------------------
+
+def serve_service_thread(service: Any) -> Any:
+    """The coroutine a mode ``ServiceThread`` runs in its thread: starts the service,
+    waits until it is stopped, then shuts it down."""
+    return service._serve()
+
+
+def service_thread_runner(service: Any) -> Any:
+    """What runs a mode ``ServiceThread`` (its ``Worker``; ``None`` before it starts)."""
+    return getattr(service, "_thread", None)
 
 
 # -- the rest of Faust ---------------------------------------------------------------------
