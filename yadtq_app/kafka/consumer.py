@@ -4,8 +4,9 @@
 (:func:`~yadtq_app.kafka.commits.head_unacked`, :func:`~yadtq_app.kafka.commits.stale_ack`),
 reads again what a stream dropped unprocessed at a rebalance (for ``app.rereadable_topics``),
 pauses changelog partitions in aiokafka whenever Faust pauses them, and tells the fetch
-wait when work flows. Its thread class is the :attr:`Consumer.ConsumerThread` class
-attribute. Why each part is there: ``docs/brokers.md``, "The consumer".
+wait when work flows. The class that runs aiokafka's consumer (Faust's "consumer thread",
+served on the app's own loop) is the :attr:`Consumer.ConsumerThread` class attribute.
+Why each part is there: ``docs/brokers.md``, "The consumer".
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ EXPECT_TRIES = 3
 class Consumer(faust_aiokafka.Consumer):
     """Faust's consumer with a correct commit point (see the module docs)."""
 
-    #: The thread that runs the aiokafka consumer.
+    #: What runs the aiokafka consumer (on the app's loop: :mod:`~yadtq_app.kafka.in_loop`).
     ConsumerThread: ClassVar[type[faust_aiokafka.AIOKafkaConsumerThread]] = ConsumerThread
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -90,7 +91,7 @@ class Consumer(faust_aiokafka.Consumer):
         thread = private.consumer_thread(self)
         if not chosen or thread is None:
             return
-        thread.thread_loop.call_soon_threadsafe(set_fetching, self, chosen, fetch)
+        set_fetching(self, chosen, fetch)  # the consumer runs on this loop
 
     async def perform_seek(self) -> None:
         """Faust's seek back to the committed offsets; then hold the read offsets there

@@ -1,4 +1,5 @@
-"""The worker consumer's thread: Faust's, with yadtq's fetch wait, fetch lanes,
+"""The worker consumer's "thread": Faust's, served on the app's own event loop
+(:class:`~yadtq_app.kafka.in_loop.InLoop`), with yadtq's fetch wait, fetch lanes,
 heartbeat tracking, start-offset seek, end-offset remedy and a stop that leaves the
 group in a rebalance too.
 
@@ -22,14 +23,15 @@ from . import private
 from .end_offsets import join_servers, true_end_offsets
 from .fetch_wait import adapt_fetch_wait
 from .heartbeats import membership_lost, track_heartbeats
+from .in_loop import InLoop
 from .lanes import FetchLanes, install_lanes
 from .leaving import leave_now
 
 __all__ = ["ConsumerThread"]
 
 
-class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
-    """Faust's aiokafka consumer thread with yadtq's remedies."""
+class ConsumerThread(InLoop, faust_aiokafka.AIOKafkaConsumerThread):
+    """Faust's aiokafka consumer thread with yadtq's remedies, on the app's loop."""
 
     #: The fetcher's lanes (:mod:`yadtq_app.kafka.lanes`) once the consumer has started.
     fetch_lanes: Optional[FetchLanes] = None
@@ -53,7 +55,7 @@ class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         track_heartbeats(kafka, consumer.heartbeats)
 
     async def on_thread_stop(self) -> None:
-        """Faust's: stop the method queue, then the consumer; but a consumer that is
+        """Faust's: stop the method queue (none runs here), then the consumer; but a consumer that is
         rejoining its group leaves it first (:func:`~yadtq_app.kafka.leaving.leave_now`),
         once its stop has begun, so its coordination task ends instead of joining again."""
         await QueueServiceThread.on_thread_stop(self)
@@ -68,17 +70,16 @@ class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
             await stopping
 
     def close(self) -> None:
-        """Nothing: the consumer stops with this thread, on the thread's own loop
-        (:meth:`on_thread_stop`), and leaves the group then.
+        """Nothing: the consumer stops with this service (:meth:`on_thread_stop`), and
+        leaves the group then.
 
         Faust calls this when a rebalance assigns partitions to an app that is stopping.
-        Faust's own marks the aiokafka consumer stopped and closes its client and
-        coordinator on the app's event loop, not this thread's (``docs/brokers.md``,
-        "A rebalance during a stop")."""
+        Faust's own marks the aiokafka consumer stopped and closes its client and its
+        coordinator side by side, so that the stop finds nothing to do and no LeaveGroup
+        is sent (``docs/brokers.md``, "A rebalance during a stop")."""
 
     def wake_fetcher(self) -> None:
-        """Send new fetches now instead of waiting for those in flight (call in this
-        thread's loop)."""
+        """Send new fetches now instead of waiting for those in flight."""
         if self.fetch_lanes is not None:
             self.fetch_lanes.wake()
 
