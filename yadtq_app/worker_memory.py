@@ -80,27 +80,28 @@ class FinishWaiters:
     final row, a rebalance wakes them all (the row may be moving to another worker)."""
 
     def __init__(self) -> None:
-        self._waiting: dict[str, set[asyncio.Future[None]]] = {}
+        self._waiting: dict[str, set[asyncio.Future[bool]]] = {}
 
     async def wait(self, task_id: str, timeout: float) -> bool:
         """Wait until woken for ``task_id`` or ``timeout`` s pass; True if woken."""
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[bool] = loop.create_future()
         waiters = self._waiting.setdefault(task_id, set())
         waiters.add(future)
+        # Not asyncio.wait_for: it wakes its caller a turn of the loop after the future,
+        # and the answer to a long poll is the end of a round trip someone waits for.
+        timer = loop.call_later(timeout, _settle, future, False)
         try:
-            await asyncio.wait_for(future, timeout)
-            return True
-        except asyncio.TimeoutError:
-            return False
+            return await future
         finally:
+            timer.cancel()
             waiters.discard(future)
             if not waiters and self._waiting.get(task_id) is waiters:
                 del self._waiting[task_id]
 
     def wake(self, task_id: str) -> None:
         for future in self._waiting.get(task_id, ()):
-            if not future.done():
-                future.set_result(None)
+            _settle(future, True)
 
     def wake_all(self) -> None:
         for task_id in list(self._waiting):
@@ -108,3 +109,8 @@ class FinishWaiters:
 
     def __len__(self) -> int:
         return sum(len(w) for w in self._waiting.values())
+
+
+def _settle(future: "asyncio.Future[bool]", woken: bool) -> None:
+    if not future.done():
+        future.set_result(woken)

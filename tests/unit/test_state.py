@@ -246,6 +246,21 @@ async def test_finish_waiters_wake_only_their_task_and_forget_ended_waits() -> N
     waiters.wake("nobody-waits")  # nothing to do
 
 
+async def test_a_woken_wait_returns_on_the_next_turn_of_the_loop() -> None:
+    """The end of a long poll is the end of a round trip: no turn of the loop between
+    the wake and the waiting request (``asyncio.wait_for`` adds one)."""
+    import asyncio
+
+    from yadtq_app.worker_memory import FinishWaiters
+
+    waiters = FinishWaiters()
+    waiting = asyncio.ensure_future(waiters.wait("a", 5))
+    await asyncio.sleep(0)
+    waiters.wake("a")
+    await asyncio.sleep(0)
+    assert waiting.done() and waiting.result() is True
+
+
 def test_an_outcome_too_large_to_record_becomes_a_failure_without_its_result() -> None:
     from yadtq_app.state import unrecordable_outcome
 
