@@ -56,8 +56,8 @@ class FetchWait:
 def adapt_fetch_wait(consumer: aiokafka.AIOKafkaConsumer, wait: FetchWait) -> bool:
     """Give every fetch request of a started ``consumer`` the wait ``wait`` says.
 
-    Sets the wait just before aiokafka builds each round of fetch requests; runs in the
-    consumer's own thread. False (and the fixed wait stays) if aiokafka's fetcher is
+    Sets the wait just before aiokafka builds each round of fetch requests, on the
+    consumer's loop. False (and the fixed wait stays) if aiokafka's fetcher is
     not the one this was written for.
     """
     fetcher = private.consumer_fetcher(consumer)
@@ -80,7 +80,7 @@ def kafka_consumer(consumer: Any) -> Optional[aiokafka.AIOKafkaConsumer]:
 
 
 def set_fetching(consumer: Any, tps: List[aiokafka.TopicPartition], fetch: bool) -> None:
-    """Pause or resume ``tps`` in aiokafka (call in the consumer thread's loop);
+    """Pause or resume ``tps`` in aiokafka (call on the consumer's loop);
     partitions no longer assigned are skipped. A resumed partition is fetched at once,
     not after the fetch in flight."""
     thread = private.consumer_thread(consumer)

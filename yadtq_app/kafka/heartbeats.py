@@ -22,7 +22,7 @@ UNKNOWN_MEMBER_ID = JoinGroupRequest.UNKNOWN_MEMBER_ID
 
 class Heartbeats:
     """When the consumer's group heartbeat last succeeded (monotonic s; written by the
-    consumer thread, read by the agents)."""
+    consumer's coordinator, read by the agents)."""
 
     def __init__(self) -> None:
         self.last_ok = time.monotonic()
