@@ -6,6 +6,7 @@ import asyncio
 import threading
 from typing import Any, Optional
 
+import pytest
 from mode import Service
 from mode.threads import QueueServiceThread
 
@@ -82,3 +83,25 @@ async def test_cast_thread_runs_the_call_later() -> None:
         await asyncio.wait_for(done.wait(), 5)
     finally:
         await probe.stop()
+
+
+class Failing(InLoop, QueueServiceThread):
+    """Fails to start, as a consumer that cannot reach its broker does."""
+
+    async def on_start(self) -> None:
+        raise ConnectionError("no broker")
+
+    def on_crash(self, msg: str, *fmt: Any, **kwargs: Any) -> None:
+        """Quiet (mode prints the traceback to stderr)."""
+
+
+async def test_a_service_that_fails_to_start_raises_at_start_and_stops_quietly() -> None:
+    failing = Failing(loop=asyncio.get_running_loop())
+    with pytest.raises(ConnectionError):
+        await failing.start()
+    await failing.stop()  # does not raise the crash again
+    runner = private.service_thread_runner(failing)
+    assert runner.task.done() and not runner.is_alive()
+    # mode reported the crash: asyncio must not log "Task exception was never retrieved"
+    # when the task is collected (its flag for that; set if nobody took the exception).
+    assert not runner.task._log_traceback

@@ -34,12 +34,20 @@ class _LoopRunner:
     def start(self) -> None:
         self.task = asyncio.ensure_future(private.serve_service_thread(self.service),
                                           loop=self.service.parent_loop)
+        self.task.add_done_callback(_seen)
 
     def stop(self) -> None:
         """Nothing: see the class docs."""
 
     def is_alive(self) -> bool:
         return self.task is not None and not self.task.done()
+
+
+def _seen(task: "asyncio.Future[None]") -> None:
+    """Mark a crash of the service's task as retrieved: mode has reported it already
+    (``ServiceThread._serve`` logs it and crashes the app), as a thread's would be."""
+    if not task.cancelled():
+        task.exception()
 
 
 class InLoop:
@@ -76,7 +84,7 @@ class InLoop:
         runner = private.service_thread_runner(self)
         task = runner.task if isinstance(runner, _LoopRunner) else None
         if task is not None and task is not asyncio.current_task():
-            await asyncio.shield(task)
+            await asyncio.wait({task})  # a crash was reported by mode when it happened
 
     async def _gather_remaining_tasks(self) -> None:
         """Nothing: every other task of this loop is the app's (mode's cancels them
