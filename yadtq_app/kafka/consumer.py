@@ -88,10 +88,8 @@ class Consumer(faust_aiokafka.Consumer):
         aiokafka too; other topics are left to Faust's own pause."""
         changelogs = self.app.tables.changelog_topics
         chosen = [aiokafka.TopicPartition(tp.topic, tp.partition) for tp in tps if tp.topic in changelogs]
-        thread = private.consumer_thread(self)
-        if not chosen or thread is None:
-            return
-        set_fetching(self, chosen, fetch)  # the consumer runs on this loop
+        if chosen:
+            set_fetching(self, chosen, fetch)  # on this loop, the consumer's; nothing before it starts
 
     async def perform_seek(self) -> None:
         """Faust's seek back to the committed offsets; then hold the read offsets there
