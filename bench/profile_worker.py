@@ -128,8 +128,8 @@ def main() -> int:
         elif args.via == "http":  # as the bench's single submissions: no id of ours, the worker names each
             with concurrent.futures.ThreadPoolExecutor(HTTP_THREADS) as pool:
                 ids = list(pool.map(lambda i: client.submit("add", i, i).id, range(args.tasks)))
-        else:
-            client.submit_many({"task-id": tid, "task": "add", "args": [i, i]} for i, tid in enumerate(ids))
+        else:  # as the bench's bulk submissions: no id of ours, the worker names each
+            ids = [a["task-id"] for a in client.submit_many({"task": "add", "args": [i, i]} for i in range(args.tasks))]
         t_sub = time.perf_counter()
         # A partition's tasks run in order: its last one finishing means it is done.
         client.wait_all([ids[i] for i in _partition_tails(ids, cluster.partitions)],
