@@ -16,6 +16,8 @@ from typing import Any, Mapping, Optional
 
 import faust
 
+from .fast_records import build
+
 __all__ = [
     "TaskRequest",
     "TaskEvent",
@@ -158,9 +160,9 @@ class TaskEvent(faust.Record, namespace="yadtq.TaskEvent", serializer="json"):
         """The ``queued`` event of ``request``, submitted or found unread at ``at``: its
         row reads ``scheduled`` (with the eta as next start) if the eta is later than ``at``."""
         later = request.eta is not None and request.eta > at
-        return cls(id=request.id, kind=QUEUED, task=request.task, task_args=request.task_args,
-                   task_kwargs=request.task_kwargs, at=at, submitted_at=request.submitted_at,
-                   options=request.options, next_run_at=request.eta if later else None)
+        return build(cls, {"id": request.id, "kind": QUEUED, "task": request.task, "task_args": request.task_args,
+                           "task_kwargs": request.task_kwargs, "at": at, "submitted_at": request.submitted_at,
+                           "options": request.options, "next_run_at": request.eta if later else None})
 
     @classmethod
     def batch(cls, events: "list[TaskEvent]") -> "TaskEvent":
@@ -174,7 +176,12 @@ class TaskEvent(faust.Record, namespace="yadtq.TaskEvent", serializer="json"):
         Raises :class:`TypeError` or :class:`ValueError` for a batch item that is not an event."""
         if self.kind != BATCH:
             return [self]
-        return [TaskEvent(**item) for item in self.events or ()]
+        events = []
+        for item in self.events or ():
+            if not isinstance(item, dict):
+                raise TypeError(f"a batch item must be an object, not {type(item).__name__}")
+            events.append(build(TaskEvent, item))
+        return events
 
 
 class TaskState(faust.Record, namespace="yadtq.TaskState", serializer="json"):

@@ -23,6 +23,7 @@ import uuid
 from typing import Any, Mapping, Optional
 
 from .errors import InvalidTask
+from .fast_records import build
 from .ids import id_problem
 from .records import TaskRequest
 
@@ -86,9 +87,9 @@ def task_request_from_json(obj: Any, *, default_id: Optional[str] = None) -> Tas
         raise InvalidTask("'kwargs' must be a JSON object", reason="bad-field", task_id=task_id)
     submitted_at = obj.get("submitted_at")
     options = _options(obj, task_id, submitted_at)
-    return TaskRequest(id=task_id, task=name, task_args=args, task_kwargs=kwargs,
-                       submitted_at=float(submitted_at) if submitted_at is not None else None,
-                       eta=_eta(obj, task_id, submitted_at), **options)
+    return build(TaskRequest, {"id": task_id, "task": name, "task_args": args, "task_kwargs": kwargs,
+                               "submitted_at": float(submitted_at) if submitted_at is not None else None,
+                               "eta": _eta(obj, task_id, submitted_at), **options})
 
 
 def _options(obj: dict[str, Any], task_id: str, submitted_at: Any) -> dict[str, Any]:
