@@ -159,16 +159,25 @@ class TaskEvent(faust.Record, namespace="yadtq.TaskEvent", serializer="json"):
     def queued(cls, request: TaskRequest, at: float) -> "TaskEvent":
         """The ``queued`` event of ``request``, submitted or found unread at ``at``: its
         row reads ``scheduled`` (with the eta as next start) if the eta is later than ``at``."""
-        later = request.eta is not None and request.eta > at
-        return build(cls, {"id": request.id, "kind": QUEUED, "task": request.task, "task_args": request.task_args,
-                           "task_kwargs": request.task_kwargs, "at": at, "submitted_at": request.submitted_at,
-                           "options": request.options, "next_run_at": request.eta if later else None})
+        return build(cls, cls.queued_fields(request, at))
+
+    @staticmethod
+    def queued_fields(request: TaskRequest, at: float) -> dict[str, Any]:
+        """The fields of :meth:`queued`'s event that are set: what :meth:`batch` carries."""
+        fields = {"id": request.id, "kind": QUEUED, "task": request.task, "task_args": request.task_args,
+                  "task_kwargs": request.task_kwargs, "at": at, "options": request.options}
+        if request.submitted_at is not None:
+            fields["submitted_at"] = request.submitted_at
+        if request.eta is not None and request.eta > at:
+            fields["next_run_at"] = request.eta
+        return fields
 
     @classmethod
-    def batch(cls, events: "list[TaskEvent]") -> "TaskEvent":
-        """One record carrying ``events`` (all of one partition: the record is keyed by
-        the first one's id)."""
-        return cls(id=events[0].id, kind=BATCH, task="", events=[e.asdict() for e in events])
+    def batch(cls, events: "list[dict[str, Any]]") -> "TaskEvent":
+        """One record carrying ``events``, each given by its fields (an event's
+        ``asdict()``, or only those set, as :meth:`queued_fields` gives them), all of
+        one partition: the record is keyed by the first one's id."""
+        return cls(id=events[0]["id"], kind=BATCH, task="", events=events)
 
     def unpacked(self) -> "list[TaskEvent]":
         """The events this record carries: those of a batch, else itself.

@@ -46,6 +46,7 @@ class Accepted:
     status: str  # queued or scheduled
     explicit_id: bool  # the submitter chose the id: look for an existing task first
     value: bytes  # the task message, encoded once
+    partition: int  # the task topic's partition for its id (and the events topic's)
 
 
 def check_submission(body: Any, now: float) -> Accepted:
@@ -72,7 +73,8 @@ def check_submission(body: Any, now: float) -> Accepted:
         raise Refused(413, f"task message exceeds {settings.max_message_bytes} bytes", reason="too-large")
     waiting = req.eta is not None and req.eta > now
     return Accepted(req, SCHEDULED if waiting else QUEUED,
-                    explicit_id=isinstance(body, dict) and ("task-id" in body or "task_id" in body), value=value)
+                    explicit_id=isinstance(body, dict) and ("task-id" in body or "task_id" in body), value=value,
+                    partition=partition_of(req.key, settings.partitions))
 
 
 def _check_everywhere(name: str) -> None:
@@ -106,7 +108,7 @@ async def _send_batched(accepted: list[Accepted]) -> Any:
     a bulk submission's records skip Faust's per-record send. The send, to await with
     :func:`_confirmed`."""
     kafka = private.ensure_producer(await app.maybe_start_producer())
-    records = [(partition_of(a.request.key, settings.partitions), a.request.key, a.value) for a in accepted]
+    records = [(a.partition, a.request.key, a.value) for a in accepted]
     return asyncio.gather(*await send_batched(kafka, task_topic.get_topic_name(), records))
 
 
@@ -117,18 +119,17 @@ def _send_events(accepted: list[Accepted], now: float) -> list[Any]:
     open_chunks: dict[int, tuple[list[Accepted], int]] = {}  # partition → (chunk, its bytes)
     chunks: list[list[Accepted]] = []
     for a in accepted:
-        partition = partition_of(a.request.key, settings.partitions)
         size = len(a.value) + EVENT_OVERHEAD
-        chunk, used = open_chunks.get(partition, ([], 0))
+        chunk, used = open_chunks.get(a.partition, ([], 0))
         if not chunk or used + size > EVENT_BATCH_BYTES:
             chunk, used = [], 0
             chunks.append(chunk)
         chunk.append(a)
-        open_chunks[partition] = (chunk, used + size)
+        open_chunks[a.partition] = (chunk, used + size)
     sends = []
     for chunk in chunks:
-        events = [TaskEvent.queued(a.request, now) for a in chunk]
-        value = events[0] if len(events) == 1 else TaskEvent.batch(events)
+        value = TaskEvent.queued(chunk[0].request, now) if len(chunk) == 1 \
+            else TaskEvent.batch([TaskEvent.queued_fields(a.request, now) for a in chunk])
         sends.append(events_topic.send(key=chunk[0].request.key, value=value))
     return sends
 

@@ -238,8 +238,19 @@ def test_faust_shares_a_field_default_between_records() -> None:
 def test_a_batch_of_events_crosses_the_wire_and_unpacks_in_order() -> None:
     events = [TaskEvent(id=f"t{i}", kind=QUEUED, task="add", task_args=[i, i], at=float(i), options={"timeout": 3})
               for i in range(3)]
-    wire = TaskEvent.batch(events).dumps(serializer="json")
+    wire = TaskEvent.batch([e.asdict() for e in events]).dumps(serializer="json")
     back = TaskEvent.loads(wire, serializer="json")
     assert back.kind == BATCH
     assert [e.asdict() for e in back.unpacked()] == [e.asdict() for e in events]
     assert events[0].unpacked() == [events[0]]
+
+
+def test_a_batch_carries_only_the_fields_a_queued_event_sets_and_unpacks_to_the_event() -> None:
+    requests = [TaskRequest(id="a", task="add", task_args=[1, 2], submitted_at=10.0),
+                TaskRequest(id="b", task="add", eta=99.0, timeout=5.0),  # later than "at": scheduled
+                TaskRequest(id="c", task="add", eta=1.0)]  # already due
+    fields = [TaskEvent.queued_fields(r, 20.0) for r in requests]
+    assert all(value is not None for f in fields for value in f.values())
+    back = TaskEvent.loads(TaskEvent.batch(fields).dumps(serializer="json"), serializer="json")
+    assert back.unpacked() == [TaskEvent.queued(r, 20.0) for r in requests]
+    assert [e.next_run_at for e in back.unpacked()] == [None, 99.0, None]
