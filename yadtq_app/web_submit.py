@@ -8,7 +8,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Optional, cast
 
 from aiokafka.errors import KafkaError
 from faust.exceptions import ProducerSendError
@@ -27,7 +27,7 @@ from yadtq_app.status_reads import existing, statuses
 from yadtq_app.topics import events_topic, sequencer_topic, task_topic
 from yadtq_app.wire import parse_json, task_request_from_json
 
-__all__ = ["TasksView", "Accepted", "check_submission"]
+__all__ = ["TasksView", "Accepted", "check_submission", "encode_event"]
 
 logger = logging.getLogger(__name__)
 
@@ -99,7 +99,15 @@ def _send_message(accepted: Accepted) -> Any:
     if req.ordering_key is not None:
         message = SequencerMessage(kind=ENQUEUE, key=req.ordering_key, task_id=req.id, wire=req.to_wire())
         return sequencer_topic.send(key=req.ordering_key.encode(), value=message)
-    return task_topic.send(key=req.key, value=accepted.value)
+    return _send_record(task_topic.get_topic_name(), req.key, accepted.value, accepted.partition)
+
+
+async def _send_record(topic: str, key: bytes, value: bytes, partition: int) -> Any:
+    """Hand one record to aiokafka's producer itself: Faust's ``Topic.send`` costs a
+    record about what running a quick task costs (:mod:`yadtq_app.kafka.batches`). The
+    record joins the partition's open batch, as Faust's would. Its delivery future."""
+    kafka = private.ensure_producer(await app.maybe_start_producer())
+    return await kafka.send(topic, value=value, key=key, partition=partition)
 
 
 async def _send_batched(accepted: list[Accepted]) -> Any:
@@ -115,7 +123,8 @@ async def _send_batched(accepted: list[Accepted]) -> Any:
 def _send_events(accepted: list[Accepted], now: float) -> list[Any]:
     """Hand the ``queued`` events of ``accepted`` to the producer: those of one
     partition together, as batches of at most :data:`EVENT_BATCH_BYTES` of task
-    messages (one record each for the status agent); the sends."""
+    messages (one record each for the status agent, encoded as Faust encodes the
+    topic's values); the sends."""
     open_chunks: dict[int, tuple[list[Accepted], int]] = {}  # partition → (chunk, its bytes)
     chunks: list[list[Accepted]] = []
     for a in accepted:
@@ -127,11 +136,18 @@ def _send_events(accepted: list[Accepted], now: float) -> list[Any]:
         chunk.append(a)
         open_chunks[a.partition] = (chunk, used + size)
     sends = []
+    topic = events_topic.get_topic_name()
     for chunk in chunks:
-        value = TaskEvent.queued(chunk[0].request, now) if len(chunk) == 1 \
+        event = TaskEvent.queued(chunk[0].request, now) if len(chunk) == 1 \
             else TaskEvent.batch([TaskEvent.queued_fields(a.request, now) for a in chunk])
-        sends.append(events_topic.send(key=chunk[0].request.key, value=value))
+        sends.append(_send_record(topic, chunk[0].request.key, encode_event(event), chunk[0].partition))
     return sends
+
+
+def encode_event(event: TaskEvent) -> bytes:
+    """``event`` as the events topic carries it: what Faust's ``Topic.send`` would write."""
+    value, _headers = events_topic.prepare_value(event, None)  # Faust's json schema: no headers
+    return cast(bytes, value)
 
 
 async def _confirmed(*sends: Any) -> None:
