@@ -1,8 +1,8 @@
 """Routing between workers: a request about a table row is answered by the worker that
 holds the row's partition (``docs/http.md``).
 
-:func:`routed` wraps a view method; :func:`locate` and :func:`answers_locally` serve
-views that route by hand (batch reads, the dashboard).
+:func:`routed` wraps a view method; :func:`locate` (:func:`locate_many` for many keys)
+and :func:`answers_locally` serve views that route by hand (batch reads, the dashboard).
 """
 
 from __future__ import annotations
@@ -17,17 +17,19 @@ from faust.types import TP
 from faust.web import Request, Response, View
 from yarl import URL
 
+from yadtq_app import encoding
 from yadtq_app.api_schema import MAX_WAIT
 from yadtq_app.application import app
 from yadtq_app.errors import Refused
+from yadtq_app.kafka import private
 from yadtq_app.kafka.private import tps_url
 from yadtq_app.peers import ROUTED_HEADER
 from yadtq_app.tables.dead_letters import dead_letters
 from yadtq_app.tables.task_status import task_status
 from yadtq_app.tables.workers import workers
 
-__all__ = ["routed", "Unroutable", "locate", "answers_locally", "is_local", "partition_of", "forward",
-           "wait_seconds", "REBALANCING"]
+__all__ = ["routed", "Unroutable", "locate", "locate_many", "key_partition", "answers_locally", "is_local",
+           "local_url", "partition_of", "forward", "wait_seconds", "REBALANCING"]
 
 logger = logging.getLogger(__name__)
 
@@ -85,9 +87,45 @@ async def locate(topic: str, key: bytes) -> tuple[TP, str]:
     return tp, owner
 
 
+def locate_many(topic: str) -> Awaitable[Callable[[bytes], tuple[TP, Optional[str]]]]:
+    """For many keys of ``topic``: a function giving a key's partition and the URL of
+    the worker that owns it (``None``: no worker holds it now), as :func:`locate` gives
+    them, with the producer's metadata and the group's assignment read once instead of
+    per key. Raises :class:`Unroutable` if the topic's partitions are not known."""
+    return _locator(topic)
+
+
+async def _locator(topic: str) -> Callable[[bytes], tuple[TP, Optional[str]]]:
+    kafka = private.ensure_producer(app.producer)
+    try:
+        partitions = sorted(await kafka.partitions_for(topic))
+    except Exception:  # noqa: BLE001 - no metadata for the topic: nobody can be named
+        partitions = []
+    if not partitions:
+        raise Unroutable("the cluster is rebalancing; retry")
+    owners = tps_url(app.assignor)
+
+    def where(key: bytes) -> tuple[TP, Optional[str]]:
+        tp = TP(topic, key_partition(key, partitions))
+        return tp, owners.get(tp)
+
+    return where
+
+
+def key_partition(key: bytes, partitions: list[int]) -> int:
+    """The partition of ``partitions`` (sorted) that the producer sends ``key`` to: the
+    Java client's default partitioner, as aiokafka's."""
+    return partitions[encoding.partition_of(key, len(partitions))]
+
+
+def local_url() -> str:
+    """This worker's URL, as the group's assignment names owners."""
+    return str(app.conf.canonical_url)
+
+
 def is_local(owner: str) -> bool:
     """``owner`` (a worker URL) is this worker."""
-    return owner == str(app.conf.canonical_url)
+    return owner == local_url()
 
 
 def answers_locally(tp: TP) -> bool:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import aiohttp
 from faust.types import TP
@@ -22,7 +22,16 @@ from yadtq_app.kafka.commits import committed_offset
 from yadtq_app.peers import ROUTED_HEADER, ROWS_ONLY_HEADER
 from yadtq_app.records import TaskEvent, TaskState
 from yadtq_app.registry import describe_task
-from yadtq_app.routing import REBALANCING, Unroutable, answers_locally, is_local, locate, partition_of
+from yadtq_app.routing import (
+    REBALANCING,
+    Unroutable,
+    answers_locally,
+    is_local,
+    local_url,
+    locate,
+    locate_many,
+    partition_of,
+)
 from yadtq_app.state import apply_event
 from yadtq_app.tables.task_status import get_status, get_status_json, task_status
 
@@ -90,32 +99,41 @@ async def unread_rows(partition: int, ids: list[str]) -> dict[str, TaskState]:
     return {task_id: apply_event(None, TaskEvent.queued(req, now)) for task_id, req in found.items()}
 
 
+def _read_local(ids: list[str], where: Callable[[bytes], tuple[TP, Optional[str]]], routed: bool
+                ) -> tuple[dict[str, Any], list[str], dict[str, list[str]], dict[int, list[str]]]:
+    """The rows of ``ids`` held here (or all, if ``routed``), the ids that cannot be
+    answered now, the others by owner, and the ids with no row here by partition."""
+    tasks: dict[str, Any] = {}
+    unavailable: list[str] = []
+    elsewhere: dict[str, list[str]] = {}
+    missing: dict[int, list[str]] = {}
+    here = local_url()
+    for task_id in ids:
+        tp, owner = where(task_id.encode())
+        if owner is None:
+            unavailable.append(task_id)
+        elif owner != here and not routed:
+            elsewhere.setdefault(owner, []).append(task_id)
+        elif answers_locally(tp):
+            tasks[task_id] = row = with_effective_options(get_status_json(task_id))
+            if row is None:
+                missing.setdefault(tp.partition, []).append(task_id)
+        else:
+            unavailable.append(task_id)
+    return tasks, unavailable, elsewhere, missing
+
+
 async def statuses(ids: list[str], *, routed: bool, unread: bool = True) -> tuple[dict[str, Any], list[str]]:
     """Rows for ``ids`` (``None`` for no such task) and the ids that cannot be answered
     now: answered here where this worker owns them (or ``routed``: the request was
     routed here), the rest asked of their owners, one request per owner, concurrently.
     With ``unread``, an id with no row is looked for among the task topic's unread
     messages (:func:`unread_rows`)."""
-    topic = task_status.changelog_topic.get_topic_name()
-    tasks: dict[str, Any] = {}
-    unavailable: list[str] = []
-    elsewhere: dict[str, list[str]] = {}
-    missing: dict[int, list[str]] = {}  # partition → ids with no row here
-    for task_id in ids:
-        try:
-            tp, owner = await locate(topic, task_id.encode())
-        except Unroutable:
-            unavailable.append(task_id)
-            continue
-        if is_local(owner) or routed:
-            if answers_locally(tp):
-                tasks[task_id] = row = with_effective_options(get_status_json(task_id))
-                if row is None:
-                    missing.setdefault(tp.partition, []).append(task_id)
-            else:
-                unavailable.append(task_id)
-        else:
-            elsewhere.setdefault(owner, []).append(task_id)
+    try:
+        where = await locate_many(task_status.changelog_topic.get_topic_name())
+    except Unroutable:
+        return {}, list(ids)
+    tasks, unavailable, elsewhere, missing = _read_local(ids, where, routed)
     # Rows not here yet: once their partitions are caught up, they are here or do not exist.
     partitions = list(missing)
     for partition, known in zip(partitions, await asyncio.gather(*(caught_up_now(p) for p in partitions))):
