@@ -95,7 +95,9 @@ class TaskStatusesView(View):
         bad = next((p for p in map(id_problem, ids) if p is not None), None)
         if bad is not None:
             raise Refused(400, f"every id must be a task id: {bad}", reason="bad-field")
-        wrong = problem("StatusRequest", body)  # the published contract
+        # The published contract, for the rest of the body: every id was just checked as
+        # strictly as its schema does, which took jsonschema 5 ms for 1,000.
+        wrong = problem("StatusRequest", {**body, "ids": ids[:1]})
         if wrong is not None:
             raise Refused(400, wrong[0], reason=wrong[1])
         routed_here = bool(request.headers.get(ROUTED_HEADER))
