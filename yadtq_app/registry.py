@@ -44,7 +44,7 @@ from typing import Any, Callable, Iterable, Iterator, Optional, TypeVar, overloa
 
 from .errors import TaskRegistrationError, UnknownTask
 
-__all__ = ["TaskDef", "TaskRegistry", "task", "default_registry", "names_digest", "describe_task"]
+__all__ = ["TaskDef", "TaskRegistry", "task", "default_registry", "names_digest", "describe_task", "effective_options"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -189,15 +189,22 @@ def _check_process_target(task_name: str, fn: Callable[..., Any]) -> None:
             f"task {task_name!r}: process=True needs a module-level function (a process imports it by name)")
 
 
+def effective_options(taskdef: TaskDef, settings: Any) -> dict[str, Any]:
+    """``timeout`` and ``max_retries`` in force for ``taskdef``: the task's own, else the
+    worker's defaults from ``settings`` (:class:`~yadtq_app.settings.Settings`)."""
+    return {
+        "timeout": taskdef.timeout if taskdef.timeout is not None else settings.default_timeout,
+        "max_retries": taskdef.max_retries if taskdef.max_retries is not None else settings.default_max_retries,
+    }
+
+
 def describe_task(taskdef: TaskDef, settings: Any) -> dict[str, Any]:
-    """A task as JSON, with the options in force: the task's own, else the worker's
-    defaults from ``settings`` (:class:`~yadtq_app.settings.Settings`)."""
+    """A task as JSON, with the options in force (:func:`effective_options`)."""
     return {
         "name": taskdef.name,
         "async": taskdef.is_async,
         "process": taskdef.process,
-        "timeout": taskdef.timeout if taskdef.timeout is not None else settings.default_timeout,
-        "max_retries": taskdef.max_retries if taskdef.max_retries is not None else settings.default_max_retries,
+        **effective_options(taskdef, settings),
         "retry_on": None if taskdef.retry_on is None
         else [f"{c.__module__}.{c.__qualname__}" for c in taskdef.retry_on],
         "doc": (inspect.getdoc(taskdef.fn) or "").split("\n")[0],

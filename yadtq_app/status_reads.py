@@ -21,7 +21,7 @@ from yadtq_app.ids import quote_id
 from yadtq_app.kafka.commits import committed_offset
 from yadtq_app.peers import ROUTED_HEADER, ROWS_ONLY_HEADER
 from yadtq_app.records import TaskEvent, TaskState
-from yadtq_app.registry import describe_task
+from yadtq_app.registry import effective_options
 from yadtq_app.routing import (
     REBALANCING,
     Unroutable,
@@ -57,7 +57,7 @@ def with_effective_options(row: Optional[dict[str, Any]]) -> Optional[dict[str, 
     name = row.get("task")
     if not isinstance(name, str) or name not in app.registry:
         return row
-    options = describe_task(app.registry.get(name), settings)
+    options = effective_options(app.registry.get(name), settings)
     for key in ("max_retries", "timeout"):
         if row.get(key) is None:
             row[key] = options[key]
