@@ -23,6 +23,7 @@ from yadtq_app.application import app, settings
 from yadtq_app.encoding import is_utf8, raw_sample
 from yadtq_app.errors import InvalidTask, RecordWriteError, UnknownTask
 from yadtq_app.execution import Outcome, clip_head
+from yadtq_app.fast_records import build
 from yadtq_app.records import (
     CANCELLED,
     FAILED,
@@ -58,12 +59,13 @@ def event_for(request: TaskRequest, kind: str, *, attempt: int, state: Optional[
     """The ``kind`` event this worker reports about ``attempt`` of ``request`` (the
     row's options if it has any, else the request's)."""
     options = state.options if state is not None and state.options else request.options
-    return TaskEvent(id=request.id, kind=kind, task=request.task, task_args=list(request.task_args),
-                     task_kwargs=dict(request.task_kwargs), attempt=attempt, worker=settings.worker_id,
-                     at=time.time() if at is None else at, submitted_at=request.submitted_at, result=result,
-                     error=error, options=options, next_run_at=next_run_at, progress=progress,
-                     started_at=started_at, lease_until=lease_until,
-                     dispatch=(request.attempt or 1) if kind == PROCESSING else None)
+    return build(TaskEvent, {
+        "id": request.id, "kind": kind, "task": request.task, "task_args": list(request.task_args),
+        "task_kwargs": dict(request.task_kwargs), "attempt": attempt, "worker": settings.worker_id,
+        "at": time.time() if at is None else at, "submitted_at": request.submitted_at, "result": result,
+        "error": error, "options": options, "next_run_at": next_run_at, "progress": progress,
+        "started_at": started_at, "lease_until": lease_until,
+        "dispatch": (request.attempt or 1) if kind == PROCESSING else None})
 
 
 async def report(request: TaskRequest, kind: str, *, attempt: int, state: Optional[TaskState] = None,

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping, NamedTuple, Optional
 
 from .execution import Outcome
+from .fast_records import build
 from .records import (
     CANCEL,
     CANCELLED,
@@ -106,10 +107,10 @@ def _row_before(state: Optional[TaskState], event: TaskEvent) -> TaskState:
     """A copy of ``state`` to change (a new ``queued`` row if none), with the request
     fields ``event`` carries filled in where the row lacks them."""
     if state is None:
-        return TaskState(id=event.id, task=event.task, status=QUEUED, task_args=list(event.task_args),
-                         task_kwargs=dict(event.task_kwargs), submitted_at=event.submitted_at,
-                         options=dict(event.options))
-    state = state.derive()
+        return build(TaskState, {"id": event.id, "task": event.task, "status": QUEUED,
+                                 "task_args": list(event.task_args), "task_kwargs": dict(event.task_kwargs),
+                                 "submitted_at": event.submitted_at, "options": dict(event.options)})
+    state = build(TaskState, state.asdict())  # a copy, as state.derive() makes it
     if state.submitted_at is None and event.submitted_at is not None:
         state.submitted_at = event.submitted_at
     if not state.options and event.options:
