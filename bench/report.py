@@ -177,7 +177,8 @@ How each figure is measured (bench/compare.py; client, brokers and workers share
   flight; rows still running are asked again). Celery: `add.delay()` one after
   another, `AsyncResult.get()`. taskiq: `add.kiq()` ({concurrency} in flight), `wait_result()`
   ({concurrency} in flight). Each client first waits on the last task submitted (yadtq: the last
-  of each partition, by Kafka's default partitioner), then checks every task.
+  of each partition, by Kafka's default partitioner, each with a long poll
+  `GET /tasks/{{id}}?wait=5`), then checks every task.
 - **latency**: {round_trips} sequential submit → result round trips after a warm-up; p50/p95/p99
   within each run. yadtq: submit (HTTP or Kafka `send_and_wait`), then `GET /tasks/{{id}}?wait=5`
   on one worker (a long poll: the worker holding the task answers when it is final); Celery: `delay().get()` (result pushed by Redis pub/sub);

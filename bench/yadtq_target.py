@@ -140,13 +140,15 @@ class YadtqTarget:
                 await asyncio.gather(*sent)
             t_sub = time.perf_counter()
             # A partition's tasks run in order, so its last task is (nearly) the last to
-            # finish: wait on those alone, then read every status once, in batches
-            # (POST /tasks/status), asking again only about those not finished. Polling all
-            # 10,000 from the start would mostly ask about queued tasks and take CPU from
-            # the workers.
+            # finish: wait on those alone, with a long poll each (GET /tasks/{id}?wait=5:
+            # its owner answers when it is final, as a client waits), then read every
+            # status once, in batches (POST /tasks/status), asking again only about those
+            # not finished. Polling all 10,000 from the start would mostly ask about queued
+            # tasks and take CPU from the workers; so did polling the tails every 5 ms.
             tails = _partition_tails(ids, self.partitions)
             expected = {tid: 2 * i for i, tid in enumerate(ids)}
-            await _wait_batch(session, urls, [ids[i] for i in tails], expected, 0.005, deadline)
+            await asyncio.gather(*(_wait(session, urls[k % len(urls)], ids[i], expected[ids[i]], 0.005, deadline)
+                                   for k, i in enumerate(tails)))
             t_last = time.perf_counter()
             await _wait_batch(session, urls, ids, expected, 0.01, deadline)
             t1 = time.perf_counter()
