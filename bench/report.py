@@ -186,6 +186,7 @@ How each figure is measured (bench/compare.py; client, brokers and workers share
 - **failover**: yadtq only, `bench/failover.py`'s round (3 workers, kill -9 mid-task; kill → first
   re-run on a survivor).
 - yadtq: fresh embedded broker (Tansu, in memory) and N `yadtq worker` processes per run
+  for the latencies, and again for each submission path's throughput (as the floor's)
   (`YADTQ_CONCURRENCY` 8 each, sync tasks in its threads). yadtq AK: the same on a fresh
   Apache Kafka, one KRaft node (`yadtq_app.kafka_local.LocalKafka`: one JVM, 384 MiB heap,
   serial GC, C1 only; data on disk, flushed by the OS), with the bench's broker settings
