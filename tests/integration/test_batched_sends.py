@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from typing import Any
 
 import aiokafka
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from tests.support.kafka import new_topic
 from yadtq_app.kafka.batches import send_batched
 
 PARTITIONS = 3
@@ -21,13 +20,7 @@ LINGER_MS = 3_000
 
 async def _send_and_read(broker: Any, records: list[tuple[int, bytes, bytes]], batch_size: int
                          ) -> tuple[int, float, dict[int, list[tuple[bytes, bytes]]]]:
-    topic = f"batched-{uuid.uuid4().hex[:8]}"
-    admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(topic, PARTITIONS, 1)])
-    finally:
-        await admin.close()
+    topic = await new_topic(broker.bootstrap, "batched", PARTITIONS)
     producer = aiokafka.AIOKafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=LINGER_MS,
                                          max_batch_size=batch_size, enable_idempotence=False)
     await producer.start()

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from faust.types import TP
 
+from tests.support.kafka import new_topic
 from yadtq_app.kafka.end_offsets import true_end_offsets
 
 pytestmark = pytest.mark.integration
@@ -20,11 +19,7 @@ N = 2000
 
 
 async def listed_and_true(bootstrap: str, *, batched: bool) -> tuple[int, int]:
-    topic = f"endoff-{uuid.uuid4().hex[:8]}"
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    await admin.create_topics([NewTopic(topic, 1, 1)])
-    await admin.close()
+    topic = await new_topic(bootstrap, "endoff")
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5 if batched else 0,
                                 max_batch_size=16384 if batched else 1)
     await producer.start()
@@ -61,17 +56,6 @@ def test_the_remedy_changes_nothing_when_the_end_offset_is_right(broker: Any) ->
     assert listed == N and fixed == N
 
 
-async def _new_topic(bootstrap: str, prefix: str) -> str:
-    topic = f"{prefix}-{uuid.uuid4().hex[:8]}"
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(topic, 1, 1)])
-    finally:
-        await admin.close()
-    return topic
-
-
 async def _first_record_within(bootstrap: str, topic: str, fetch_max_wait_ms: int, timeout: float) -> bool:
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
     await producer.start()
@@ -99,7 +83,7 @@ async def _first_record_within(bootstrap: str, topic: str, fetch_max_wait_ms: in
 def test_a_zero_fetch_wait_reads_nothing_on_the_embedded_broker(broker: Any) -> None:
     # Why the embedded profile refuses a 0 ms fetch wait (yadtq_app.kafka.profiles.EmbeddedProfile.fetch_waits).
     async def run() -> tuple[bool, bool]:
-        topic = await _new_topic(broker.bootstrap, "wait0")
+        topic = await new_topic(broker.bootstrap, "wait0")
         return (await _first_record_within(broker.bootstrap, topic, 0, 2.0),
                 await _first_record_within(broker.bootstrap, topic, 1, 10.0))
     zero, one = asyncio.run(run())
@@ -112,7 +96,7 @@ def test_fetches_wait_less_while_work_flows(broker: Any) -> None:
     from yadtq_app.kafka.fetch_wait import FetchWait, adapt_fetch_wait
 
     async def run() -> None:
-        topic = await _new_topic(broker.bootstrap, "fetchwait")
+        topic = await new_topic(broker.bootstrap, "fetchwait")
         consumer = AIOKafkaConsumer(bootstrap_servers=broker.bootstrap, fetch_max_wait_ms=50,
                                     enable_auto_commit=False)
         await consumer.start()

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections import Counter
 from pathlib import Path
 
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from tests.integration.test_core import wait_all_finished
 from tests.support.brokers import KAFKA_WORKER_ENV
 from tests.support.cluster import Cluster
+from tests.support.kafka import new_topic
 from tests.support.wait import wait_for
 from yadtq_app import Client
 from yadtq_app.kafka_local import LocalKafka
@@ -21,18 +20,7 @@ pytestmark = pytest.mark.integration
 
 
 def create_topic(kafka: LocalKafka, partitions: int) -> str:
-    topic = f"k3-{uuid.uuid4().hex[:8]}"
-
-    async def create() -> None:
-        admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap)
-        await admin.start()
-        try:
-            await admin.create_topics([NewTopic(topic, partitions, 3)])
-        finally:
-            await admin.close()
-
-    asyncio.run(create())
-    return topic
+    return asyncio.run(new_topic(kafka.bootstrap, "k3", partitions, 3))
 
 
 def test_a_killed_controller_is_replaced_and_its_partitions_move_until_it_rejoins(kafka3: LocalKafka) -> None:

@@ -1,11 +1,25 @@
-"""Reading topics directly, for assertions about what was (not) written."""
+"""Making and reading topics directly, for assertions about what was (not) written."""
 
 from __future__ import annotations
 
 import asyncio
+import uuid
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+
+async def new_topic(bootstrap: str, prefix: str, partitions: int = 1, replicas: int = 1) -> str:
+    """Create a topic named ``prefix-<random>`` with ``partitions`` and ``replicas``; its name."""
+    topic = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, partitions, replicas)])
+    finally:
+        await admin.close()
+    return topic
 
 
 def count_messages(bootstrap: str, topic: str, timeout: float = 10.0) -> int:
