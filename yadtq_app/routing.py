@@ -87,15 +87,11 @@ async def locate(topic: str, key: bytes) -> tuple[TP, str]:
     return tp, owner
 
 
-def locate_many(topic: str) -> Awaitable[Callable[[bytes], tuple[TP, Optional[str]]]]:
+async def locate_many(topic: str) -> Callable[[bytes], tuple[TP, Optional[str]]]:
     """For many keys of ``topic``: a function giving a key's partition and the URL of
     the worker that owns it (``None``: no worker holds it now), as :func:`locate` gives
     them, with the producer's metadata and the group's assignment read once instead of
     per key. Raises :class:`Unroutable` if the topic's partitions are not known."""
-    return _locator(topic)
-
-
-async def _locator(topic: str) -> Callable[[bytes], tuple[TP, Optional[str]]]:
     kafka = private.ensure_producer(app.producer)
     try:
         partitions = sorted(await kafka.partitions_for(topic))

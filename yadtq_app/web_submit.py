@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Optional, cast
 
+from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from faust.exceptions import ProducerSendError
 from faust.web import Request, Response, View
@@ -106,8 +107,12 @@ async def _send_record(topic: str, key: bytes, value: bytes, partition: int) -> 
     """Hand one record to aiokafka's producer itself: Faust's ``Topic.send`` costs a
     record about what running a quick task costs (:mod:`yadtq_app.kafka.batches`). The
     record joins the partition's open batch, as Faust's would. Its delivery future."""
-    kafka = private.ensure_producer(await app.maybe_start_producer())
-    return await kafka.send(topic, value=value, key=key, partition=partition)
+    return await (await _kafka()).send(topic, value=value, key=key, partition=partition)
+
+
+async def _kafka() -> AIOKafkaProducer:
+    """The app's aiokafka producer, started."""
+    return private.ensure_producer(await app.maybe_start_producer())
 
 
 async def _send_batched(accepted: list[Accepted]) -> Any:
@@ -115,7 +120,7 @@ async def _send_batched(accepted: list[Accepted]) -> Any:
     producer as whole batches, one per partition (:mod:`yadtq_app.kafka.batches`):
     a bulk submission's records skip Faust's per-record send. The send, to await with
     :func:`_confirmed`."""
-    kafka = private.ensure_producer(await app.maybe_start_producer())
+    kafka = await _kafka()
     records = [(a.partition, a.request.key, a.value) for a in accepted]
     return asyncio.gather(*await send_batched(kafka, task_topic.get_topic_name(), records))
 
