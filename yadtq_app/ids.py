@@ -14,6 +14,7 @@ decoded path, in which ``%2F`` and ``/`` or ``%3F`` and ``?`` look alike.
 
 from __future__ import annotations
 
+import re
 from typing import Any, Optional
 from urllib.parse import quote, unquote_to_bytes
 
@@ -22,18 +23,21 @@ __all__ = ["MAX_ID_LENGTH", "id_problem", "quote_id", "unquote_id"]
 #: The longest task id (and ordering key), in characters.
 MAX_ID_LENGTH = 200
 
+#: The characters an id must not hold: controls (C0, DEL, C1) and lone surrogates.
+_FORBIDDEN = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+
 
 def id_problem(value: Any, *, name: str = "task-id") -> Optional[str]:
     """Why ``value`` cannot be a task id (a sentence naming ``name``); ``None`` if it can."""
     if not isinstance(value, str) or not value or len(value) > MAX_ID_LENGTH:
         return f"'{name}' must be a non-empty string of at most {MAX_ID_LENGTH} characters"
-    for c in value:
-        code = ord(c)
-        if code < 0x20 or 0x7F <= code <= 0x9F:
-            return f"'{name}' must not contain control characters (found U+{code:04X})"
-        if 0xD800 <= code <= 0xDFFF:
-            return f"'{name}' must not contain a lone surrogate (found U+{code:04X}): it has no UTF-8 form"
-    return None
+    found = _FORBIDDEN.search(value)
+    if found is None:
+        return None
+    code = ord(found.group())
+    if code < 0xD800:
+        return f"'{name}' must not contain control characters (found U+{code:04X})"
+    return f"'{name}' must not contain a lone surrogate (found U+{code:04X}): it has no UTF-8 form"
 
 
 def quote_id(task_id: str) -> str:

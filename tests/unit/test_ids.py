@@ -41,3 +41,19 @@ def test_unquote_id_is_strict_about_percent_signs() -> None:
     assert unquote_id("%2e%2E") == ".."
     assert unquote_id("a%2Fb") == "a/b"
     assert unquote_id("a+b") == "a+b"  # a path, not a form
+
+
+def test_every_character_of_the_basic_plane_is_judged_by_the_rule() -> None:
+    # The rule of the module docs, character by character, against the whole plane:
+    # the first forbidden character is the one named.
+    for code in range(0x10000):
+        c = chr(code)
+        control = code < 0x20 or 0x7F <= code <= 0x9F
+        surrogate = 0xD800 <= code <= 0xDFFF
+        problem = id_problem(f"ok{c}\x01")
+        if control:
+            assert problem == f"'task-id' must not contain control characters (found U+{code:04X})"
+        elif surrogate:
+            assert problem == f"'task-id' must not contain a lone surrogate (found U+{code:04X}): it has no UTF-8 form"
+        else:
+            assert problem == "'task-id' must not contain control characters (found U+0001)", code
