@@ -7,12 +7,12 @@ key's :class:`~yadtq_app.ordering.KeyQueue` and sends the released task, and
 
 from __future__ import annotations
 
-import json
 import logging
 
 from faust.types import StreamT
 
 from yadtq_app.application import app
+from yadtq_app.encoding import compact_json
 from yadtq_app.ordering import DONE, ENQUEUE, SequencerMessage, sequence
 from yadtq_app.records import TaskRequest
 from yadtq_app.tables.key_queues import key_queues
@@ -39,7 +39,7 @@ async def sequence_ordered(stream: StreamT[SequencerMessage]) -> None:
             if to_send is not None:
                 wire = {**to_send, "sequenced": True}
                 await (await task_topic.send(key=wire["task-id"].encode(),
-                                             value=json.dumps(wire, separators=(",", ":")).encode()))
+                                             value=compact_json(wire)))
         except Exception:  # one bad message must not stop the partition
             logger.exception("sequencer: could not apply %s for key %r task %r", getattr(value, "kind", "?"),
                              getattr(value, "key", "?"), getattr(value, "task_id", "?"))

@@ -2,10 +2,15 @@
 
 import base64
 import hashlib
+import json
 import struct
 from typing import Any, Optional
 
-__all__ = ["murmur2", "partition_of", "is_utf8", "raw_sample", "RAW_SAMPLE_BYTES"]
+__all__ = ["compact_json", "murmur2", "partition_of", "is_utf8", "raw_sample", "RAW_SAMPLE_BYTES"]
+
+#: ``json.dumps(value, separators=(",", ":"))`` as one encoder: ``json.dumps`` with any
+#: option builds a new ``JSONEncoder`` for every call, as long as encoding a task message.
+_COMPACT = json.JSONEncoder(separators=(",", ":"))
 
 #: murmur2's mixing constant (the Java client's ``Utils.murmur2``).
 _M = 0x5BD1E995
@@ -13,6 +18,12 @@ _MASK = 0xFFFFFFFF
 
 #: How much of a bad record a dead letter keeps (bytes, before base64).
 RAW_SAMPLE_BYTES = 4096
+
+
+def compact_json(value: Any) -> bytes:
+    """``value`` as JSON without spaces (``json.dumps`` with ``separators=(",", ":")``),
+    UTF-8. Raises what ``json.dumps`` raises."""
+    return _COMPACT.encode(value).encode()
 
 
 def murmur2(data: bytes) -> int:

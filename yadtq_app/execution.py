@@ -43,6 +43,10 @@ __all__ = ["Outcome", "run_task", "start_in_thread", "is_quick", "mark_slow", "Q
 
 logger = logging.getLogger(__name__)
 
+#: ``json.dumps(value, allow_nan=False)`` as one encoder (``json.dumps`` with an option
+#: builds a new encoder for every call).
+_STRICT_JSON = json.JSONEncoder(allow_nan=False)
+
 #: Failures that would fail again the same way: never retried.
 NOT_RETRYABLE = frozenset({"InvalidArguments", "ResultNotSerializable", "ResultTooLarge"})
 
@@ -231,7 +235,7 @@ def outcome_of(taskdef: TaskDef, future: "asyncio.Future[Any]", *, max_result_by
 
 def _checked_result(name: str, result: Any, max_bytes: Optional[int]) -> Outcome:
     try:
-        size = len(json.dumps(result, allow_nan=False))  # ASCII: characters are bytes
+        size = len(_STRICT_JSON.encode(result))  # ASCII: characters are bytes
     except (TypeError, ValueError, RecursionError) as exc:
         return Outcome(ok=False, error={"type": "ResultNotSerializable",
                                         "message": clip_head(f"{name} returned a value that is not JSON: {exc}",
@@ -314,7 +318,7 @@ def _process_entry(module: str, qualname: str, name: str, args_json: str, kwargs
     checked = _checked_result(name, result, None)  # the size is checked in the worker
     if not checked.ok:
         return json.dumps({"ok": False, "error": checked.error, "types": [], "retry": False, "retry_delay": None})
-    return json.dumps({"ok": True, "result": result}, allow_nan=False)
+    return _STRICT_JSON.encode({"ok": True, "result": result})
 
 
 class _BodyTimeout(Exception):

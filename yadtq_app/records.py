@@ -16,6 +16,7 @@ from typing import Any, Mapping, Optional
 
 import faust
 
+from .encoding import compact_json
 from .fast_records import build
 
 __all__ = [
@@ -111,7 +112,7 @@ class TaskRequest(faust.Record, namespace="yadtq.TaskRequest", serializer="json"
 
     def encode(self) -> bytes:
         """UTF-8 JSON bytes of :meth:`to_wire`."""
-        return json.dumps(self.to_wire(), separators=(",", ":")).encode()
+        return compact_json(self.to_wire())
 
     @property
     def key(self) -> bytes:
