@@ -69,6 +69,12 @@ EVENT_KINDS = frozenset(STATUSES) | {PROGRESS, CANCEL, REQUEUE, EXPIRE}
 BATCH = "batch"
 
 
+#: A task message's optional fields, in wire order.
+_WIRE_OPTIONAL = ("submitted_at", "max_retries", "timeout", "eta", "ordering_key", "attempt", "sequenced")
+#: The per-submission overrides a status row keeps.
+_OPTIONS = ("max_retries", "timeout", "eta", "ordering_key")
+
+
 class TaskRequest(faust.Record, namespace="yadtq.TaskRequest", serializer="json"):
     """One request to run a registered task."""
 
@@ -90,16 +96,21 @@ class TaskRequest(faust.Record, namespace="yadtq.TaskRequest", serializer="json"
     #: Set by the sequencer only: this ordered task's turn has come.
     sequenced: Optional[bool] = None
 
+    # to_wire and options read the fields from __dict__, skipping Faust's field
+    # descriptor (a Python call per read): none of this record's fields coerces, so
+    # __dict__ holds what the descriptor would return (yadtq_app.fast_records checks it).
+
     def to_wire(self) -> dict[str, Any]:
         """The wire format (:mod:`yadtq_app.wire`): what goes on the task topic."""
+        fields = self.__dict__
         out: dict[str, Any] = {
-            "task-id": self.id,
-            "task": self.task,
-            "args": list(self.task_args),
-            "kwargs": dict(self.task_kwargs),
+            "task-id": fields["id"],
+            "task": fields["task"],
+            "args": list(fields["task_args"]),
+            "kwargs": dict(fields["task_kwargs"]),
         }
-        for name in ("submitted_at", "max_retries", "timeout", "eta", "ordering_key", "attempt", "sequenced"):
-            value = getattr(self, name)
+        for name in _WIRE_OPTIONAL:
+            value = fields[name]
             if value is not None:
                 out[name] = value
         return out
@@ -107,8 +118,8 @@ class TaskRequest(faust.Record, namespace="yadtq.TaskRequest", serializer="json"
     @property
     def options(self) -> dict[str, Any]:
         """The overrides that were set, as kept in the status row."""
-        return {name: getattr(self, name) for name in ("max_retries", "timeout", "eta", "ordering_key")
-                if getattr(self, name) is not None}
+        fields = self.__dict__
+        return {name: fields[name] for name in _OPTIONS if fields[name] is not None}
 
     def encode(self) -> bytes:
         """UTF-8 JSON bytes of :meth:`to_wire`."""
