@@ -93,6 +93,10 @@ def main() -> int:
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
                         help="a setting for the worker (repeatable), e.g. YADTQ_PRODUCER_LINGER_MS=2")
     parser.add_argument("--gil", action="store_true", help="sample only the thread holding the GIL (py-spy --gil)")
+    parser.add_argument("--blocking", action="store_true",
+                        help="pause the worker for each sample: whole stacks (without it py-spy reads a running "
+                             "process and some stacks come out torn: wrong callers), but a slower worker")
+    parser.add_argument("--keep", action="store_true", help="keep the broker's and worker's directory (its logs)")
     parser.add_argument("--no-profile", action="store_true", help="only measure tasks/s and CPU per task")
     parser.add_argument("--broker", choices=BROKERS, default="embedded",
                         help="the embedded broker (Tansu) or Apache Kafka (one node)")
@@ -117,7 +121,8 @@ def main() -> int:
         raw = args.raw or workdir / "profile.txt"
         if spy is not None:
             recorder = subprocess.Popen([spy, "record", "--pid", str(worker.pid), "--format", "raw", "--output",
-                                         str(raw), "--rate", "200", "--nonblocking", "--threads",
+                                         str(raw), "--rate", "200", "--threads",
+                                         *([] if args.blocking else ["--nonblocking"]),
                                          *(["--gil"] if args.gil else [])],
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(1.0)  # let py-spy attach
@@ -150,6 +155,10 @@ def main() -> int:
             recorder.kill()
         cluster.stop()
         broker.stop()
+        if args.keep:
+            logger.info("kept %s", workdir)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
     return 0
 
 
