@@ -26,7 +26,8 @@ async def send_batched(kafka: aiokafka.AIOKafkaProducer, topic: str,
     the brokers do not take a batch. Records of one partition keep their order.
 
     Raises what aiokafka's ``send_batch`` raises (``KafkaTimeoutError`` when a batch
-    cannot be queued within the producer's request timeout, ``ProducerClosed``)."""
+    cannot be queued within the producer's request timeout, ``ProducerClosed``); the
+    batches queued before it still go out, their outcome unreported."""
     batches: dict[int, list[Any]] = {}  # partition → its batches, in order
     for partition, key, value in records:
         chain = batches.get(partition)
@@ -35,12 +36,22 @@ async def send_batched(kafka: aiokafka.AIOKafkaProducer, topic: str,
         batch = kafka.create_batch()
         batch.append(key=key, value=value, timestamp=None)  # a batch always takes its first record
         batches.setdefault(partition, []).append(batch)
-    futures = []
-    # A partition's next batch waits until its last one is sent: queue every
-    # partition's first batch, then the seconds, and so on.
-    for turn in range(max(map(len, batches.values()), default=0)):
-        for partition, chain in batches.items():
-            if turn < len(chain):
-                chain[turn].close()  # complete: sent with the next request, no linger
-                futures.append(await kafka.send_batch(chain[turn], topic, partition=partition))
+    futures: list["asyncio.Future[Any]"] = []
+    try:
+        # A partition's next batch waits until its last one is sent: queue every
+        # partition's first batch, then the seconds, and so on.
+        for turn in range(max(map(len, batches.values()), default=0)):
+            for partition, chain in batches.items():
+                if turn < len(chain):
+                    chain[turn].close()  # complete: sent with the next request, no linger
+                    futures.append(await kafka.send_batch(chain[turn], topic, partition=partition))
+    except BaseException:
+        for future in futures:  # nobody awaits them now: their failure is not an unretrieved error
+            future.add_done_callback(_retrieve)
+        raise
     return futures
+
+
+def _retrieve(future: "asyncio.Future[Any]") -> None:
+    if not future.cancelled():
+        future.exception()
