@@ -172,6 +172,9 @@ class Settings:
     queued_hold: float = setting("YADTQ_QUEUED_HOLD", 30.0, float,
                                  "seconds a submission's ``queued`` status may live in its worker's memory only, "
                                  "waiting to be written with the task's first row (0: written at once)")
+    gc_threshold: int = setting("YADTQ_GC_THRESHOLD", 10_000, int,
+                                "objects a worker allocates between its youngest garbage collections "
+                                "(Python's default: 700)")
     rocksdb_write_buffer_mb: float = setting("YADTQ_ROCKSDB_WRITE_BUFFER_MB", 4.0, float,
                                              "RocksDB write buffer per table partition (MiB; two at most)")
     rocksdb_block_cache_mb: float = setting("YADTQ_ROCKSDB_BLOCK_CACHE_MB", 8.0, float,

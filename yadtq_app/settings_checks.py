@@ -90,6 +90,8 @@ def _check_limits(s: Settings) -> None:
             raise _bad(s, name, "must be positive")
     if s.max_forwarded_long_polls < 1:
         raise _bad(s, "max_forwarded_long_polls", "must be at least 1")
+    if not 100 <= s.gc_threshold <= 1_000_000:
+        raise _bad(s, "gc_threshold", "must be from 100 to 1000000")
     if not 1 <= s.max_nesting <= 500:
         raise _bad(s, "max_nesting", "must be from 1 to 500 (JSON decoding recurses once per level)")
     if not 0 < s.web_port < 65536:

@@ -44,7 +44,8 @@ def test_every_field_is_declared_once() -> None:
 def test_from_env_reads_every_declared_variable() -> None:
     probe = {"broker_url": "kafka://b:1", "task_modules": "m", "fix_end_offsets": "1", "worker_timeout": "7",
              "min_insync_replicas": "1", "security_protocol": "ssl", "sasl_mechanism": "plain", "ssl_keyfile": "",
-             "broker_profile": "kafka", "log_level": "debug", "sasl_username": "", "sasl_password": ""}
+             "broker_profile": "kafka", "log_level": "debug", "sasl_username": "", "sasl_password": "",
+             "gc_threshold": "7000"}
     environ = {d.env: probe.get(name, "7" if d.parse in (int, float) else "x") for name, d in declarations().items()}
     s = Settings.from_env(environ)
     for name, decl in declarations().items():
@@ -91,6 +92,7 @@ def test_unrelated_and_empty_variables_are_ignored() -> None:
     ("YADTQ_FIX_END_OFFSETS", "FALSE", "fix_end_offsets", False),
     ("YADTQ_LOG_LEVEL", "debug", "log_level", "debug"),
     ("YADTQ_MAX_NESTING", "64", "max_nesting", 64),
+    ("YADTQ_GC_THRESHOLD", "700", "gc_threshold", 700),
     ("YADTQ_HTTP_IDLE_TIMEOUT", "5", "http_idle_timeout", 5.0),
     ("YADTQ_HTTP_READ_TIMEOUT", "2.5", "http_read_timeout", 2.5),
     ("YADTQ_MAX_FORWARDED_LONG_POLLS", "50", "max_forwarded_long_polls", 50),
@@ -137,7 +139,8 @@ def test_invalid_values_raise(var: str, raw: str) -> None:
                                       ("YADTQ_MAX_RESULT_BYTES", "0"), ("YADTQ_MAX_MESSAGE_BYTES", "900000"),
                                       ("YADTQ_MAX_NESTING", "0"), ("YADTQ_MAX_NESTING", "501"),
                                       ("YADTQ_HTTP_IDLE_TIMEOUT", "0"), ("YADTQ_HTTP_READ_TIMEOUT", "-1"),
-                                      ("YADTQ_MAX_FORWARDED_LONG_POLLS", "0")])
+                                      ("YADTQ_MAX_FORWARDED_LONG_POLLS", "0"), ("YADTQ_GC_THRESHOLD", "0"),
+                                      ("YADTQ_GC_THRESHOLD", "99"), ("YADTQ_GC_THRESHOLD", "1000001")])
 def test_invalid_values_name_the_variable(var: str, raw: str) -> None:
     with pytest.raises(ConfigurationError, match=var):
         Settings.from_env({var: raw})
