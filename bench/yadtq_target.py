@@ -145,7 +145,14 @@ class YadtqTarget:
             # status once, in batches (POST /tasks/status), asking again only about those
             # not finished. Polling all 10,000 from the start would mostly ask about queued
             # tasks and take CPU from the workers; so did polling the tails every 5 ms.
-            tails = _partition_tails(ids, self.partitions)
+            if via == "bulk":
+                # The requests are in flight together, so the worker may take a later
+                # chunk before an earlier one: each chunk's last task of a partition is a
+                # tail (waiting on the last by index alone began the batch reads below
+                # while the worker still ran other chunks, and they took its CPU).
+                tails = [c.start + i for c in chunks for i in _partition_tails(ids[c.start:c.stop], self.partitions)]
+            else:
+                tails = _partition_tails(ids, self.partitions)
             expected = {tid: 2 * i for i, tid in enumerate(ids)}
             await asyncio.gather(*(_wait(session, urls[k % len(urls)], ids[i], expected[ids[i]], 0.005, deadline)
                                    for k, i in enumerate(tails)))
