@@ -131,6 +131,16 @@ class Consumer(faust_aiokafka.Consumer):
             return  # a message read before the seek, not a hole (see ReadOffsets)
         await super()._add_gap(tp, offset_from, offset_to)
 
+    def on_buffer_drop(self, tp: TP) -> None:
+        """Faust's (poll ``tp`` again: its agent's buffer has room), and wake a poll
+        that waits meanwhile for records of the other partitions: it passed over
+        ``tp``'s records already fetched and would wait for new ones (up to Faust's
+        1 s poll) before returning them."""
+        resumed = tp in private.buffered_partitions(self)
+        super().on_buffer_drop(tp)
+        if resumed:
+            private.wake_fetch_waiters(self)
+
     def _expect(self, tp: TP, offset: int, tries: int = 0) -> None:
         self._yadtq_expect[tp] = (offset, tries)
 

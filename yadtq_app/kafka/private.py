@@ -40,6 +40,7 @@ __all__ = [
     "set_consumer_fetch_wait", "set_fetcher_client", "set_fetcher_wait_ms", "set_read_offsets", "store_get",
     "thread_consumer", "tps_url", "unacked_messages", "wait_for_ack", "ack_waiter", "loop_selector",
     "producer_accumulator", "send_lingering", "serve_service_thread", "service_thread_runner",
+    "buffered_partitions", "wake_fetch_waiters",
 ]
 
 _Consumer = faust_consumer.Consumer
@@ -57,6 +58,7 @@ ACCESSED: tuple[tuple[Any, str], ...] = (
     (_Consumer, "_wait_for_ack"),
     (_Consumer, "_clean_unacked_messages"),
     (_Consumer, "_paused_partitions"),
+    (_Consumer, "_buffered_partitions"),
     (faust_consumer.ThreadDelegateConsumer, "_thread"),
     (_Thread, "_consumer"),
     (_Thread, "_ensure_consumer"),
@@ -69,6 +71,7 @@ ACCESSED: tuple[tuple[Any, str], ...] = (
     (Fetcher, "_fetch_max_wait_ms"),
     (Fetcher, "_client"),
     (Fetcher, "_get_actions_per_node"),
+    (Fetcher, "_fetch_waiters"),
     (GroupCoordinator, "_do_heartbeat"),
     (ClusterMetadata, "_partitions"),
     (faust_streams, "_CStreamIterator"),
@@ -162,6 +165,22 @@ def clean_unacked_messages(consumer: Any) -> None:
 def paused_partitions(consumer: Any) -> Any:
     """The partitions Faust paused (empty if the consumer has no such set)."""
     return getattr(consumer, "_paused_partitions", ())
+
+
+def buffered_partitions(consumer: Any) -> Any:
+    """The partitions Faust stopped polling because their agent's buffer is full."""
+    return getattr(consumer, "_buffered_partitions", ())
+
+
+def wake_fetch_waiters(consumer: Any) -> None:
+    """Wake a poll of Faust's ``consumer`` that waits for new records (aiokafka's
+    ``Fetcher.fetched_records``): it looks again at the records already fetched, for
+    the partitions active now. Nothing happens before the consumer has started."""
+    kafka = thread_consumer(consumer_thread(consumer))
+    fetcher = getattr(kafka, "_fetcher", None)
+    for waiter in list(getattr(fetcher, "_fetch_waiters", ())):
+        if not waiter.done():
+            waiter.set_result(None)
 
 
 def consumer_thread(consumer: Any) -> Any:
