@@ -17,8 +17,8 @@ from faust.types import TP
 
 from . import private
 
-__all__ = ["FAUST_FETCH_MAX_WAIT_MS", "KAFKA_FETCH_MAX_WAIT_MS", "BUSY_HOLD", "FetchWait", "adapt_fetch_wait",
-           "kafka_consumer", "set_fetching", "last_fetched_ms", "fetch_state"]
+__all__ = ["FAUST_FETCH_MAX_WAIT_MS", "KAFKA_FETCH_MAX_WAIT_MS", "KAFKA_BUSY_FETCH_MAX_WAIT_MS", "BUSY_HOLD",
+           "FetchWait", "adapt_fetch_wait", "kafka_consumer", "set_fetching", "last_fetched_ms", "fetch_state"]
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +27,9 @@ FAUST_FETCH_MAX_WAIT_MS = 1500
 #: The kafka profile's fetch wait (ms): how long a fetch of idle partitions is held at
 #: the broker (nothing waits behind it: ``lanes``).
 KAFKA_FETCH_MAX_WAIT_MS = 1000
+#: The kafka profile's fetch wait while tasks flow (ms): how long a partition whose
+#: fetched records were just taken may wait for a fetch held for the others.
+KAFKA_BUSY_FETCH_MAX_WAIT_MS = 20
 #: How long a worker counts as busy after its agents last got a message (s): its fetches
 #: wait the busy fetch wait meanwhile (see :class:`FetchWait`).
 BUSY_HOLD = 1.0

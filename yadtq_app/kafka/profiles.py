@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Optional
 
 from ..errors import ConfigurationError
-from .fetch_wait import FAUST_FETCH_MAX_WAIT_MS, KAFKA_FETCH_MAX_WAIT_MS
+from .fetch_wait import FAUST_FETCH_MAX_WAIT_MS, KAFKA_BUSY_FETCH_MAX_WAIT_MS, KAFKA_FETCH_MAX_WAIT_MS
 from .transport import Transport
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -42,7 +42,7 @@ class BrokerProfile:
     rebalance_timeout = FAUST_REBALANCE_TIMEOUT
     fetch_max_wait_ms: Optional[int] = KAFKA_FETCH_MAX_WAIT_MS
     #: The fetch wait while work flows; ``None``: the same as when idle.
-    busy_fetch_max_wait_ms: Optional[int] = None
+    busy_fetch_max_wait_ms: Optional[int] = KAFKA_BUSY_FETCH_MAX_WAIT_MS
     #: Whether the broker's end offsets (ListOffsets) are its high watermarks: catch-ups
     #: ask them (``yadtq_app.catch_up``) instead of waiting for fetch answers.
     exact_end_offsets = True

@@ -14,7 +14,7 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from .commits import ack_through_consumer
 from .consumer import Consumer
-from .fetch_wait import KAFKA_FETCH_MAX_WAIT_MS
+from .fetch_wait import KAFKA_BUSY_FETCH_MAX_WAIT_MS, KAFKA_FETCH_MAX_WAIT_MS
 from .linger import Producer
 
 __all__ = ["Transport"]
@@ -31,7 +31,7 @@ class Transport(faust_aiokafka.Transport):
     Producer: ClassVar[type[faust_aiokafka.Producer]] = Producer
     #: The fetch wait while idle (ms), and while tasks flow.
     fetch_max_wait_ms: ClassVar[int] = KAFKA_FETCH_MAX_WAIT_MS
-    busy_fetch_max_wait_ms: ClassVar[int] = KAFKA_FETCH_MAX_WAIT_MS
+    busy_fetch_max_wait_ms: ClassVar[int] = KAFKA_BUSY_FETCH_MAX_WAIT_MS
     #: Whether end offsets are re-read from fetch answers (:func:`~yadtq_app.kafka.end_offsets.true_end_offsets`).
     fix_end_offsets: ClassVar[bool] = False
 
