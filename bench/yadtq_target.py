@@ -127,12 +127,13 @@ class YadtqTarget:
         deadline = time.monotonic() + max(120.0, n / 20)
         async with _session() as session, _producer(self.bootstrap if via == "kafka" else None) as producer:
             t0 = time.perf_counter()
+            groups = [range(n)]  # runs of ids whose tasks reach each partition in order
             if via == "http":
                 ids = await bounded_gather(_post(session, urls[i % len(urls)], i) for i in range(n))
             elif via == "bulk":
-                chunks = [range(i, min(i + BATCH, n)) for i in range(0, n, BATCH)]
+                groups = [range(i, min(i + BATCH, n)) for i in range(0, n, BATCH)]
                 ids = [t for chunk in await bounded_gather(_post_bulk(session, urls[j % len(urls)], c)
-                                                           for j, c in enumerate(chunks)) for t in chunk]
+                                                           for j, c in enumerate(groups)) for t in chunk]
             else:
                 assert producer is not None
                 sent = [await producer.send(self.topic, key=tid.encode(), value=_wire(tid, i))
@@ -145,14 +146,11 @@ class YadtqTarget:
             # status once, in batches (POST /tasks/status), asking again only about those
             # not finished. Polling all 10,000 from the start would mostly ask about queued
             # tasks and take CPU from the workers; so did polling the tails every 5 ms.
-            if via == "bulk":
-                # The requests are in flight together, so the worker may take a later
-                # chunk before an earlier one: each chunk's last task of a partition is a
-                # tail (waiting on the last by index alone began the batch reads below
-                # while the worker still ran other chunks, and they took its CPU).
-                tails = [c.start + i for c in chunks for i in _partition_tails(ids[c.start:c.stop], self.partitions)]
-            else:
-                tails = _partition_tails(ids, self.partitions)
+            # Bulk requests are in flight together, so a worker may take a later chunk
+            # before an earlier one: each chunk's last task of a partition is a tail
+            # (waiting on the last by index alone began the batch reads below while the
+            # worker still ran other chunks, and they took its CPU).
+            tails = [g.start + i for g in groups for i in _partition_tails(ids[g.start:g.stop], self.partitions)]
             expected = {tid: 2 * i for i, tid in enumerate(ids)}
             await asyncio.gather(*(_wait(session, urls[k % len(urls)], ids[i], expected[ids[i]], 0.005, deadline)
                                    for k, i in enumerate(tails)))
