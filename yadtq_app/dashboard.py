@@ -11,14 +11,13 @@ from pathlib import Path
 from typing import Any, Optional
 
 import aiohttp
-from faust.types import TP
 from faust.web import Request, Response, View
 
 from yadtq_app.api_schema import MAX_DASHBOARD_TASKS
 from yadtq_app.application import app, settings
 from yadtq_app.errors import Refused
 from yadtq_app.records import STATUSES
-from yadtq_app.routing import answers_locally, partition_of
+from yadtq_app.routing import answers_locally, locate_many
 from yadtq_app.tables.task_status import get_status_json, task_status
 
 __all__ = ["merge_tasks", "row_time", "STATIC", "CSP"]
@@ -101,12 +100,12 @@ class LocalView(View):
             raise Refused(400, str(exc), reason="bad-field") from None
         topic = task_status.changelog_topic.get_topic_name()
         rows: list[dict[str, Any]] = []
+        where = await locate_many(topic)
         for task_id in app.recent.newest():
             if len(rows) >= limit:
                 break
-            key = task_id.encode()
-            partition = await partition_of(topic, key)
-            if not answers_locally(TP(topic, partition)):
+            tp, _owner = where(task_id.encode())
+            if not answers_locally(tp):
                 continue  # moved to another worker: that one answers for it
             row = get_status_json(task_id)
             if row is not None and (status is None or row["status"] == status):

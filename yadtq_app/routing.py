@@ -77,10 +77,7 @@ def routed(table: Any, *, key_arg: Optional[str] = None,
 async def locate(topic: str, key: bytes) -> tuple[TP, str]:
     """The partition of ``key`` in ``topic`` and the URL of the worker that owns it.
     Raises :class:`Unroutable`."""
-    try:
-        tp = TP(topic, await partition_of(topic, key))
-    except KeyError:
-        raise Unroutable("the cluster is rebalancing; retry") from None
+    tp = TP(topic, await partition_of(topic, key))
     owner = tps_url(app.assignor).get(tp)
     if owner is None:
         raise Unroutable("no worker holds this partition right now; retry")
@@ -92,13 +89,7 @@ async def locate_many(topic: str) -> Callable[[bytes], tuple[TP, Optional[str]]]
     the worker that owns it (``None``: no worker holds it now), as :func:`locate` gives
     them, with the producer's metadata and the group's assignment read once instead of
     per key. Raises :class:`Unroutable` if the topic's partitions are not known."""
-    kafka = private.ensure_producer(app.producer)
-    try:
-        partitions = sorted(await kafka.partitions_for(topic))
-    except Exception:  # noqa: BLE001 - no metadata for the topic: nobody can be named
-        partitions = []
-    if not partitions:
-        raise Unroutable("the cluster is rebalancing; retry")
+    partitions = await _partitions(topic)
     owners = tps_url(app.assignor)
 
     def where(key: bytes) -> tuple[TP, Optional[str]]:
@@ -130,13 +121,22 @@ def answers_locally(tp: TP) -> bool:
 
 
 async def partition_of(topic: str, key: bytes) -> int:
-    """The partition the producer sends ``key`` to in ``topic`` (loading its metadata once)."""
+    """The partition the producer sends ``key`` to in ``topic`` (:func:`key_partition`).
+    Raises :class:`Unroutable` if the topic's partitions are not known."""
+    return key_partition(key, await _partitions(topic))
+
+
+async def _partitions(topic: str) -> list[int]:
+    """``topic``'s partitions, sorted, from the producer's metadata (loaded if it has
+    none for the topic yet). Raises :class:`Unroutable` if they cannot be known."""
+    kafka = private.ensure_producer(app.producer)
     try:
-        return app.producer.key_partition(topic, key).partition
-    except (TypeError, AttributeError):
-        # The producer has no metadata for the topic yet (it never produced to it).
-        await app.warm_metadata(topic)
-        return app.producer.key_partition(topic, key).partition
+        partitions = sorted(await kafka.partitions_for(topic))
+    except Exception:  # noqa: BLE001 - no metadata for the topic: nobody can be named
+        partitions = []
+    if not partitions:
+        raise Unroutable("the cluster is rebalancing; retry")
+    return partitions
 
 
 def wait_seconds(request: Request) -> Optional[float]:
