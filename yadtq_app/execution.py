@@ -175,8 +175,7 @@ async def _run(taskdef: TaskDef, args: list[Any], kwargs: dict[str, Any], *,
             result = await asyncio.wait_for(_shield_timeouts(taskdef.fn(*args, **kwargs)), timeout)
         else:
             runner = threads if threads is not None else default_threads
-            result = await asyncio.wait_for(runner.submit(_call_shielding_timeouts, taskdef.fn, args, kwargs),
-                                            timeout)
+            result = await asyncio.wait_for(runner.submit(_call_timed, taskdef, args, kwargs), timeout)
     except _BodyTimeout as wrapped:
         return _failure(wrapped.original)
     except asyncio.TimeoutError:
@@ -208,8 +207,8 @@ def start_in_thread(taskdef: TaskDef, args: list[Any], kwargs: dict[str, Any], *
 
 
 def is_quick(taskdef: TaskDef) -> bool:
-    """Whether plain ``def`` task ``taskdef`` counts as quick: its last call that
-    :func:`start_in_thread` started took at most :data:`QUICK_CALL` in its thread, or
+    """Whether plain ``def`` task ``taskdef`` counts as quick: its last call in a
+    thread (:func:`start_in_thread`, :func:`run_task`) took at most :data:`QUICK_CALL`, or
     it has not run here yet, and no wait for a call of it has ended first
     (:func:`mark_slow`)."""
     return taskdef.name not in _slow
@@ -341,20 +340,16 @@ async def _shield_timeouts(coro: Any) -> Any:
 
 
 def _call_timed(taskdef: TaskDef, args: list[Any], kwargs: dict[str, Any]) -> Any:
-    """Call ``taskdef`` as :func:`_call_shielding_timeouts` does, and note whether the
-    call was quick (:func:`is_quick`); runs in a pool thread."""
+    """Call ``taskdef`` in a pool thread (every plain ``def`` task's call), and note
+    whether the call was quick (:func:`is_quick`). Raises what the task raises, a
+    ``TimeoutError`` of its own wrapped in ``_BodyTimeout`` (not the attempt's time limit)."""
     started = time.perf_counter()
     try:
-        return _call_shielding_timeouts(taskdef.fn, args, kwargs)
+        return taskdef.fn(*args, **kwargs)
+    except TimeoutError as exc:
+        raise _BodyTimeout(exc) from exc
     finally:
         if time.perf_counter() - started > QUICK_CALL:
             _slow.add(taskdef.name)
         else:
             _slow.discard(taskdef.name)
-
-
-def _call_shielding_timeouts(fn: Any, args: list[Any], kwargs: dict[str, Any]) -> Any:
-    try:
-        return fn(*args, **kwargs)
-    except TimeoutError as exc:
-        raise _BodyTimeout(exc) from exc

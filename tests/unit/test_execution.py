@@ -304,6 +304,27 @@ async def test_a_task_is_quick_until_a_call_of_it_is_not() -> None:
     pool.close()
 
 
+async def test_a_call_run_by_run_task_counts_for_quickness_too() -> None:
+    from yadtq_app.execution import QUICK_CALL, is_quick
+
+    pool = ThreadRunner(1)
+    delay = [20 * QUICK_CALL]
+
+    def sometimes_slow() -> str:
+        if delay[0]:
+            time.sleep(delay[0])
+        return "ok"
+
+    taskdef = TaskDef(name="unit.run_task_sometimes_slow", fn=sometimes_slow)
+    outcome = await run_task(taskdef, [], {}, timeout=5, threads=pool)
+    assert outcome.ok and outcome.result == "ok"
+    assert not is_quick(taskdef)  # the one-message path's calls are timed as the batches' are
+    delay[0] = 0.0
+    assert (await run_task(taskdef, [], {}, timeout=5, threads=pool)).ok
+    assert is_quick(taskdef)
+    pool.close()
+
+
 async def test_thread_runner_hands_back_exceptions_and_the_callers_context() -> None:
     import contextvars
 
