@@ -13,6 +13,7 @@ from typing import Any, Optional, cast
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from faust.exceptions import ProducerSendError
+from faust.types import TP
 from faust.web import Request, Response, View
 
 from yadtq_app.api_schema import MAX_BULK
@@ -179,6 +180,8 @@ async def _send_confirmed(accepted: list[Accepted], now: float) -> Optional[Refu
         return Refused(503, f"the brokers did not confirm the task within {settings.submit_timeout:g} s "
                        f"({why}); it may still be written: submit it again with the same task-id, which "
                        "never runs twice", reason="not-confirmed")
+    topic = task_topic.get_topic_name()
+    app.consumer.fetch_written(TP(topic, a.partition) for a in plain)  # type: ignore[attr-defined]  # yadtq's Consumer
     return None
 
 

@@ -10,7 +10,7 @@ import pytest
 from aiokafka.protocol.fetch import FetchRequest
 from aiokafka.protocol.offset import OffsetRequest
 
-from yadtq_app.kafka.lanes import FetchLanes, install_lanes
+from yadtq_app.kafka.lanes import MAX_LANES, FetchLanes, install_lanes
 
 NODE = 1
 
@@ -86,6 +86,21 @@ async def test_wake_stops_the_wait_and_the_next_fetch_takes_another_lane() -> No
     assert await listed == "listed" and await again == "records"
     lanes.wake()
     assert lanes.wakes == 1  # nothing was waiting: nothing to cancel
+
+
+async def test_a_spare_lane_is_one_with_no_fetch_held() -> None:
+    client = FakeClient()
+    lanes = FetchLanes(client)
+    assert lanes.spare_lane()  # nothing in flight
+    for held in range(MAX_LANES):
+        asyncio.ensure_future(lanes.send(NODE, fetch()))
+        await settle()
+        assert lanes.spare_lane() == (held < MAX_LANES - 1)
+        lanes.wake()  # given up on, but still held at the broker
+    assert client.lanes_used() == [0, *range(2, MAX_LANES + 1)]
+    client.sent[1][3].set_result("late answer")
+    await settle()
+    assert lanes.spare_lane()
 
 
 async def test_coordinator_requests_keep_their_connection() -> None:

@@ -162,6 +162,13 @@ def test_kafka_transport_when_remedies_requested() -> None:
     assert remedies(t) == (1000, 200, False)
 
 
+def test_only_the_embedded_broker_needs_a_fetch_again_after_a_write() -> None:
+    # Kafka answers a held fetch when a record arrives; Tansu waits out the fetch's wait.
+    assert profile_for(Settings(broker_url=KAFKA)).transport_class().fetch_woken_by_writes is True
+    embedded = profile_for(Settings(broker_url="kafka://127.0.0.1:9092")).transport_class()
+    assert embedded.fetch_woken_by_writes is False and EmbeddedTransport.fetch_woken_by_writes is False
+
+
 def test_kafka_transport_honours_zero_fetch_wait() -> None:
     t = profile_for(Settings(broker_url=KAFKA, fetch_max_wait_ms=0)).transport_class()
     assert remedies(t) == (0, 0, False)

@@ -141,6 +141,25 @@ class Consumer(faust_aiokafka.Consumer):
         if resumed:
             private.wake_fetch_waiters(self)
 
+    def fetch_written(self, tps: Iterable[TP]) -> None:
+        """Records were just written to ``tps``. On a broker that holds a fetch for its
+        whole wait though records arrive (:attr:`Transport.fetch_woken_by_writes` false:
+        the embedded one), fetch again now if this worker reads one of them and
+        processes no message: the fetch in flight was sent before the write, and a
+        record written meanwhile waits out the rest of its wait. Not when the worker is
+        at work (it fetches often anyway, and each fetch again costs it one), nor when
+        every lane has a fetch held (:meth:`~yadtq_app.kafka.lanes.FetchLanes.spare_lane`:
+        the new one would wait behind it)."""
+        transport: Transport = self.transport  # type: ignore[assignment]  # always yadtq's Transport
+        if transport.fetch_woken_by_writes or self.processing:
+            return
+        lanes = getattr(private.consumer_thread(self), "fetch_lanes", None)
+        if lanes is None or not lanes.spare_lane():
+            return
+        assigned = self.assignment()
+        if any(tp in assigned for tp in tps):
+            lanes.wake()
+
     def _expect(self, tp: TP, offset: int, tries: int = 0) -> None:
         self._yadtq_expect[tp] = (offset, tries)
 

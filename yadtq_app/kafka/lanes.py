@@ -60,6 +60,12 @@ class FetchLanes:
                 return lane
         return _LANES[0]
 
+    def spare_lane(self) -> bool:
+        """Whether every broker with a fetch in flight has a lane without one: a fetch
+        sent now would not queue behind a held one."""
+        nodes = {node for node, _lane in self._fetches}
+        return all(any(not self._fetches.get((node, lane)) for lane in _LANES) for node in nodes)
+
     async def send(self, node_id: int, request: Any, *, group: int = ConnectionGroup.DEFAULT) -> Any:
         """aiokafka's ``AIOKafkaClient.send``, on a lane of this broker's."""
         if group != ConnectionGroup.DEFAULT:

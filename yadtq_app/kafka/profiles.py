@@ -4,7 +4,8 @@
 defaults except acks=all, partitions and replication from the settings, Kafka's own
 session and heartbeat timeouts, a 1,000 ms fetch wait and credentials. ``embedded``
 (:class:`EmbeddedProfile`) is Tansu, the development broker: short timeouts, short
-fetch waits while tasks flow, the end-offset remedy, and a restart when it goes away.
+fetch waits while tasks flow, a fetch again after a worker's own writes, the end-offset
+remedy, and a restart when it goes away.
 ``YADTQ_BROKER_PROFILE`` chooses (``auto``: ``embedded`` when every bootstrap host is a
 loopback address and no TLS/SASL is configured). Why each choice: ``docs/brokers.md``,
 "Broker profiles".
@@ -49,6 +50,9 @@ class BrokerProfile:
     #: A broker that loses every topic when it stops: a worker restarts as soon as
     #: the broker closes its connections (no ``YADTQ_BROKER_LOST_AFTER`` grace).
     memory_only = False
+    #: Whether a fetch held at the broker is answered as soon as one of its partitions
+    #: gets a record (``Transport.fetch_woken_by_writes``).
+    fetch_woken_by_writes = True
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -110,7 +114,8 @@ class BrokerProfile:
         """The Faust transport to use: :class:`Transport` with this profile's remedies."""
         idle, busy = self.fetch_waits()
         return Transport.configured(fetch_max_wait_ms=idle, busy_fetch_max_wait_ms=busy,
-                                    fix_end_offsets=self.fixes_end_offsets())
+                                    fix_end_offsets=self.fixes_end_offsets(),
+                                    fetch_woken_by_writes=self.fetch_woken_by_writes)
 
 
 class EmbeddedProfile(BrokerProfile):
@@ -124,6 +129,7 @@ class EmbeddedProfile(BrokerProfile):
     busy_fetch_max_wait_ms = 3
     exact_end_offsets = False  # wrong for batched writes; fetch answers are right
     memory_only = True
+    fetch_woken_by_writes = False  # a fetch waits out its wait though records arrive meanwhile
 
     def topic_config(self) -> dict[str, str]:
         return {}  # one node: nothing is replicated, so min.insync.replicas means nothing
@@ -149,6 +155,7 @@ class EmbeddedTransport(Transport):
     fetch_max_wait_ms = 10
     busy_fetch_max_wait_ms = 3
     fix_end_offsets = True
+    fetch_woken_by_writes = False
 
 
 def profile_for(settings: Settings) -> BrokerProfile:

@@ -34,12 +34,17 @@ class Transport(faust_aiokafka.Transport):
     busy_fetch_max_wait_ms: ClassVar[int] = KAFKA_BUSY_FETCH_MAX_WAIT_MS
     #: Whether end offsets are re-read from fetch answers (:func:`~yadtq_app.kafka.end_offsets.true_end_offsets`).
     fix_end_offsets: ClassVar[bool] = False
+    #: Whether the broker answers a held fetch as soon as one of its partitions gets a
+    #: record; if not, the consumer fetches again when told of a write
+    #: (:meth:`~yadtq_app.kafka.consumer.Consumer.fetch_written`).
+    fetch_woken_by_writes: ClassVar[bool] = True
 
     @classmethod
     def configured(cls, *, fetch_max_wait_ms: int, busy_fetch_max_wait_ms: int,
-                   fix_end_offsets: bool) -> type[Transport]:
+                   fix_end_offsets: bool, fetch_woken_by_writes: bool = True) -> type[Transport]:
         """A subclass of this transport with these remedies."""
         ack_through_consumer()
         attrs = {"fetch_max_wait_ms": fetch_max_wait_ms, "busy_fetch_max_wait_ms": busy_fetch_max_wait_ms,
-                 "fix_end_offsets": fix_end_offsets, "__module__": cls.__module__}
+                 "fix_end_offsets": fix_end_offsets, "fetch_woken_by_writes": fetch_woken_by_writes,
+                 "__module__": cls.__module__}
         return type(cls.__name__, (cls,), attrs)
