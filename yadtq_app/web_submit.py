@@ -163,7 +163,9 @@ async def _confirmed(*sends: Any) -> None:
 
 async def _send_confirmed(accepted: list[Accepted], now: float) -> Optional[Refused]:
     """Hand ``accepted`` to the producer in one go and wait until the brokers have every
-    record; a 503 refusal (returned) if they do not confirm within ``YADTQ_SUBMIT_TIMEOUT``."""
+    record, then tell the consumer which task partitions were written
+    (:meth:`~yadtq_app.kafka.consumer.Consumer.fetch_written`); a 503 refusal (returned)
+    if the brokers do not confirm within ``YADTQ_SUBMIT_TIMEOUT``."""
     plain = [a for a in accepted if a.request.ordering_key is None]
     if len(plain) > 1:
         sends = [_send_batched(plain), *(_send_message(a) for a in accepted if a.request.ordering_key is not None)]
