@@ -176,8 +176,7 @@ def wake_fetch_waiters(consumer: Any) -> None:
     """Wake a poll of Faust's ``consumer`` that waits for new records (aiokafka's
     ``Fetcher.fetched_records``): it looks again at the records already fetched, for
     the partitions active now. Nothing happens before the consumer has started."""
-    kafka = thread_consumer(consumer_thread(consumer))
-    fetcher = getattr(kafka, "_fetcher", None)
+    fetcher = consumer_fetcher(thread_consumer(consumer_thread(consumer)))
     for waiter in list(getattr(fetcher, "_fetch_waiters", ())):
         if not waiter.done():
             waiter.set_result(None)
