@@ -7,7 +7,7 @@ once on the embedded broker and once on Apache Kafka (one KRaft node, from
 the bare-Faust floor with N workers (rows "Faust floor", ``bench/floor_target.py``); one
 ``redis-server`` on a free loopback port for the peers, and their workers (Celery
 prefork with 2 processes, taskiq with 2 worker processes). Every figure is measured
-``--runs`` times; the table shows the median, min–max and yadtq ÷ peer ratios, then
+``--runs`` times; the table shows the median, min–max and (yadtq, floor) ÷ peer ratios, then
 yadtq-through-Kafka ÷ floor and bulk ÷ Kafka (``bench/ratios.py``); a full run appends
 them, dated, with the machine, to bench/RESULTS.md.
 
@@ -65,6 +65,8 @@ def yadtq_label(broker: str, fetch_wait: Optional[int]) -> str:
 
 
 FAILOVER = "failover (s)"
+#: Round trips the floor makes before those measured (as yadtq's warm-up does).
+FLOOR_WARM_UP = 20
 
 
 class Interrupted(BaseException):
@@ -153,13 +155,18 @@ class Bench:
 
     def run_floor(self, run: int, n_workers: int, broker: str) -> None:
         """The bare-Faust floor with ``n_workers`` workers on a fresh ``broker``: throughput
-        through Kafka only (its rows: "Faust floor Nw", "Faust floor AK Nw")."""
+        through Kafka (its rows: "Faust floor Nw", "Faust floor AK Nw"), then on Apache
+        Kafka its round trips (on the embedded broker a held fetch is not woken by the
+        row's write, so they would measure the client's fetch wait)."""
         target = FloorTarget(n_workers, self.workdir / f"floor-r{run}-w{n_workers}-{broker}",
                              lifetime=self.remaining(), broker=broker)
+        label = floor_label(yadtq_label(broker, None), n_workers)
         try:
             target.start()
-            self.record_throughput(floor_label(yadtq_label(broker, None), n_workers), run,
-                                   target.throughput(self.args.tasks))
+            self.record_throughput(label, run, target.throughput(self.args.tasks))
+            if broker == "kafka":
+                target.latency(FLOOR_WARM_UP)
+                self.record_latency(label, run, target.latency(self.args.round_trips))
         finally:
             target.stop()
 

@@ -6,6 +6,11 @@ records onto the task topic, keyed by id, and a consumer of the table's changelo
 the rows written (each checked: ``2i`` for task ``i``). Measuring starts only once the
 group has settled: rounds of one warm-up task per partition until one round's rows come
 from every worker (so each holds partitions and has processed from them).
+
+Round trips (:meth:`FloorTarget.latency`) use the same client one task at a time: the
+task written (``send_and_wait``), then its row read from the changelog. That is the bare
+worker's own way to hand a result back; on Apache Kafka the client's held fetch answers
+as soon as the row is written, so the figure is what Faust and Kafka themselves take.
 """
 
 from __future__ import annotations
@@ -89,6 +94,10 @@ class FloorTarget:
         ``extra`` has the workers' summed CPU time, its share per task and the broker's."""
         return asyncio.run(self._throughput(n))
 
+    def latency(self, k: int) -> list[float]:
+        """``k`` sequential round trips (ms): a task written, then its row read back."""
+        return asyncio.run(self._latency(k))
+
     def _check_alive(self) -> None:
         for w in self.workers:
             w.check_alive()
@@ -130,6 +139,20 @@ class FloorTarget:
         return ThroughputSample(n, t_sub - t0, t1 - t0, extra={
             "last_done_s": t1 - t0, "worker_cpu_s": cpu, "cpu_ms_per_task": 1000 * cpu / n,
             "broker_cpu_ms_per_task": 1000 * (bcpu1 - bcpu0) / n})
+
+    async def _latency(self, k: int) -> list[float]:
+        tag = uuid.uuid4().hex[:8]
+        out: list[float] = []
+        async with _Client(self.bootstrap) as client:
+            for i in range(k):
+                tid = f"rt-{tag}-{i}"
+                t0 = time.perf_counter()
+                await client.producer.send_and_wait(TOPIC, key=tid.encode(), value=_wire(tid, i))
+                rows = await client.rows({tid}, time.monotonic() + 30, self._check_alive)
+                out.append((time.perf_counter() - t0) * 1000)
+                if rows[tid].get("result") != 2 * i:
+                    raise BenchError(f"task {tid}: result {rows[tid].get('result')!r}, expected {2 * i}")
+        return out
 
     def _cpu(self) -> float:
         return sum(cpu_seconds(pid) for pid in self.pids)

@@ -27,7 +27,10 @@ FLOOR_METHOD = """\
   one group on a fresh broker of the same kind, with the transport, session and heartbeat of
   yadtq's profile for that broker; the same producer writes the same records as yadtq's
   Kafka path; tasks/s = tasks ÷ (first write → last row seen in the table's changelog, each
-  checked), measured once every worker holds partitions. "Kafka ÷ floor" and "bulk ÷ Kafka"
+  checked), measured once every worker holds partitions. On Apache Kafka also its round
+  trips: a task written (`send_and_wait`), then its row read from the changelog, one at a
+  time (the bare worker's own way to hand a result back; the client's held fetch answers
+  when the row is written). "Kafka ÷ floor" and "bulk ÷ Kafka"
   below the table: issue 18 asks ≥ {target:.1f} of both.
 """
 

@@ -70,14 +70,15 @@ def _fmt(v: float) -> str:
 
 
 def render_table(results: Results) -> str:
-    """A Markdown table: figure, system, median, min–max, runs, and for yadtq rows median ÷ each peer's."""
-    head = ["figure", "system", "median", "min–max", "runs"] + [f"yadtq ÷ {p}" for p in PEERS]
+    """A Markdown table: figure, system, median, min–max, runs, and for yadtq's and the
+    floor's rows median ÷ each peer's."""
+    head = ["figure", "system", "median", "min–max", "runs"] + [f"÷ {p}" for p in PEERS]
     rows = [head, ["---"] * len(head)]
     for f in results.ordered():
         ratios = []
         for peer in PEERS:
             ref = results.get(f.figure, peer)
-            if f.system.startswith("yadtq") and ref is not None and ref.median:
+            if f.system.startswith(("yadtq", "Faust floor")) and ref is not None and ref.median:
                 ratios.append(f"{f.median / ref.median:.2f}")
             else:
                 ratios.append("")
@@ -195,8 +196,8 @@ How each figure is measured (bench/compare.py; client, brokers and workers share
   yadtq worker's producer lingers up to {linger:g} ms, only while its event loop is busy. Celery: prefork, concurrency 2,
   Redis broker and result backend, defaults otherwise. taskiq: `taskiq worker --workers 2`,
   {taskiq_broker}, Redis result backend. Every run starts fresh workers and an empty Redis.
-- Ratios are yadtq's median ÷ the peer's: above 1 is better for throughput, below 1 better
-  for latency. "yadtq 2w" is the like-for-like row (two worker processes, as the peers).
+- Ratios are the row's median (yadtq's, the floor's) ÷ the peer's: above 1 is better for
+  throughput, below 1 better for latency. "yadtq 2w" is the like-for-like row (two worker processes, as the peers).
 - What favours whom: the peers keep only a result per task, yadtq a changelog-backed status
   row (written once for a quick task: an HTTP submission's `queued` row waits in memory
   for the task's first write, up to `YADTQ_QUEUED_HOLD`; a `processing` write too for

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bench.plan import Step, cluster_steps
 from bench.ratios import render_ratios
-from bench.report import Results
+from bench.report import Results, render_table
 
 ALL = {"systems": ["yadtq", "floor"], "workers": [1, 2], "brokers": ["embedded", "kafka"],
        "kafka_fetch_waits": [None]}
@@ -56,3 +56,13 @@ def test_no_ratio_without_a_pair() -> None:
     results.add("throughput (tasks/s)", "yadtq 2w Kafka", 1000)
     results.add("throughput (tasks/s)", "Faust floor 1w", 1000)
     assert render_ratios(results) is None
+
+
+def test_the_table_divides_yadtq_and_floor_rows_by_each_peer() -> None:
+    results = Results()
+    for system, value in {"yadtq AK 1w Kafka": 3.0, "Faust floor AK 1w": 3.3, "Celery": 2.0, "taskiq": 4.0}.items():
+        results.add("latency p50 (ms)", system, value)
+    rows = {line.split("|")[2].strip(): [c.strip() for c in line.split("|")[6:8]]
+            for line in render_table(results).splitlines()[2:]}
+    assert rows == {"yadtq AK 1w Kafka": ["1.50", "0.75"], "Faust floor AK 1w": ["1.65", "0.82"],
+                    "Celery": ["", ""], "taskiq": ["", ""]}
