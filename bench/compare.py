@@ -51,8 +51,8 @@ from yadtq_app.settings import Settings  # noqa: E402
 
 logger = logging.getLogger("bench.compare")
 
-SYSTEMS = ("yadtq", "floor", "celery", "taskiq")
-PEER_LABELS = {"celery": "Celery", "taskiq": "taskiq"}
+SYSTEMS = ("yadtq", "floor", "celery", "celery-ak", "taskiq")
+PEER_LABELS = {"celery": "Celery", "celery-ak": "Celery AK", "taskiq": "taskiq"}
 VIA_LABELS = {"http": "HTTP", "bulk": "HTTP bulk", "kafka": "Kafka"}
 
 
@@ -288,8 +288,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     logger.info("%s: %d run(s), %d tasks, %d round trips, yadtq workers %s via %s on %s, systems %s, "
                 "failover rounds %d", "quick" if args.quick else "full", args.runs, args.tasks, args.round_trips,
                 args.workers, args.via, args.brokers, args.systems, args.failover_rounds)
-    if {"yadtq", "floor"} & set(args.systems) and "kafka" in args.brokers and kafka_problem():
-        logger.error("cannot run yadtq on Apache Kafka: %s (or pass --brokers embedded)", kafka_problem())
+    on_kafka = bool({"yadtq", "floor"} & set(args.systems)) and "kafka" in args.brokers
+    if (on_kafka or "celery-ak" in args.systems) and kafka_problem():
+        logger.error("cannot run on Apache Kafka: %s (or pass --brokers embedded and leave out celery-ak)",
+                     kafka_problem())
         return 1
     peers = [s for s in args.systems if s in PEER_LABELS]
     interrupted: Optional[str] = None
@@ -307,7 +309,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                     bench.attempt(step.describe(run), functools.partial(bench.run_step, run, step))
                 for name in peers:
                     assert redis is not None
-                    target: Any = (CeleryTarget(redis, Path(tmp), lifetime=bench.remaining()) if name == "celery"
+                    target: Any = (CeleryTarget(redis, Path(tmp), lifetime=bench.remaining(),
+                                                kafka=name == "celery-ak") if name.startswith("celery")
                                    else TaskiqTarget(redis, Path(tmp), lifetime=bench.remaining(),
                                                      broker_kind=args.taskiq_broker))
                     bench.attempt(f"{name} run {run + 1}", functools.partial(bench.run_peer, run, target))

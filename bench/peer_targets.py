@@ -1,10 +1,12 @@
 """The peers under measurement: Celery 5 (prefork, 2 processes) and taskiq (2 worker processes).
 
 Both use the Redis the comparison starts, as broker and result backend, and run the
-same ``add`` as yadtq (bench/peers/). Each run gets a freshly started worker and an
-emptied Redis. Results are read with each system's own API: ``AsyncResult.get``
-(Celery; its Redis backend pushes results over pub/sub) and ``wait_result`` (taskiq;
-it polls Redis every ``check_interval``).
+same ``add`` as yadtq (bench/peers/); "Celery AK" is Celery with a fresh one-node Apache
+Kafka as its broker instead (kombu's ``confluentkafka`` transport; results still on
+Redis). Each run gets a freshly started worker and an emptied Redis. Results are read
+with each system's own API: ``AsyncResult.get`` (Celery; its Redis backend pushes
+results over pub/sub) and ``wait_result`` (taskiq; it polls Redis every
+``check_interval``).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
+from bench.brokers import BenchBroker, start_broker
 from bench.common import ThroughputSample, bounded_gather
 from bench.procs import BenchError, BoundedProcess, RedisServer
 
@@ -35,30 +38,50 @@ def _peer_env(redis: RedisServer, extra: Optional[dict[str, str]] = None) -> dic
 
 
 class CeleryTarget:
-    """``celery worker --pool prefork --concurrency 2``, Redis broker (db 0) and result backend (db 1)."""
+    """``celery worker --pool prefork --concurrency 2``, Redis result backend (db 1); its
+    broker Redis (db 0), or with ``kafka`` a fresh one-node Apache Kafka ("Celery AK")."""
 
-    name = "celery"
-
-    def __init__(self, redis: RedisServer, workdir: Path, *, lifetime: float) -> None:
+    def __init__(self, redis: RedisServer, workdir: Path, *, lifetime: float, kafka: bool = False) -> None:
         self.redis = redis
         self.workdir = workdir
         self.lifetime = lifetime
+        self.kafka = kafka
+        self.name = "celery-ak" if kafka else "celery"
         self.worker: Optional[BoundedProcess] = None
+        self.broker: Optional[BenchBroker] = None
+        self.add: Any = None
 
     def start(self) -> "CeleryTarget":
+        from bench.peers import redis_url
+        from bench.peers.celery_app import build
+
         self.redis.flush()
+        env: dict[str, str] = {}
+        if self.kafka:
+            self.broker = start_broker("kafka", self.workdir / "celery-kafka", lifetime=self.lifetime)
+            env["BENCH_CELERY_BROKER"] = f"confluentkafka://{self.broker.bootstrap}"
+        app, self.add = build(env.get("BENCH_CELERY_BROKER") or redis_url(0))
         cmd = [sys.executable, "-m", "celery", "-A", "bench.peers.celery_app", "worker", "--pool", "prefork",
                "--concurrency", "2", "--loglevel", "WARNING", "--hostname", f"bench-{os.getpid()}@127.0.0.1"]
-        self.worker = BoundedProcess("celery worker", cmd, lifetime=self.lifetime, log_path=self.workdir / "celery.log",
-                                     env=_peer_env(self.redis), cwd=ROOT).start()
-        self._await_ready()
+        self.worker = BoundedProcess(f"{self.name} worker", cmd, lifetime=self.lifetime,
+                                     log_path=self.workdir / f"{self.name}.log", env=_peer_env(self.redis, env),
+                                     cwd=ROOT).start()
+        self._await_ready(app)
         return self
 
-    def _await_ready(self, timeout: float = 60.0) -> None:
-        from bench.peers.celery_app import app
-
+    def _await_ready(self, app: Any, timeout: float = 60.0) -> None:
+        """Until the worker answers a ``ping``; on Kafka, which has no broadcast for
+        Celery's remote control, until it has run one task."""
         assert self.worker is not None
         deadline = time.monotonic() + timeout
+        if self.kafka:
+            result = self.add.delay(0, 0)
+            while time.monotonic() < deadline:
+                self.worker.check_alive()
+                if result.ready():
+                    logger.info("celery worker on Apache Kafka ran its first task")
+                    return
+                time.sleep(0.05)  # between polls of the first result, while the worker starts
         while time.monotonic() < deadline:
             self.worker.check_alive()
             replies = app.control.ping(timeout=0.5)
@@ -71,16 +94,17 @@ class CeleryTarget:
         if self.worker is not None:
             self.worker.stop()
             self.worker = None
+        if self.broker is not None:
+            self.broker.stop()
+            self.broker = None
 
     def warm_up(self, n: int = 20) -> None:
         self.throughput(n)
 
     def throughput(self, n: int) -> ThroughputSample:
-        from bench.peers.celery_app import add
-
         timeout = max(120.0, n / 20)
         t0 = time.perf_counter()
-        results = [add.delay(i, i) for i in range(n)]
+        results = [self.add.delay(i, i) for i in range(n)]
         t_sub = time.perf_counter()
         results[-1].get(timeout=timeout)
         t_last = time.perf_counter()
@@ -92,12 +116,10 @@ class CeleryTarget:
         return ThroughputSample(n, t_sub - t0, t1 - t0, extra={"last_done_s": t_last - t0})
 
     def latency(self, k: int) -> list[float]:
-        from bench.peers.celery_app import add
-
         out = []
         for i in range(k):
             t0 = time.perf_counter()
-            value = add.delay(i, i).get(timeout=30, interval=0.001)
+            value = self.add.delay(i, i).get(timeout=30, interval=0.001)
             out.append((time.perf_counter() - t0) * 1000)
             if value != 2 * i:
                 raise BenchError(f"celery add({i}, {i}) gave {value!r}")

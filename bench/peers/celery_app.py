@@ -1,4 +1,6 @@
-"""Celery 5 with Redis as broker and result backend, and the same no-op ``add`` as yadtq's.
+"""Celery 5 with the same no-op ``add`` as yadtq's: Redis as result backend, and as broker
+unless ``BENCH_CELERY_BROKER`` names another (Apache Kafka through kombu's
+``confluentkafka`` transport: ``confluentkafka://HOST:PORT``).
 
 Worker (started by bench/compare.py)::
 
@@ -10,23 +12,34 @@ the serializer is pinned to JSON, as yadtq's wire format is JSON too.
 
 from __future__ import annotations
 
+import os
+from typing import Any
+
 from celery import Celery
 
 from bench.peers import redis_url
 
-__all__ = ["app", "add"]
-
-app = Celery("bench", broker=redis_url(0), backend=redis_url(1))
-app.conf.update(
-    task_serializer="json",
-    result_serializer="json",
-    accept_content=["json"],
-    broker_connection_retry_on_startup=True,
-    worker_hijack_root_logger=False,
-)
+__all__ = ["app", "add", "build"]
 
 
-@app.task(name="add")  # type: ignore[untyped-decorator]  # celery ships no types
-def add(a: float, b: float) -> float:
+def build(broker: str) -> tuple[Celery, Any]:
+    """A Celery app on ``broker`` with Redis's database 1 for results, and its ``add``."""
+    celery = Celery("bench", broker=broker, backend=redis_url(1))
+    celery.conf.update(
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        broker_connection_retry_on_startup=True,
+        worker_hijack_root_logger=False,
+    )
+    if broker.startswith("confluentkafka://"):  # librdkafka logs each closed connection otherwise
+        celery.conf.broker_transport_options = {"kafka_common_config": {"log_level": 3}}
+    return celery, celery.task(name="add")(_add)
+
+
+def _add(a: float, b: float) -> float:
     """a + b"""
     return a + b
+
+
+app, add = build(os.environ.get("BENCH_CELERY_BROKER") or redis_url(0))
