@@ -15,6 +15,7 @@ import asyncio
 import logging
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Optional
@@ -58,7 +59,9 @@ class CeleryTarget:
         self.redis.flush()
         env: dict[str, str] = {}
         if self.kafka:
-            self.broker = start_broker("kafka", self.workdir / "celery-kafka", lifetime=self.lifetime)
+            # A folder of its own each time: LocalKafka keeps using a data folder it formatted.
+            kafka_dir = Path(tempfile.mkdtemp(prefix="celery-kafka-", dir=self.workdir))
+            self.broker = start_broker("kafka", kafka_dir, lifetime=self.lifetime)
             env["BENCH_CELERY_BROKER"] = f"confluentkafka://{self.broker.bootstrap}"
         app, self.add = build(env.get("BENCH_CELERY_BROKER") or redis_url(0))
         cmd = [sys.executable, "-m", "celery", "-A", "bench.peers.celery_app", "worker", "--pool", "prefork",
