@@ -60,9 +60,12 @@ def test_no_ratio_without_a_pair() -> None:
 
 def test_the_table_divides_yadtq_and_floor_rows_by_each_peer() -> None:
     results = Results()
-    for system, value in {"yadtq AK 1w Kafka": 3.0, "Faust floor AK 1w": 3.3, "Celery": 2.0, "taskiq": 4.0}.items():
+    for system, value in {"yadtq AK 1w Kafka": 3.0, "Faust floor AK 1w": 3.3, "Celery": 2.0, "Celery AK": 5.0,
+                          "taskiq": 4.0}.items():
         results.add("latency p50 (ms)", system, value)
-    rows = {line.split("|")[2].strip(): [c.strip() for c in line.split("|")[6:8]]
-            for line in render_table(results).splitlines()[2:]}
-    assert rows == {"yadtq AK 1w Kafka": ["1.50", "0.75"], "Faust floor AK 1w": ["1.65", "0.82"],
-                    "Celery": ["", ""], "taskiq": ["", ""]}
+    lines = [[c.strip() for c in line.split("|")[1:-1]] for line in render_table(results).splitlines()]
+    head = lines[0]
+    rows = {cells[1]: [cells[head.index(f"÷ {peer}")] for peer in ("Celery", "Celery AK", "taskiq")]
+            for cells in lines[2:]}
+    assert rows == {"yadtq AK 1w Kafka": ["1.50", "0.60", "0.75"], "Faust floor AK 1w": ["1.65", "0.66", "0.82"],
+                    "Celery": ["", "", ""], "Celery AK": ["", "", ""], "taskiq": ["", "", ""]}
