@@ -1,4 +1,5 @@
-"""The peers yadtq is measured against, each a one-task app on Redis (``BENCH_REDIS_URL``).
+"""The peers yadtq is measured against, each a one-task app on Redis (``BENCH_REDIS_URL``;
+Celery's broker may be Apache Kafka instead: ``BENCH_CELERY_BROKER``).
 
 Imported by the benchmark's client and, by module path, by the peers' own worker
 processes, which the benchmark starts with the same environment.
