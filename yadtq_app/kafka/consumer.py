@@ -153,12 +153,12 @@ class Consumer(faust_aiokafka.Consumer):
         transport: Transport = self.transport  # type: ignore[assignment]  # always yadtq's Transport
         if transport.fetch_woken_by_writes or self.processing:
             return
-        lanes = getattr(private.consumer_thread(self), "fetch_lanes", None)
-        if lanes is None or not lanes.spare_lane():
+        thread = private.consumer_thread(self)
+        if not isinstance(thread, ConsumerThread):
             return
         assigned = self.assignment()
         if any(tp in assigned for tp in tps):
-            lanes.wake()
+            thread.wake_fetcher(spare_lanes_only=True)
 
     def _expect(self, tp: TP, offset: int, tries: int = 0) -> None:
         self._yadtq_expect[tp] = (offset, tries)

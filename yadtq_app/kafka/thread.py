@@ -78,10 +78,14 @@ class ConsumerThread(InLoop, faust_aiokafka.AIOKafkaConsumerThread):
         coordinator side by side, so that the stop finds nothing to do and no LeaveGroup
         is sent (``docs/brokers.md``, "A rebalance during a stop")."""
 
-    def wake_fetcher(self) -> None:
-        """Send new fetches now instead of waiting for those in flight."""
-        if self.fetch_lanes is not None:
-            self.fetch_lanes.wake()
+    def wake_fetcher(self, *, spare_lanes_only: bool = False) -> None:
+        """Send new fetches now instead of waiting for those in flight; with
+        ``spare_lanes_only``, not while some broker has a fetch held on every lane
+        (:meth:`~yadtq_app.kafka.lanes.FetchLanes.spare_lane`: a new fetch would wait
+        behind it)."""
+        lanes = self.fetch_lanes
+        if lanes is not None and (not spare_lanes_only or lanes.spare_lane()):
+            lanes.wake()
 
     def membership_lost(self) -> bool:
         """True once the broker no longer knows this consumer (evicted, not yet rejoined).
