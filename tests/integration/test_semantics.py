@@ -201,7 +201,8 @@ def test_same_id_submitted_twice_returns_the_existing_task_and_runs_once(
         t.start()
     for t in threads:
         t.join(30)
-    assert sorted(set(codes)) <= [200, 202] and 202 in codes
+    # Each racer is accepted (202; all eight may be) or answered the task a faster one wrote (200).
+    assert len(codes) == 8 and set(codes) <= {200, 202} and 202 in codes
     wait_status(client, racing_id, "success")
     assert len(starts(ledger, task_id)) == 1
     assert len(starts(ledger, racing_id)) == 1
