@@ -97,6 +97,7 @@ class StreamConsumer:
         self.ends = ends
         self.processing: set[tuple[Any, int]] = set()
         self.delivered_at: dict[Any, float] = {}
+        self.finished_at: dict[Any, float] = {}
         self.seeks: list[tuple[Any, int]] = []
 
     def assignment(self) -> set[Any]:
@@ -156,6 +157,30 @@ async def test_stream_watchdog_reads_a_silent_partition_with_work_left_again_and
     now[0] = 200.0
     await dog.check()
     assert len(consumer.seeks) == 5 and dog._kicked == {} and dog._since == {}
+
+
+async def test_stream_watchdog_leaves_a_partition_whose_last_task_just_finished() -> None:
+    # A task that ran longer than the stall, last of its partition: once it is acked the
+    # partition is neither busy nor committed to its end until the next commit.
+    from faust.types import TP
+
+    from yadtq_app.kafka.watchdogs import StreamWatchdog
+
+    long_task = TP("tasks", 0)
+    consumer = StreamConsumer({long_task: 3}, {long_task: 4})
+    now = [100.0]
+    dog = StreamWatchdog(StreamApp(consumer), stall=5.0, clock=lambda: now[0])
+    consumer.delivered_at[long_task] = 100.0
+    consumer.processing.add((long_task, 3))
+    await dog.check()
+    now[0] = 160.0  # it ran for a minute, and has just finished
+    consumer.processing.clear()
+    consumer.finished_at[long_task] = 159.5
+    await dog.check()
+    assert consumer.seeks == []
+    now[0] = 165.0  # finished 5.5 s ago and still not committed: read it again
+    await dog.check()
+    assert consumer.seeks == [(long_task, 3)]
 
 
 async def test_recovery_watchdog_resumes_faust_tps_whatever_recovery_keys_it_by() -> None:

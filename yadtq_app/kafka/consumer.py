@@ -63,9 +63,11 @@ class Consumer(faust_aiokafka.Consumer):
         transport: Transport = self.transport  # type: ignore[assignment]  # always yadtq's Transport
         #: The fetch wait of the worker consumer, by how busy the agents are.
         self.fetch_wait = FetchWait(transport.fetch_max_wait_ms, transport.busy_fetch_max_wait_ms)
-        #: When an agent last got a message of each partition (monotonic s), and the
-        #: messages agents got and have not acked yet (tp, offset): being processed.
+        #: When an agent last got a message of each partition (monotonic s), when a
+        #: message of each last finished (was acked), and the messages agents got and
+        #: have not acked yet (tp, offset): being processed.
         self.delivered_at: dict[TP, float] = {}
+        self.finished_at: dict[TP, float] = {}
         self.processing: set[tuple[TP, int]] = set()
         #: When the group coordinator last answered a heartbeat.
         self.heartbeats = Heartbeats()
@@ -115,6 +117,7 @@ class Consumer(faust_aiokafka.Consumer):
         """Faust's ack, except that an ack of an earlier generation, or made while flow
         control is off, does not count (the message is read again if rereadable)."""
         self.processing.discard((message.tp, message.offset))
+        self.finished_at[message.tp] = time.monotonic()
         if stale_ack(message.generation_id, self.app.consumer_generation_id) \
                 or not self.app.flow_control.is_active():
             with ack_lock:

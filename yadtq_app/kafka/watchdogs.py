@@ -82,8 +82,9 @@ class StreamWatchdog:
 
     A partition of ``app.rereadable_topics`` stalls when records are left (its
     committed offset is below its end), none of its messages is being processed and
-    none reached an agent for :attr:`stall` seconds; it is then sought back to its
-    committed offset. Never during a rebalance or recovery, nor while every task slot
+    none reached an agent or finished for :attr:`stall` seconds (a finished message is
+    committed within the commit interval); it is then sought back to its committed
+    offset. Never during a rebalance or recovery, nor while every task slot
     is taken (backpressure).
     """
 
@@ -116,7 +117,8 @@ class StreamWatchdog:
             end = consumer.highwater(tp)
             if committed is None or end is None or committed >= end:
                 continue
-            last = max(consumer.delivered_at.get(tp, 0.0), self._kicked.get(tp, 0.0), since)
+            last = max(consumer.delivered_at.get(tp, 0.0), consumer.finished_at.get(tp, 0.0),
+                       self._kicked.get(tp, 0.0), since)
             if now - last < self.stall:
                 continue
             self._kicked[tp] = now
@@ -127,6 +129,6 @@ class StreamWatchdog:
         """Call every second or so."""
         for tp, offset in self.stalled().items():
             logger.warning("%s-%d: records up to offset %s are left, none is being processed and none reached "
-                           "an agent for %.0f s; reading it again from offset %d", tp.topic, tp.partition,
+                           "an agent or finished for %.0f s; reading it again from offset %d", tp.topic, tp.partition,
                            self.app.consumer.highwater(tp), self.stall, offset)
             self.app.consumer.reread(tp, offset)
