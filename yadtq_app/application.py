@@ -348,6 +348,7 @@ def faust_options(settings: Settings) -> dict[str, Any]:
         "canonical_url": settings.web_url,
         "consumer_auto_offset_reset": "earliest",
         "table_standby_replicas": 0,
+        "stream_processing_timeout": settings.stream_processing_timeout,  # logs only: docs/brokers.md
         "web_cors_options": None,
         "Worker": Worker,
         "Table": FencedTable,

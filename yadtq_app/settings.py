@@ -143,6 +143,10 @@ class Settings:
     heartbeat_interval: float = setting("YADTQ_HEARTBEAT_INTERVAL", 1.0, float, "seconds between heartbeats")
     broker_lost_after: float = setting("YADTQ_BROKER_LOST_AFTER", 10.0, float,
                                        "seconds without an answer from the broker before a worker restarts itself")
+    stream_processing_timeout: float = setting(
+        "YADTQ_STREAM_PROCESSING_TIMEOUT", 300.0, float,
+        "seconds a partition may go unfetched, or its stream stand still with records left, "
+        "before the worker logs it as an error (Faust's ``stream_processing_timeout``)")
     worker_timeout: Optional[float] = setting("YADTQ_WORKER_TIMEOUT", None, float,
                                               "a worker silent this long is shown dead; ``None``: 3 heartbeats",
                                               shown="3 × heartbeat")

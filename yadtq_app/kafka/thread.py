@@ -78,6 +78,14 @@ class ConsumerThread(InLoop, faust_aiokafka.AIOKafkaConsumerThread):
         coordinator side by side, so that the stop finds nothing to do and no LeaveGroup
         is sent (``docs/brokers.md``, "A rebalance during a stop")."""
 
+    def verify_event_path(self, now: float, tp: TP) -> None:
+        """Faust's check that ``tp`` is fetched and its stream moving, logged as an error
+        once ``stream_processing_timeout`` has passed; skipped for a partition Faust
+        paused, which it does not fetch on purpose (the changelogs of the tables this
+        worker writes, paused once recovered: ``docs/brokers.md``, "Stall reports")."""
+        if tp not in private.paused_partitions(self.consumer):
+            super().verify_event_path(now, tp)
+
     def wake_fetcher(self, *, spare_lanes_only: bool = False) -> None:
         """Send new fetches now instead of waiting for those in flight; with
         ``spare_lanes_only``, not while some broker has a fetch held on every lane

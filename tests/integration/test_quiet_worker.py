@@ -1,0 +1,41 @@
+"""A settled cluster at work logs no warning and no error, past Faust's stall timeout too."""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+import pytest
+
+from tests.support.wait import wait_for
+from yadtq_app import Client
+
+pytestmark = pytest.mark.integration
+
+#: Faust's stall check runs every 2.5 commit intervals (7 s with its default 2.8 s).
+FAUST_CHECK_EVERY = 7.0
+STALL_TIMEOUT = 4.0
+#: The stream watchdog's stall (``StreamWatchdog.stall``) and a commit interval after it.
+WATCHDOG_WINDOW = 5.0 + 3.0
+
+_NOISE = re.compile(r"\[(WARNING|ERROR|CRITICAL)\]")
+
+
+def test_a_working_cluster_logs_nothing_past_the_stall_timeout(cluster_factory: Any) -> None:
+    cluster = cluster_factory(extra_env={"YADTQ_STREAM_PROCESSING_TIMEOUT": str(STALL_TIMEOUT)}).start(2)
+    started = time.monotonic()
+    marks = [len(w.log_text()) for w in cluster.workers]
+    client = Client(cluster.running()[0].url)
+    assert [client.submit("add", i, 1).result(timeout=30) for i in range(16)] == [i + 1 for i in range(16)]
+    # A task longer than the stream watchdog's stall, the last of its partition: once it
+    # finishes, its partition is idle and not committed to its end until the next commit.
+    assert client.submit("sleep", 6.0).result(timeout=30) == 6.0
+    finished = time.monotonic()
+    # Time for Faust's check to run twice past the stall timeout, and for the watchdog's window.
+    until = max(started + STALL_TIMEOUT + 2 * FAUST_CHECK_EVERY + 1.0, finished + WATCHDOG_WINDOW)
+    wait_for(lambda: time.monotonic() > until, timeout=60, interval=0.5, message="the checks to run")
+    for w, mark in zip(cluster.workers, marks):
+        logged = [line for line in w.log_text()[mark:].splitlines() if _NOISE.search(line)]
+        assert logged == [], f"{w.worker_id}:\n" + "\n".join(logged[:10])
+        assert w.alive
