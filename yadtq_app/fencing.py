@@ -48,7 +48,10 @@ class FreezeGuard:
         self.threshold = threshold
         self.hold = hold
         self.clock = clock
-        self.last_tick = clock()
+        #: The last tick; ``None`` before the first, which starts the watch: a worker's
+        #: start (its first assignment and table recovery, before Faust starts its
+        #: timers) is no freeze.
+        self.last_tick: Optional[float] = None
         self.closed_until = 0.0
         self.freezes = 0
 
@@ -61,7 +64,7 @@ class FreezeGuard:
     def tick(self) -> None:
         """Call at least every :attr:`tick_interval` (a timer does, and every agent before it acts)."""
         now = self.clock()
-        gap = now - self.last_tick
+        gap = 0.0 if self.last_tick is None else now - self.last_tick
         if gap > self.threshold:
             self.freezes += 1
             self.closed_until = now + self.hold
@@ -76,7 +79,8 @@ class FreezeGuard:
     def on_assigned(self) -> None:
         """A rebalance finished: what we hold now is ours."""
         self.closed_until = 0.0
-        self.last_tick = self.clock()
+        if self.last_tick is not None:
+            self.last_tick = self.clock()
 
 
 def contiguous(last: Optional[int], offset: int) -> bool:

@@ -1,4 +1,5 @@
-"""A settled cluster at work logs no warning and no error, past Faust's stall timeout too."""
+"""A settled cluster at work logs no warning and no error, past Faust's stall timeout too;
+a worker that joins it in a rolling restart reads no freeze into its start."""
 
 from __future__ import annotations
 
@@ -40,3 +41,13 @@ def test_a_working_cluster_logs_nothing_past_the_stall_timeout(cluster_factory: 
         logged = [line for line in w.log_text()[mark:].splitlines() if _NOISE.search(line)]
         assert logged == [], f"{w.worker_id}:\n" + "\n".join(logged[:10])
         assert w.alive
+
+    # A rolling restart: a worker that joins recovers its tables before Faust starts its
+    # timers, which is no freeze.
+    cluster.workers[0].stop()
+    joiner = cluster.add(1)[0]
+    joiner.wait_healthy(60)
+    cluster.wait_settled(60)
+    assert Client(joiner.url).submit("add", 2, 2).result(timeout=30) == 4
+    for w in cluster.running():
+        assert "was frozen" not in w.log_text(), w.tail()

@@ -41,6 +41,7 @@ def test_ticking_at_its_interval_tolerates_lag_of_most_of_the_threshold() -> Non
 def test_closed_after_a_freeze_until_reassigned() -> None:
     clock = Clock()
     g = FreezeGuard(threshold=1.5, hold=6.0, clock=clock)
+    g.tick()  # the timer's first tick starts the watch
     clock.now += 10.0  # SIGSTOP for 10 s
     assert not g.is_open()
     assert g.freezes == 1
@@ -53,6 +54,7 @@ def test_closed_after_a_freeze_until_reassigned() -> None:
 def test_reopens_after_hold_without_a_rebalance() -> None:
     clock = Clock()
     g = FreezeGuard(threshold=1.5, hold=6.0, clock=clock)
+    g.tick()
     clock.now += 2.0
     assert not g.is_open()
     for _ in range(59):
@@ -62,9 +64,26 @@ def test_reopens_after_hold_without_a_rebalance() -> None:
     assert g.is_open()
 
 
+def test_the_watch_starts_at_the_first_tick_not_at_the_first_assignment() -> None:
+    # A new worker is assigned partitions and recovers its tables before Faust starts
+    # its timers: that time is no freeze.
+    clock = Clock()
+    g = FreezeGuard(threshold=1.0, hold=4.0, clock=clock)
+    clock.now += 3.0  # the worker starts
+    g.on_assigned()
+    clock.now += 1.2  # table recovery; no timer yet
+    assert g.is_open() and g.freezes == 0
+    clock.now += 1.2  # from then on, a gap is a freeze
+    assert not g.is_open() and g.freezes == 1
+    g.on_assigned()
+    clock.now += 0.1
+    assert g.is_open()
+
+
 def test_a_freeze_noticed_by_any_caller_closes_for_all() -> None:
     clock = Clock()
     g = FreezeGuard(threshold=1.5, hold=6.0, clock=clock)
+    g.tick()
     clock.now += 5.0
     g.tick()  # the timer notices first
     assert not g.is_open()  # an agent asking right after is refused too
