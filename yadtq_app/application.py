@@ -45,6 +45,7 @@ from .registry import TaskRegistry, default_registry
 from .running import RunningTasks
 from .security import broker_credentials, client_options
 from .settings import PRODUCER_MAX_REQUEST_SIZE, Settings, command_line_port
+from .silent_peers import SilentPeers
 from .worker_memory import FinishWaiters, RecentlyFinished, RecentTasks, WorkerStats
 
 __all__ = ["YadtqApp", "create_app", "app", "settings", "EXIT_CONFIG"]
@@ -97,6 +98,8 @@ class YadtqApp(faust.App):
         self.backlog = Backlog(settings, settings.task_topic)
         #: What the other alive workers register (refreshed by yadtq_app.web_cluster).
         self.peer_tasks = PeerTasks(settings.worker_id, registry.names(), registry.digest())
+        #: The workers that did not answer a forwarded request (yadtq_app.routing, status_reads).
+        self.silent_peers = SilentPeers()
         self.processes = ProcessRunner(settings.processes)
         self._long_poll_http: Optional[aiohttp.ClientSession] = None
         self._producer_starting = asyncio.Lock()

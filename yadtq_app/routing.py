@@ -172,12 +172,13 @@ async def forward(view: View, request: Request, owner: str) -> Response:
         async with http.request(request.method, url, headers=headers, data=body,
                                 timeout=aiohttp.ClientTimeout(total=10 + wait)) as resp:
             body = await resp.read()
+            app.silent_peers.answered(owner)
             out = view.bytes(body, content_type="application/json", status=resp.status)
             if "Retry-After" in resp.headers:
                 out.headers["Retry-After"] = resp.headers["Retry-After"]
             return out
     except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-        logger.warning("could not reach %s for %s: %s", owner, request.url.path, exc)
+        app.silent_peers.failed(owner, request.url.path, exc)
         raise Refused(503, f"the worker holding this task ({owner}) did not answer; retry") from None
 
 

@@ -5,7 +5,6 @@ among the task topic's unread messages (``docs/http.md``)."""
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from typing import Any, Callable, Optional
 
@@ -36,8 +35,6 @@ from yadtq_app.state import apply_event
 from yadtq_app.tables.task_status import get_status, get_status_json, task_status
 
 __all__ = ["with_effective_options", "recorded_status", "unread_rows", "statuses", "existing"]
-
-logger = logging.getLogger(__name__)
 
 
 async def _keep_assigned(*args: Any, **kwargs: Any) -> None:
@@ -164,12 +161,13 @@ async def _ask_owner(owner: str, ids: list[str], unread: bool) -> tuple[dict[str
     try:
         async with app.http_client.post(url, json={"ids": ids}, headers=headers,
                                         timeout=aiohttp.ClientTimeout(total=10)) as resp:
+            app.silent_peers.answered(owner)
             if resp.status != 200:
                 return {}, ids
             data = await resp.json()
             return data["tasks"], data["unavailable"]
     except (aiohttp.ClientError, asyncio.TimeoutError, ValueError, KeyError, TypeError) as exc:
-        logger.warning("could not reach %s for %d statuses: %s", owner, len(ids), exc)
+        app.silent_peers.failed(owner, f"{len(ids)} statuses", exc)
         return {}, ids
 
 
