@@ -8,17 +8,19 @@ import time
 from typing import Any
 
 import pytest
+from faust.types.settings import Settings as FaustSettings
 
 from tests.support.wait import wait_for
 from yadtq_app import Client
 
 pytestmark = pytest.mark.integration
 
-#: Faust's stall check runs every 2.5 commit intervals (7 s with its default 2.8 s).
-FAUST_CHECK_EVERY = 7.0
+#: Faust's commit interval (yadtq keeps its default); its stall check runs every 2.5 of them.
+COMMIT_INTERVAL = FaustSettings.broker_commit_interval.default
+FAUST_CHECK_EVERY = 2.5 * COMMIT_INTERVAL
 STALL_TIMEOUT = 4.0
 #: A commit interval and a watchdog check: a finished task's offset is committed by then.
-COMMITTED_WITHIN = 2.8 + 1.0
+COMMITTED_WITHIN = COMMIT_INTERVAL + 1.0
 
 _NOISE = re.compile(r"\[(WARNING|ERROR|CRITICAL)\]")
 
